@@ -1,0 +1,158 @@
+"""Framework glue shared by every blueprint: body parsing, responses, error translation.
+
+Handlers raise :class:`ApiError`/:class:`OAuthError`; the wrappers here turn them into the
+documented bodies. Anything unexpected becomes a bare 500 (no internals) and a log line.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from typing import Any, Callable
+from urllib.parse import parse_qsl
+
+from chalice import Response
+
+from chalicelib.errors import ApiError, InvalidBody, InvalidQueryString, OAuthError, TooLarge
+
+log = logging.getLogger("broker")
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 20
+
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def json_response(body: Any, status: int = 200, headers: dict | None = None) -> Response:
+    all_headers = {"Content-Type": "application/json; charset=utf-8"}
+    if headers:
+        all_headers.update(headers)
+    if status == 204:
+        return Response(body="", status_code=204, headers={k: v for k, v in all_headers.items()
+                                                           if k != "Content-Type"})
+    return Response(body=json.dumps(body, separators=(",", ":")), status_code=status,
+                    headers=all_headers)
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > MAX_JSON_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max([_depth(v, level + 1) for v in value.values()] or [level + 1])
+    if isinstance(value, list):
+        return max([_depth(v, level + 1) for v in value] or [level + 1])
+    return level
+
+
+def raw_body(request) -> bytes:
+    body = request.raw_body or b""
+    if len(body) > MAX_BODY_BYTES:
+        raise TooLarge("Request body is too large")
+    return body
+
+
+def parse_json(request, *, expect: type = dict) -> Any:
+    body = raw_body(request)
+    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type and content_type != "application/json" and not content_type.endswith("+json"):
+        raise InvalidBody("Content-Type must be application/json")
+    try:
+        value = json.loads(body.decode("utf-8")) if body else None
+    except (UnicodeDecodeError, ValueError):
+        raise InvalidBody("Invalid request payload JSON format") from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise InvalidBody("Request payload is nested too deeply")
+    if not isinstance(value, expect):
+        kind = "object" if expect is dict else "array"
+        raise InvalidBody(f"Payload validation error: expected a JSON {kind}")
+    return value
+
+
+def parse_form_or_json(request) -> dict:
+    """OAuth endpoints take a form body (RFC 6749); JSON is accepted too, as Auth0 does."""
+    body = raw_body(request)
+    content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+    if content_type == "application/json":
+        try:
+            value = json.loads(body.decode("utf-8")) if body else {}
+        except (UnicodeDecodeError, ValueError):
+            raise OAuthError("invalid_request", "Invalid JSON body") from None
+        if not isinstance(value, dict) or any(not isinstance(v, str) for v in value.values()):
+            raise OAuthError("invalid_request", "The JSON body must be an object of strings")
+        return value
+    if content_type not in ("application/x-www-form-urlencoded", ""):
+        raise OAuthError("invalid_request", "Unsupported Content-Type")
+    try:
+        pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except (UnicodeDecodeError, ValueError):
+        raise OAuthError("invalid_request", "Invalid form body") from None
+    form: dict[str, str] = {}
+    for key, value in pairs:
+        if key in form:
+            # RFC 6749 §3.1: request parameters must not be included more than once.
+            raise OAuthError("invalid_request", f"Parameter {key} is repeated")
+        form[key] = value
+    return form
+
+
+def query_params(request) -> dict[str, list[str]]:
+    params = request.query_params
+    if not params:
+        return {}
+    return {key: list(params.getlist(key)) for key in params.keys()}
+
+
+def single(params: dict[str, list[str]], name: str) -> str | None:
+    values = params.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidQueryString(f"Query parameter {name} must appear once")
+    return values[0]
+
+
+def handles_api_errors(handler: Callable) -> Callable:
+    """Auth0-shaped errors for the Management API."""
+
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except ApiError as exc:
+            headers = {}
+            if exc.status == 401:
+                headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+            return json_response(exc.body(), exc.status, headers)
+        except Exception:  # noqa: BLE001 - last line of defence: no internals in responses
+            log.exception("unhandled error in %s", handler.__name__)
+            return json_response({"statusCode": 500, "error": "Internal Server Error",
+                                  "message": "Internal error", "errorCode": "internal_error"}, 500)
+
+    return wrapper
+
+
+def handles_oauth_errors(handler: Callable) -> Callable:
+    """RFC 6749 §5.2 errors for OAuth endpoints; 503 ``temporarily_unavailable`` on outages."""
+
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        try:
+            return handler(*args, **kwargs)
+        except OAuthError as exc:
+            return json_response(exc.body(), exc.status, {**NO_STORE, **exc.headers})
+        except ApiError as exc:
+            if exc.status == 503:
+                return json_response({"error": "temporarily_unavailable",
+                                      "error_description": exc.message}, 503, NO_STORE)
+            if exc.status == 413:
+                return json_response({"error": "invalid_request",
+                                      "error_description": exc.message}, 413, NO_STORE)
+            log.error("api error on oauth route: %s", exc.error_code)
+            return json_response({"error": "server_error",
+                                  "error_description": "Internal error"}, 500, NO_STORE)
+        except Exception:  # noqa: BLE001
+            log.exception("unhandled error in %s", handler.__name__)
+            return json_response({"error": "server_error", "error_description": "Internal error"},
+                                 500, NO_STORE)
+
+    return wrapper

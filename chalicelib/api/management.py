@@ -1,0 +1,237 @@
+"""``/api/v2``: the Auth0-shaped Management API. Parse, authorize, call the rules, shape."""
+from __future__ import annotations
+
+from chalice import Blueprint
+
+from chalicelib.api.http import handles_api_errors, json_response, parse_json, query_params
+from chalicelib.errors import NotFound
+from chalicelib.management import auth, clients, connections, grants
+from chalicelib.management.paging import check_known, one, page, select_fields
+
+bp = Blueprint(__name__)
+JSON = ["application/json"]
+
+CONNECTION_FIELDS = ("id", "name", "strategy", "display_name", "show_as_button",
+                     "is_domain_connection", "realms", "metadata", "enabled_clients", "options")
+CLIENT_FIELDS = clients.PUBLIC_FIELDS
+
+
+def _caller(*scopes: str) -> auth.Caller:
+    caller = auth.authenticate(bp.current_request.headers.get("authorization"))
+    auth.require(caller, *scopes)
+    return caller
+
+
+# --- connections ------------------------------------------------------------------------------
+
+@bp.route("/api/v2/connections", methods=["GET"])
+@handles_api_errors
+def list_connections():
+    caller = _caller("read:connections")
+    params = query_params(bp.current_request)
+    check_known(params, {"page", "per_page", "include_totals", "from", "take", "strategy", "name",
+                         "fields", "include_fields"})
+    strategies = params.get("strategy")
+    name = one(params, "name")
+    with_options = caller.has("read:connections_options")
+    if name is not None:
+        found = connections.get_connection_by_name(name)
+        items = [found] if found else []
+    else:
+        items = connections.list_connections()
+    if strategies:
+        items = [i for i in items if i["strategy"] in strategies]
+    views = [connections.view(i, with_options=with_options) for i in items]
+    paged = page(views, params, "connections", "id")
+    if isinstance(paged, list):
+        return json_response(select_fields(paged, params, CONNECTION_FIELDS))
+    paged["connections"] = select_fields(paged["connections"], params, CONNECTION_FIELDS)
+    return json_response(paged)
+
+
+@bp.route("/api/v2/connections", methods=["POST"], content_types=JSON)
+@handles_api_errors
+def create_connection():
+    _caller("create:connections")
+    body = parse_json(bp.current_request)
+    return json_response(connections.create_connection(body), 201)
+
+
+@bp.route("/api/v2/connections/{connection_id}", methods=["GET"])
+@handles_api_errors
+def get_connection(connection_id):
+    caller = _caller("read:connections")
+    params = query_params(bp.current_request)
+    check_known(params, {"fields", "include_fields"})
+    item = connections.require_connection(connection_id)
+    view = connections.view(item, with_options=caller.has("read:connections_options"))
+    return json_response(select_fields([view], params, CONNECTION_FIELDS)[0])
+
+
+@bp.route("/api/v2/connections/{connection_id}", methods=["PATCH"], content_types=JSON)
+@handles_api_errors
+def update_connection(connection_id):
+    caller = _caller("update:connections")
+    body = parse_json(bp.current_request)
+    if "options" in body:
+        auth.require(caller, "update:connections_options")
+    return json_response(connections.update_connection(connection_id, body))
+
+
+@bp.route("/api/v2/connections/{connection_id}", methods=["DELETE"])
+@handles_api_errors
+def delete_connection(connection_id):
+    _caller("delete:connections")
+    connections.delete_connection(connection_id)
+    return json_response(None, 204)
+
+
+@bp.route("/api/v2/connections/{connection_id}/clients", methods=["GET"])
+@handles_api_errors
+def list_connection_clients(connection_id):
+    _caller("read:connections")
+    params = query_params(bp.current_request)
+    check_known(params, {"from", "take"})
+    item = connections.require_connection(connection_id)
+    ids = [{"client_id": c} for c in sorted(item.get("enabled_clients") or [])]
+    params.setdefault("take", ["50"])
+    return json_response(page(ids, params, "clients", "client_id"))
+
+
+@bp.route("/api/v2/connections/{connection_id}/clients", methods=["PATCH"], content_types=JSON)
+@handles_api_errors
+def update_connection_clients(connection_id):
+    _caller("update:connections")
+    body = parse_json(bp.current_request, expect=list)
+    connections.set_enabled_clients(connection_id, body)
+    return json_response(None, 204)
+
+
+# --- clients ----------------------------------------------------------------------------------
+
+@bp.route("/api/v2/clients", methods=["GET"])
+@handles_api_errors
+def list_clients():
+    _caller("read:clients")
+    params = query_params(bp.current_request)
+    check_known(params, {"page", "per_page", "include_totals", "from", "take", "fields",
+                         "include_fields", "app_type"})
+    items = [clients.view(i) for i in clients.list_clients()]
+    app_types = params.get("app_type")
+    if app_types:
+        wanted = {t for value in app_types for t in value.split(",")}
+        items = [i for i in items if i["app_type"] in wanted]
+    paged = page(items, params, "clients", "client_id")
+    if isinstance(paged, list):
+        return json_response(select_fields(paged, params, CLIENT_FIELDS))
+    paged["clients"] = select_fields(paged["clients"], params, CLIENT_FIELDS)
+    return json_response(paged)
+
+
+@bp.route("/api/v2/clients", methods=["POST"], content_types=JSON)
+@handles_api_errors
+def create_client():
+    _caller("create:clients")
+    return json_response(clients.create_client(parse_json(bp.current_request)), 201)
+
+
+@bp.route("/api/v2/clients/{client_id}", methods=["GET"])
+@handles_api_errors
+def get_client(client_id):
+    _caller("read:clients")
+    params = query_params(bp.current_request)
+    check_known(params, {"fields", "include_fields"})
+    view = clients.view(clients.require_client(client_id))
+    return json_response(select_fields([view], params, CLIENT_FIELDS)[0])
+
+
+@bp.route("/api/v2/clients/{client_id}", methods=["PATCH"], content_types=JSON)
+@handles_api_errors
+def update_client(client_id):
+    _caller("update:clients")
+    return json_response(clients.update_client(client_id, parse_json(bp.current_request)))
+
+
+@bp.route("/api/v2/clients/{client_id}", methods=["DELETE"])
+@handles_api_errors
+def delete_client(client_id):
+    _caller("delete:clients")
+    clients.delete_client(client_id)
+    return json_response(None, 204)
+
+
+@bp.route("/api/v2/clients/{client_id}/rotate-secret", methods=["POST"],
+          content_types=JSON + ["application/x-www-form-urlencoded"])
+@handles_api_errors
+def rotate_client_secret(client_id):
+    _caller("update:clients")
+    return json_response(clients.rotate_secret(client_id))
+
+
+# --- client grants ----------------------------------------------------------------------------
+
+@bp.route("/api/v2/client-grants", methods=["GET"])
+@handles_api_errors
+def list_client_grants():
+    _caller("read:client_grants")
+    params = query_params(bp.current_request)
+    check_known(params, {"page", "per_page", "include_totals", "from", "take", "audience",
+                         "client_id"})
+    items = grants.list_grants(client_id=one(params, "client_id"), audience=one(params, "audience"))
+    return json_response(page(items, params, "client_grants", "id"))
+
+
+@bp.route("/api/v2/client-grants", methods=["POST"], content_types=JSON)
+@handles_api_errors
+def create_client_grant():
+    _caller("create:client_grants")
+    return json_response(grants.create_grant(parse_json(bp.current_request)), 201)
+
+
+@bp.route("/api/v2/client-grants/{grant_id}", methods=["PATCH"], content_types=JSON)
+@handles_api_errors
+def update_client_grant(grant_id):
+    _caller("update:client_grants")
+    return json_response(grants.update_grant(grant_id, parse_json(bp.current_request)))
+
+
+@bp.route("/api/v2/client-grants/{grant_id}", methods=["DELETE"])
+@handles_api_errors
+def delete_client_grant(grant_id):
+    _caller("delete:client_grants")
+    grants.delete_grant(grant_id)
+    return json_response(None, 204)
+
+
+# --- signing keys -----------------------------------------------------------------------------
+
+@bp.route("/api/v2/keys/signing", methods=["GET"])
+@handles_api_errors
+def list_signing_keys():
+    from chalicelib import keys
+
+    _caller("read:signing_keys")
+    return json_response([keys.key_view(k) for k in keys.signing_keys()])
+
+
+@bp.route("/api/v2/keys/signing/{kid}", methods=["GET"])
+@handles_api_errors
+def get_signing_key(kid):
+    from chalicelib import keys
+
+    _caller("read:signing_keys")
+    for key in keys.signing_keys():
+        if key.kid == kid:
+            return json_response(keys.key_view(key))
+    raise NotFound("The signing key does not exist", error_code="inexistent_signing_key")
+
+
+@bp.route("/api/v2/keys/signing/rotate", methods=["POST"],
+          content_types=JSON + ["application/x-www-form-urlencoded"])
+@handles_api_errors
+def rotate_signing_key():
+    from chalicelib import keys
+
+    _caller("create:signing_keys", "update:signing_keys")
+    key = keys.rotate()
+    return json_response({"cert": key.cert, "kid": key.kid}, 201)

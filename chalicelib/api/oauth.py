@@ -1,0 +1,33 @@
+"""OAuth and discovery routes of the broker as an authorization server."""
+from __future__ import annotations
+
+from chalice import Blueprint
+
+from chalicelib.api.http import (
+    NO_STORE,
+    handles_oauth_errors,
+    json_response,
+    parse_form_or_json,
+)
+
+bp = Blueprint(__name__)
+FORM_OR_JSON = ["application/x-www-form-urlencoded", "application/json"]
+
+
+@bp.route("/oauth/token", methods=["POST"], content_types=FORM_OR_JSON)
+@handles_oauth_errors
+def token():
+    from chalicelib.provider.token import token_request
+
+    request = bp.current_request
+    form = parse_form_or_json(request)
+    body = token_request(form, request.headers.get("authorization"))
+    return json_response(body, 200, NO_STORE)
+
+
+@bp.route("/.well-known/jwks.json", methods=["GET"])
+@handles_oauth_errors
+def jwks():
+    from chalicelib.keys import public_jwks
+
+    return json_response(public_jwks(), 200, {"Cache-Control": "public, max-age=300"})

@@ -1,0 +1,233 @@
+"""The broker's own signing keys: generate, publish, sign, verify, rotate.
+
+The key set lives in one Secrets Manager secret as JSON: each key has a ``status`` of ``current``
+(signs), ``next`` (published ahead of rotation so relying parties cache it early) or ``previous``
+(still published so tokens it signed keep verifying). It is generated on first use; concurrent first
+uses race on ``CreateSecret`` and the loser reads the winner's keys.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import secrets as pysecrets
+import threading
+from dataclasses import dataclass
+
+from chalicelib.secrets import SecretExists, SecretNotFound, secret_store, signing_keys_secret_name
+from chalicelib.settings import get_settings
+
+ALGORITHM = "RS256"
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    kid: str
+    status: str
+    jwk: dict  # private JWK; never leaves this module except through public_jwk
+    cert: str
+    created_at: str
+    current_since: str | None
+
+    def __repr__(self) -> str:
+        return f"SigningKey(kid={self.kid!r}, status={self.status!r})"
+
+    @property
+    def public_jwk(self) -> dict:
+        public = {k: v for k, v in self.jwk.items() if k in ("kty", "n", "e", "kid", "use", "alg")}
+        public["x5c"] = [_cert_der_b64(self.cert)]
+        public["x5t"] = _b64url(hashlib.sha1(base64.b64decode(public["x5c"][0])).digest())
+        return public
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _cert_der_b64(pem: str) -> str:
+    body = "".join(line for line in pem.strip().splitlines() if "-----" not in line)
+    return body
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+def _iso(moment: dt.datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def generate_key(status: str) -> SigningKey:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+    from joserfc.jwk import RSAKey
+
+    kid = _b64url(pysecrets.token_bytes(16))
+    key = RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig", "alg": ALGORITHM}, private=True)
+    issuer_host = get_settings().issuer.split("//", 1)[1].split("/", 1)[0]
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_host[:64] or "broker")])
+    now = _now()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.private_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=3650))
+        .sign(key.private_key, hashes.SHA256())
+    )
+    pem = cert.public_bytes(serialization.Encoding.PEM).decode()
+    return SigningKey(
+        kid=kid,
+        status=status,
+        jwk=key.as_dict(private=True),
+        cert=pem,
+        created_at=_iso(now),
+        current_since=_iso(now) if status == "current" else None,
+    )
+
+
+def _encode(keys: list[SigningKey]) -> str:
+    return json.dumps({"keys": [k.__dict__ for k in keys]})
+
+
+_parsed: dict[str, tuple[list[SigningKey], dict]] = {}
+_parse_lock = threading.Lock()
+
+
+def _decode(raw: str) -> tuple[list[SigningKey], dict]:
+    """Parse the secret once per distinct value: key loading is not repeated per request."""
+    found = _parsed.get(raw)
+    if found is not None:
+        return found
+    from joserfc.jwk import RSAKey
+
+    keys = [SigningKey(**item) for item in json.loads(raw)["keys"]]
+    loaded = {k.kid: RSAKey.import_key(k.jwk) for k in keys}
+    with _parse_lock:
+        _parsed.clear()
+        _parsed[raw] = (keys, loaded)
+    return keys, loaded
+
+
+def load_keys() -> tuple[list[SigningKey], dict]:
+    settings = get_settings()
+    name = signing_keys_secret_name(settings.secret_prefix)
+    store = secret_store()
+    try:
+        return _decode(store.get(name))
+    except SecretNotFound:
+        fresh = _encode([generate_key("current"), generate_key("next")])
+        try:
+            store.create(name, fresh, description="Identity broker signing keys (JWKS)")
+        except SecretExists:
+            store.forget(name)
+            return _decode(store.get(name))
+        return _decode(fresh)
+
+
+def signing_keys() -> list[SigningKey]:
+    return load_keys()[0]
+
+
+def current_key() -> SigningKey:
+    for key in signing_keys():
+        if key.status == "current":
+            return key
+    raise RuntimeError("no current signing key")
+
+
+def public_jwks() -> dict:
+    order = {"current": 0, "next": 1, "previous": 2}
+    keys = sorted(signing_keys(), key=lambda k: order.get(k.status, 3))
+    return {"keys": [k.public_jwk for k in keys if k.status in order]}
+
+
+def sign_jwt(claims: dict, typ: str = "JWT") -> str:
+    from joserfc import jwt
+
+    keys, loaded = load_keys()
+    key = next(k for k in keys if k.status == "current")
+    return jwt.encode({"alg": ALGORITHM, "kid": key.kid, "typ": typ}, claims, loaded[key.kid],
+                      algorithms=[ALGORITHM])
+
+
+class TokenRejected(Exception):
+    """The token is not one of ours, or not valid; the message is safe to show."""
+
+
+def verify_jwt(token: str, *, typ: str | None = None):
+    """Verify a JWT signed by one of our published keys; returns joserfc's token (header, claims)."""
+    from joserfc import jwt
+    from joserfc.errors import JoseError
+
+    if not isinstance(token, str) or token.count(".") != 2 or len(token) > 8192:
+        raise TokenRejected("Invalid token")
+    keys, loaded = load_keys()
+    try:
+        header = json.loads(base64.urlsafe_b64decode(token.split(".", 1)[0] + "==="))
+    except (ValueError, UnicodeDecodeError):
+        raise TokenRejected("Invalid token") from None
+    if not isinstance(header, dict) or header.get("alg") != ALGORITHM:
+        raise TokenRejected("Invalid token algorithm")
+    if typ is not None and header.get("typ") != typ:
+        raise TokenRejected("Invalid token type")
+    usable = {k.kid for k in keys if k.status in ("current", "previous")}
+    kid = header.get("kid")
+    if kid not in usable:
+        raise TokenRejected("Invalid token signing key")
+    try:
+        return jwt.decode(token, loaded[kid], algorithms=[ALGORITHM])
+    except (JoseError, ValueError):
+        raise TokenRejected("Invalid token signature") from None
+
+
+def rotate() -> SigningKey:
+    """next → current, current → previous, a new next; older previous keys are retired.
+
+    Read-modify-write on the secret: rotations are rare admin actions.
+    """
+    settings = get_settings()
+    name = signing_keys_secret_name(settings.secret_prefix)
+    keys = signing_keys()
+    now = _iso(_now())
+    rotated: list[SigningKey] = []
+    promoted = None
+    for key in keys:
+        if key.status == "current":
+            rotated.append(SigningKey(**{**key.__dict__, "status": "previous"}))
+        elif key.status == "next":
+            promoted = SigningKey(**{**key.__dict__, "status": "current", "current_since": now})
+            rotated.append(promoted)
+    if promoted is None:
+        promoted = generate_key("current")
+        rotated.append(promoted)
+    rotated.append(generate_key("next"))
+    secret_store().put(name, _encode(rotated))
+    return promoted
+
+
+def key_view(key: SigningKey) -> dict:
+    """Auth0's signing-key object."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, pkcs7
+
+    der = base64.b64decode(_cert_der_b64(key.cert))
+    certificate = x509.load_der_x509_certificate(der)
+    view = {
+        "kid": key.kid,
+        "cert": key.cert,
+        "pkcs7": pkcs7.serialize_certificates([certificate], Encoding.PEM).decode(),
+        "fingerprint": ":".join(f"{b:02X}" for b in hashlib.sha1(der).digest()),
+        "thumbprint": hashlib.sha1(der).hexdigest(),
+        "current": key.status == "current",
+        "next": key.status == "next",
+        "previous": key.status == "previous",
+        "revoked": False,
+    }
+    if key.current_since:
+        view["current_since"] = key.current_since
+    return view

@@ -1,0 +1,306 @@
+"""Applications (OAuth clients): validation, secrets as salted hashes, storage (SPEC §2.3)."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import secrets as pysecrets
+import string
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from chalicelib.errors import InvalidBody, NotFound
+from chalicelib.management.validation import check_web_url, validate
+from chalicelib.settings import get_settings
+from chalicelib.store.dynamo import ConditionFailed, table
+
+PK = "CLIENTS"
+ALNUM = string.ascii_letters + string.digits
+
+AppType = Literal["regular_web", "spa", "native", "non_interactive"]
+AuthMethod = Literal["none", "client_secret_basic", "client_secret_post"]
+GrantType = Literal["authorization_code", "refresh_token", "client_credentials"]
+PUBLIC_APP_TYPES = ("spa", "native")
+
+DEFAULT_GRANTS = {
+    "regular_web": ["authorization_code", "refresh_token"],
+    "spa": ["authorization_code", "refresh_token"],
+    "native": ["authorization_code", "refresh_token"],
+    "non_interactive": ["client_credentials"],
+}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class OidcLogout(_Strict):
+    backchannel_logout_urls: list[str] = Field(default_factory=list, max_length=10)
+
+
+class RefreshTokenSettings(_Strict):
+    rotation_type: Optional[Literal["rotating", "non-rotating"]] = None
+    expiration_type: Optional[Literal["expiring", "non-expiring"]] = None
+    token_lifetime: Optional[int] = Field(default=None, ge=1, le=31_557_600)
+    idle_token_lifetime: Optional[int] = Field(default=None, ge=1, le=31_557_600)
+    infinite_token_lifetime: Optional[bool] = None
+    infinite_idle_token_lifetime: Optional[bool] = None
+    leeway: Optional[int] = Field(default=None, ge=0, le=60)
+
+
+class JwtConfiguration(_Strict):
+    lifetime_in_seconds: Optional[int] = Field(default=None, ge=60, le=86400)
+    alg: Optional[Literal["RS256"]] = None
+
+
+class ClientFields(_Strict):
+    name: Optional[str] = Field(default=None, min_length=1, max_length=128)
+    description: Optional[str] = Field(default=None, max_length=140)
+    app_type: Optional[AppType] = None
+    token_endpoint_auth_method: Optional[AuthMethod] = None
+    callbacks: Optional[list[str]] = Field(default=None, max_length=100)
+    allowed_logout_urls: Optional[list[str]] = Field(default=None, max_length=100)
+    grant_types: Optional[list[GrantType]] = Field(default=None, max_length=3)
+    oidc_logout: Optional[OidcLogout] = None
+    refresh_token: Optional[RefreshTokenSettings] = None
+    jwt_configuration: Optional[JwtConfiguration] = None
+    is_first_party: Optional[bool] = None
+    logo_uri: Optional[str] = Field(default=None, max_length=2048)
+    client_metadata: Optional[dict[str, str]] = Field(default=None, max_length=10)
+
+    @field_validator("client_metadata")
+    @classmethod
+    def _metadata(cls, value):
+        for key, item in (value or {}).items():
+            if len(key) > 255 or len(item) > 255:
+                raise ValueError("client_metadata keys and values are at most 255 characters")
+        return value
+
+
+class ClientCreate(ClientFields):
+    name: str = Field(min_length=1, max_length=128)
+
+
+class ClientUpdate(ClientFields):
+    pass
+
+
+def _now_iso() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def new_client_id() -> str:
+    return "".join(pysecrets.choice(ALNUM) for _ in range(32))
+
+
+def new_client_secret() -> str:
+    return pysecrets.token_urlsafe(48)
+
+
+def hash_secret(secret: str, salt: bytes | None = None) -> str:
+    """Salted SHA-256. Client secrets are 384-bit random values, so a slow KDF adds nothing: there
+    is no dictionary to attack, and a fast hash keeps client authentication cheap on Lambda."""
+    salt = salt or pysecrets.token_bytes(16)
+    digest = hashlib.sha256(salt + secret.encode()).hexdigest()
+    return f"sha256${salt.hex()}${digest}"
+
+
+def secret_matches(secret: str, stored: str | None) -> bool:
+    if not stored or not isinstance(secret, str):
+        return False
+    try:
+        _, salt_hex, _ = stored.split("$")
+        expected = hash_secret(secret, bytes.fromhex(salt_hex))
+    except ValueError:
+        return False
+    return hmac.compare_digest(expected, stored)
+
+
+def _check_urls(urls: list[str] | None, what: str, *, native: bool, allow_loopback: bool) -> None:
+    for url in urls or []:
+        if native and "://" not in url.split("?")[0] and ":" in url:
+            # RFC 8252 §7.1: private-use URI schemes (reverse domain) for native apps.
+            scheme = url.split(":", 1)[0]
+            if "." in scheme and all(part.isalnum() or "-" in part for part in scheme.split(".")):
+                if "#" in url or "*" in url:
+                    raise InvalidBody(f"Payload validation error: '{what} must not contain a "
+                                      f"fragment or wildcard' on property {what}")
+                continue
+        try:
+            check_web_url(url, allow_loopback_http=allow_loopback or native, what=what)
+        except ValueError as exc:
+            raise InvalidBody(f"Payload validation error: '{exc}' on property {what}") from None
+
+
+def _resolve(merged: dict) -> dict:
+    """Apply defaults and the cross-field rules; raise InvalidBody on a violation."""
+    settings = get_settings()
+    app_type = merged.get("app_type") or "regular_web"
+    merged["app_type"] = app_type
+    public = app_type in PUBLIC_APP_TYPES
+    method = merged.get("token_endpoint_auth_method") or ("none" if public else "client_secret_post")
+    if public and method != "none":
+        raise InvalidBody("Payload validation error: 'spa and native applications are public: "
+                          "token_endpoint_auth_method must be none' on property "
+                          "token_endpoint_auth_method")
+    if not public and method == "none":
+        raise InvalidBody("Payload validation error: 'token_endpoint_auth_method none is only for "
+                          "spa and native applications' on property token_endpoint_auth_method")
+    merged["token_endpoint_auth_method"] = method
+    grants = merged.get("grant_types")
+    if grants is None:
+        grants = list(DEFAULT_GRANTS[app_type])
+    if len(set(grants)) != len(grants):
+        raise InvalidBody("Payload validation error: 'grant_types must be unique' on property "
+                          "grant_types")
+    if public and "client_credentials" in grants:
+        raise InvalidBody("Payload validation error: 'client_credentials needs a confidential "
+                          "application' on property grant_types")
+    merged["grant_types"] = grants
+    native = app_type == "native"
+    _check_urls(merged.get("callbacks"), "callbacks", native=native,
+                allow_loopback=settings.allow_insecure_loopback)
+    _check_urls(merged.get("allowed_logout_urls"), "allowed_logout_urls", native=native,
+                allow_loopback=settings.allow_insecure_loopback)
+    logout = merged.get("oidc_logout") or {}
+    _check_urls(logout.get("backchannel_logout_urls"), "oidc_logout.backchannel_logout_urls",
+                native=False, allow_loopback=settings.allow_insecure_loopback)
+    if merged.get("logo_uri"):
+        _check_urls([merged["logo_uri"]], "logo_uri", native=False,
+                    allow_loopback=settings.allow_insecure_loopback)
+    refresh = dict(merged.get("refresh_token") or {})
+    rotation = refresh.get("rotation_type") or ("rotating" if public else "non-rotating")
+    if public and rotation != "rotating":
+        raise InvalidBody("Payload validation error: 'public applications must rotate refresh "
+                          "tokens' on property refresh_token.rotation_type")
+    refresh["rotation_type"] = rotation
+    refresh.setdefault("expiration_type", "expiring")
+    refresh.setdefault("token_lifetime", 2_592_000)
+    refresh.setdefault("idle_token_lifetime", 1_296_000)
+    if refresh["idle_token_lifetime"] > refresh["token_lifetime"]:
+        raise InvalidBody("Payload validation error: 'idle_token_lifetime cannot exceed "
+                          "token_lifetime' on property refresh_token.idle_token_lifetime")
+    merged["refresh_token"] = refresh
+    jwt_config = dict(merged.get("jwt_configuration") or {})
+    jwt_config.setdefault("lifetime_in_seconds", 36000)
+    jwt_config.setdefault("alg", "RS256")
+    merged["jwt_configuration"] = jwt_config
+    merged.setdefault("callbacks", [])
+    merged.setdefault("allowed_logout_urls", [])
+    merged["oidc_logout"] = {"backchannel_logout_urls": logout.get("backchannel_logout_urls") or []}
+    merged.setdefault("is_first_party", True)
+    merged.setdefault("client_metadata", {})
+    return merged
+
+
+PUBLIC_FIELDS = (
+    "client_id", "name", "description", "app_type", "token_endpoint_auth_method", "callbacks",
+    "allowed_logout_urls", "grant_types", "oidc_logout", "refresh_token", "jwt_configuration",
+    "is_first_party", "logo_uri", "client_metadata", "created_at", "updated_at",
+)
+
+
+def view(item: dict, secret: str | None = None) -> dict:
+    body = {k: item[k] for k in PUBLIC_FIELDS if k in item and item[k] is not None}
+    if secret is not None:
+        body["client_secret"] = secret
+    return body
+
+
+def create_client(body: dict) -> dict:
+    data = validate(ClientCreate, body).model_dump(exclude_none=True)
+    record = _resolve(data)
+    record["client_id"] = new_client_id()
+    secret = None
+    if record["token_endpoint_auth_method"] != "none":
+        secret = new_client_secret()
+        record["client_secret_hash"] = hash_secret(secret)
+    record["created_at"] = record["updated_at"] = _now_iso()
+    table().put_new({"pk": PK, "sk": record["client_id"], **record})
+    return view(record, secret)
+
+
+def get_client(client_id: str) -> dict | None:
+    if not isinstance(client_id, str) or not client_id or len(client_id) > 128:
+        return None
+    return table().get(PK, client_id)
+
+
+def require_client(client_id: str) -> dict:
+    item = get_client(client_id)
+    if item is None:
+        raise NotFound("The client does not exist", error_code="inexistent_client")
+    return item
+
+
+def client_is_active(client_id: str) -> bool:
+    settings = get_settings()
+    if settings.admin_client_id and client_id == settings.admin_client_id:
+        return True
+    return get_client(client_id) is not None
+
+
+def list_clients() -> list[dict]:
+    return list(table().query(PK))
+
+
+def update_client(client_id: str, body: dict) -> dict:
+    patch = validate(ClientUpdate, body).model_dump(exclude_unset=True)
+    current = require_client(client_id)
+    merged = {k: v for k, v in current.items() if k in PUBLIC_FIELDS}
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    was_public = current["app_type"] in PUBLIC_APP_TYPES
+    if "app_type" in patch and "token_endpoint_auth_method" not in patch and (
+        (patch["app_type"] in PUBLIC_APP_TYPES) != was_public
+    ):
+        merged.pop("token_endpoint_auth_method", None)
+        merged.pop("grant_types", None) if "grant_types" not in patch else None
+    record = _resolve(merged)
+    record["client_id"] = client_id
+    record["created_at"] = current.get("created_at")
+    record["updated_at"] = _now_iso()
+    secret = None
+    if record["token_endpoint_auth_method"] == "none":
+        record.pop("client_secret_hash", None)
+    elif current.get("client_secret_hash"):
+        record["client_secret_hash"] = current["client_secret_hash"]
+    else:
+        # Becoming confidential: it needs a secret, shown once, as on create.
+        secret = new_client_secret()
+        record["client_secret_hash"] = hash_secret(secret)
+    try:
+        table().put({"pk": PK, "sk": client_id, **record}, condition="attribute_exists(pk)")
+    except ConditionFailed:
+        raise NotFound("The client does not exist", error_code="inexistent_client") from None
+    return view(record, secret)
+
+
+def rotate_secret(client_id: str) -> dict:
+    current = require_client(client_id)
+    if current.get("token_endpoint_auth_method") == "none":
+        raise InvalidBody("Public applications have no client secret")
+    secret = new_client_secret()
+    try:
+        updated = table().update(
+            PK, client_id, "SET client_secret_hash = :h, updated_at = :u",
+            condition="attribute_exists(pk)",
+            values={":h": hash_secret(secret), ":u": _now_iso()},
+        )
+    except ConditionFailed:
+        raise NotFound("The client does not exist", error_code="inexistent_client") from None
+    return view(updated or current, secret)
+
+
+def delete_client(client_id: str) -> None:
+    """Delete the client, its grants and its connection enablements (no orphans)."""
+    require_client(client_id)
+    from chalicelib.management import connections, grants
+
+    grants.delete_grants_of_client(client_id)
+    connections.disable_client_everywhere(client_id)
+    table().delete(PK, client_id)

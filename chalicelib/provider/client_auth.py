@@ -1,0 +1,94 @@
+"""Client authentication at the token endpoint (RFC 6749 §2.3.1)."""
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from dataclasses import dataclass
+from urllib.parse import unquote_plus
+
+from chalicelib.errors import OAuthError
+from chalicelib.settings import get_settings
+
+
+@dataclass(frozen=True)
+class AuthenticatedClient:
+    client_id: str
+    record: dict | None  # None for the bootstrap admin client
+    method: str
+
+    @property
+    def grant_types(self) -> list[str]:
+        if self.record is None:
+            return ["client_credentials"]
+        return self.record.get("grant_types", [])
+
+
+def _basic_credentials(header: str | None) -> tuple[str, str] | None:
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise _invalid_client(basic=True) from None
+    client_id, sep, secret = decoded.partition(":")
+    if not sep:
+        raise _invalid_client(basic=True)
+    # RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
+    return unquote_plus(client_id), unquote_plus(secret)
+
+
+def _invalid_client(basic: bool) -> OAuthError:
+    headers = {"WWW-Authenticate": 'Basic realm="broker"'} if basic else {}
+    return OAuthError("invalid_client", "Client authentication failed", 401, headers)
+
+
+def authenticate_client(form: dict, authorization: str | None) -> AuthenticatedClient:
+    basic = _basic_credentials(authorization)
+    body_id, body_secret = form.get("client_id"), form.get("client_secret")
+    if basic and body_secret is not None:
+        raise OAuthError("invalid_request", "Use only one client authentication method")
+    if basic:
+        client_id, secret, method = basic[0], basic[1], "client_secret_basic"
+        if body_id is not None and body_id != client_id:
+            raise OAuthError("invalid_request", "client_id does not match the authenticated client")
+    elif body_secret is not None:
+        client_id, secret, method = body_id or "", body_secret, "client_secret_post"
+    else:
+        client_id, secret, method = body_id or "", None, "none"
+    if not client_id or len(client_id) > 128:
+        raise _invalid_client(basic=bool(basic))
+    settings = get_settings()
+    if settings.admin_client_id and hmac.compare_digest(client_id, settings.admin_client_id):
+        return _authenticate_admin(client_id, secret, method, bool(basic))
+    from chalicelib.management.clients import get_client, secret_matches
+
+    record = get_client(client_id)
+    if record is None:
+        raise _invalid_client(basic=bool(basic))
+    registered = record.get("token_endpoint_auth_method", "client_secret_post")
+    if registered == "none":
+        if secret is not None:
+            raise _invalid_client(basic=bool(basic))
+        return AuthenticatedClient(client_id, record, "none")
+    if method != registered or not secret_matches(secret or "", record.get("client_secret_hash")):
+        raise _invalid_client(basic=bool(basic))
+    return AuthenticatedClient(client_id, record, method)
+
+
+def _authenticate_admin(client_id: str, secret: str | None, method: str,
+                        basic: bool) -> AuthenticatedClient:
+    from chalicelib.secrets import SecretNotFound, secret_store
+
+    if secret is None:
+        raise _invalid_client(basic)
+    try:
+        expected = secret_store().get(get_settings().admin_secret_name)
+    except SecretNotFound:
+        raise _invalid_client(basic) from None
+    if not hmac.compare_digest(secret.encode(), expected.encode()):
+        raise _invalid_client(basic)
+    return AuthenticatedClient(client_id, None, method)

@@ -1,0 +1,66 @@
+"""``POST /oauth/token``: grant dispatch. Client credentials live here (SPEC §2.1, §4)."""
+from __future__ import annotations
+
+import secrets as pysecrets
+import time
+
+from chalicelib.errors import OAuthError
+from chalicelib.keys import sign_jwt
+from chalicelib.provider.client_auth import authenticate_client
+from chalicelib.settings import get_settings
+
+MANAGEMENT_TOKEN_LIFETIME = 86400
+
+
+def token_request(form: dict, authorization: str | None, now: float | None = None) -> dict:
+    grant_type = form.get("grant_type")
+    if not grant_type:
+        raise OAuthError("invalid_request", "Missing grant_type")
+    if grant_type == "client_credentials":
+        return client_credentials(form, authorization, now)
+    raise OAuthError("unsupported_grant_type", f"Unsupported grant_type {grant_type[:64]}")
+
+
+def client_credentials(form: dict, authorization: str | None, now: float | None = None) -> dict:
+    from chalicelib.management.grants import scopes_for
+
+    client = authenticate_client(form, authorization)
+    if client.method == "none":
+        raise OAuthError("unauthorized_client", "Public clients cannot use client_credentials")
+    if "client_credentials" not in client.grant_types:
+        raise OAuthError("unauthorized_client",
+                         "The client is not allowed the client_credentials grant")
+    audience = form.get("audience")
+    if not audience:
+        raise OAuthError("invalid_request", "audience is required")
+    granted = scopes_for(client.client_id, audience)
+    if granted is None:
+        raise OAuthError("access_denied",
+                         f"Client has not been granted scopes for {audience[:256]}", 403)
+    requested = form.get("scope")
+    if requested is not None:
+        wanted = requested.split()
+        unknown = [s for s in wanted if s not in granted]
+        if unknown:
+            raise OAuthError("invalid_scope", f"Scope not granted: {unknown[0][:64]}")
+        scopes = [s for s in granted if s in wanted]
+    else:
+        scopes = list(granted)
+    now = int(time.time() if now is None else now)
+    settings = get_settings()
+    scope = " ".join(scopes)
+    claims = {
+        "iss": settings.issuer,
+        "sub": f"{client.client_id}@clients",
+        "aud": audience,
+        "iat": now,
+        "exp": now + MANAGEMENT_TOKEN_LIFETIME,
+        "jti": pysecrets.token_urlsafe(16),
+        "client_id": client.client_id,
+        "azp": client.client_id,
+        "scope": scope,
+        "gty": "client-credentials",
+    }
+    token = sign_jwt(claims, typ="at+jwt")  # RFC 9068 §2.1
+    return {"access_token": token, "token_type": "Bearer", "expires_in": MANAGEMENT_TOKEN_LIFETIME,
+            "scope": scope}

@@ -1,0 +1,213 @@
+"""The one module that talks to DynamoDB.
+
+One table, keys ``pk``/``sk``, TTL attribute ``ttl`` (epoch seconds). Items are plain dicts; this
+module converts to and from DynamoDB's typed JSON. Expiry is re-checked on read because TTL
+deletion lags (SPEC §7). Throttling and outages become :class:`ServiceUnavailable` (SPEC §8).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Iterator
+
+from chalicelib import aws
+from chalicelib.errors import ServiceUnavailable
+from chalicelib.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+class ConditionFailed(Exception):
+    """A conditional write lost: the item exists (or not) contrary to the condition."""
+
+    def __init__(self, reasons: list[str] | None = None):
+        super().__init__("condition failed")
+        self.reasons = reasons or []
+
+
+def _serializer():
+    from boto3.dynamodb.types import TypeSerializer
+
+    return TypeSerializer()
+
+
+def _deserializer():
+    from boto3.dynamodb.types import TypeDeserializer
+
+    return TypeDeserializer()
+
+
+def to_dynamo(item: dict) -> dict:
+    ser = _serializer()
+    return {k: ser.serialize(_plain(v)) for k, v in item.items() if v is not None}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float):
+        from decimal import Decimal
+
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def from_dynamo(raw: dict) -> dict:
+    de = _deserializer()
+    return {k: _native(de.deserialize(v)) for k, v in raw.items()}
+
+
+def _native(value: Any) -> Any:
+    from decimal import Decimal
+
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _native(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_native(v) for v in value]
+    if isinstance(value, set):
+        return sorted(_native(v) for v in value)
+    return value
+
+
+def _unavailable(exc: Exception) -> ServiceUnavailable:
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
+    log.error("dynamodb call failed: %s", code)
+    return ServiceUnavailable("A dependency is temporarily unavailable")
+
+
+class Table:
+    def __init__(self, name: str | None = None, clock: Callable[[], float] = time.time):
+        self._name = name
+        self.clock = clock
+
+    @property
+    def name(self) -> str:
+        return self._name or get_settings().table_name
+
+    def _client(self):
+        return aws.client("dynamodb")
+
+    def _call(self, operation: str, **kwargs):
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return getattr(self._client(), operation)(**kwargs)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code == "ConditionalCheckFailedException":
+                raise ConditionFailed() from None
+            if code == "TransactionCanceledException":
+                reasons = [r.get("Code", "") for r in exc.response.get("CancellationReasons", [])]
+                if "ConditionalCheckFailed" in reasons:
+                    raise ConditionFailed(reasons) from None
+            raise _unavailable(exc) from None
+        except BotoCoreError as exc:
+            raise _unavailable(exc) from None
+
+    def _alive(self, item: dict | None) -> dict | None:
+        if item is None:
+            return None
+        expiry = item.get("ttl")
+        if expiry is not None and expiry <= self.clock():
+            return None
+        return item
+
+    def get(self, pk: str, sk: str) -> dict | None:
+        raw = self._call("get_item", TableName=self.name, Key=to_dynamo({"pk": pk, "sk": sk}),
+                         ConsistentRead=True).get("Item")
+        return self._alive(from_dynamo(raw) if raw else None)
+
+    def put(self, item: dict, *, condition: str | None = None, names: dict | None = None,
+            values: dict | None = None) -> None:
+        kwargs: dict[str, Any] = {"TableName": self.name, "Item": to_dynamo(item)}
+        if condition:
+            kwargs["ConditionExpression"] = condition
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if values:
+            kwargs["ExpressionAttributeValues"] = to_dynamo(values)
+        self._call("put_item", **kwargs)
+
+    def put_new(self, item: dict) -> None:
+        """Create an item that must not exist yet (or only as an expired leftover)."""
+        self.put(item, condition="attribute_not_exists(pk) OR #ttl <= :now",
+                 names={"#ttl": "ttl"}, values={":now": int(self.clock())})
+
+    def update(self, pk: str, sk: str, expression: str, *, condition: str | None = None,
+               names: dict | None = None, values: dict | None = None,
+               return_values: str = "ALL_NEW") -> dict | None:
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "Key": to_dynamo({"pk": pk, "sk": sk}),
+            "UpdateExpression": expression,
+            "ReturnValues": return_values,
+        }
+        if condition:
+            kwargs["ConditionExpression"] = condition
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if values:
+            kwargs["ExpressionAttributeValues"] = to_dynamo(values)
+        raw = self._call("update_item", **kwargs).get("Attributes")
+        return from_dynamo(raw) if raw else None
+
+    def delete(self, pk: str, sk: str, *, condition: str | None = None,
+               return_old: bool = False) -> dict | None:
+        kwargs: dict[str, Any] = {"TableName": self.name, "Key": to_dynamo({"pk": pk, "sk": sk})}
+        if condition:
+            kwargs["ConditionExpression"] = condition
+        if return_old:
+            kwargs["ReturnValues"] = "ALL_OLD"
+        raw = self._call("delete_item", **kwargs).get("Attributes")
+        return from_dynamo(raw) if raw else None
+
+    def query(self, pk: str, *, sk_prefix: str | None = None) -> Iterator[dict]:
+        """Every live item of one partition, in ``sk`` order (strongly consistent)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "ConsistentRead": True,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": to_dynamo({":pk": pk}),
+        }
+        if sk_prefix:
+            kwargs["KeyConditionExpression"] += " AND begins_with(sk, :prefix)"
+            kwargs["ExpressionAttributeValues"] = to_dynamo({":pk": pk, ":prefix": sk_prefix})
+        while True:
+            page = self._call("query", **kwargs)
+            for raw in page.get("Items", []):
+                item = self._alive(from_dynamo(raw))
+                if item is not None:
+                    yield item
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def transact(self, operations: list[dict]) -> None:
+        """All-or-nothing write of several items (each op in DynamoDB's TransactItems shape,
+        but with plain-dict ``Item``/``Key``/``ExpressionAttributeValues``)."""
+        items = []
+        for op in operations:
+            (kind, body), = op.items()
+            body = dict(body)
+            body["TableName"] = self.name
+            for field in ("Item", "Key", "ExpressionAttributeValues"):
+                if field in body:
+                    body[field] = to_dynamo(body[field])
+            items.append({kind: body})
+        self._call("transact_write_items", TransactItems=items)
+
+
+_table: Table | None = None
+
+
+def table() -> Table:
+    global _table
+    if _table is None:
+        _table = Table()
+    return _table

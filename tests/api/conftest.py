@@ -1,0 +1,1 @@
+from tests.support.idp_fixtures import oidc_idp  # noqa: F401
