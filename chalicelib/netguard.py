@@ -1,0 +1,696 @@
+"""Safe outbound HTTP for URLs that administrators configure.
+
+Upstream identity providers (discovery documents, JWKS, token endpoints) live at
+URLs typed in by an administrator, so every request to them is a server-side
+request forgery risk. This module is the only door out:
+
+- :func:`check_url` refuses anything but ``https`` (``http`` only for loopback
+  hosts when loopback is explicitly allowed, i.e. local development) and URLs
+  that carry a user name or password.
+- :func:`check_address` refuses private, link-local (cloud metadata), CGNAT,
+  unspecified, multicast, reserved and (unless allowed) loopback addresses,
+  including their IPv4-mapped / NAT64 / 6to4 IPv6 spellings.
+- :func:`safe_get` / :func:`safe_post_form` resolve the host once through an
+  injectable resolver, check *every* resolved address, then connect to the
+  checked IP itself, so DNS rebinding between check and connect is impossible.
+  TLS SNI and certificate verification still use the host name. Redirects are
+  followed by hand and only to the same scheme, host and port; bodies are
+  streamed and capped; the whole exchange is bounded by a total deadline.
+
+Messages of :class:`OutboundRefused` and :class:`OutboundError` are meant for
+administrators: they name the host and the reason, never bodies or secrets.
+"""
+
+from __future__ import annotations
+
+import http.client
+import ipaddress
+import socket
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.poolmanager import PoolManager
+
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "OutboundError",
+    "OutboundRefused",
+    "Resolver",
+    "ResponseTooLarge",
+    "SafeResponse",
+    "check_address",
+    "check_url",
+    "default_resolver",
+    "safe_get",
+    "safe_post_form",
+]
+
+Resolver = Callable[[str, int], list[str]]
+"""``(host, port) -> [ip, ...]``; the default uses :func:`socket.getaddrinfo`."""
+
+DEFAULT_MAX_BYTES = 128 * 1024
+_CHUNK = 16 * 1024
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_USER_AGENT = "oidc-broker-netguard/1"
+
+
+class OutboundRefused(Exception):
+    """A request was refused by policy (scheme, address, redirect, size...)."""
+
+
+class ResponseTooLarge(OutboundRefused):
+    """The response body exceeded the byte cap."""
+
+
+class OutboundError(Exception):
+    """The request was allowed but failed (resolution, connect, timeout, TLS...)."""
+
+
+# --------------------------------------------------------------------------- addresses
+
+_METADATA = (
+    ipaddress.ip_address("169.254.169.254"),  # AWS/GCP/Azure/OpenStack instance metadata
+    ipaddress.ip_address("fd00:ec2::254"),  # AWS instance metadata over IPv6
+    ipaddress.ip_address("169.254.170.2"),  # ECS task metadata / credentials
+    ipaddress.ip_address("169.254.170.23"),  # EKS pod identity agent
+    ipaddress.ip_address("fd00:ec2::23"),
+)
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+_NAT64_WKP = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix
+_PRIVATE = tuple(
+    ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
+)
+_LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
+
+
+def _parse_ip(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    text = ip.strip()
+    if text.startswith("[") and text.endswith("]"):
+        text = text[1:-1]
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        raise OutboundRefused(f"{ip[:100]!r} is not an IP address: refused") from None
+
+
+def _embedded_ipv4(addr: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address | None, bool]:
+    """The IPv4 address an IPv6 address stands for, and whether that decides alone.
+
+    IPv4-mapped (::ffff:a.b.c.d) and NAT64 well-known-prefix (64:ff9b::a.b.c.d)
+    addresses *are* their IPv4 address; a 6to4 address (2002:AABB:CCDD::) embeds
+    one but is routed through a relay, so the outer address is checked as well.
+    """
+    if addr.ipv4_mapped is not None:
+        return addr.ipv4_mapped, True
+    if addr in _NAT64_WKP:
+        return ipaddress.IPv4Address(int(addr) & 0xFFFFFFFF), True
+    if addr.sixtofour is not None:
+        return addr.sixtofour, False
+    return None, False
+
+
+def _classify(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_loopback: bool) -> str | None:
+    """Why ``addr`` is forbidden, or None when it is a public unicast address."""
+    if addr.version == 6:
+        if addr.scope_id:
+            addr = ipaddress.IPv6Address(addr.compressed.split("%", 1)[0])
+        inner, decisive = _embedded_ipv4(addr)
+        if inner is not None:
+            why = _classify(inner, allow_loopback)
+            if why is not None or decisive:
+                return why
+    if addr in _METADATA:
+        return "a cloud metadata address"
+    if addr.is_unspecified or (addr.version == 4 and addr in _THIS_NETWORK):
+        return "unspecified"
+    if addr.is_loopback:
+        return None if allow_loopback else "loopback"
+    if addr.is_link_local:
+        return "link-local"
+    if addr.is_multicast:
+        return "multicast"
+    if addr.version == 4 and addr in _CGNAT:
+        return "shared address space (100.64.0.0/10)"
+    if any(addr in net for net in _PRIVATE if net.version == addr.version):
+        return "private"
+    if addr.is_reserved:  # 240.0.0.0/4 incl. broadcast, IPv4-compatible ::a.b.c.d, ...
+        return "reserved"
+    if addr.is_private or not addr.is_global:  # documentation, benchmarking, Teredo, ...
+        return "not a public address"
+    return None
+
+
+def check_address(ip: str, allow_loopback: bool, *, host: str | None = None) -> None:
+    """Raise :class:`OutboundRefused` unless ``ip`` is a public unicast address.
+
+    Loopback (127.0.0.0/8, ::1) passes only when ``allow_loopback``. ``host``
+    only enriches the message ("address 10.0.0.5 of idp.example is private").
+    """
+    addr = _parse_ip(ip)
+    why = _classify(addr, allow_loopback)
+    if why is not None:
+        of = f" of {host}" if host and host != ip else ""
+        raise OutboundRefused(f"address {ip}{of} is {why}: refused")
+
+
+# --------------------------------------------------------------------------- URLs
+
+
+def _is_loopback_host(host: str) -> bool:
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _ip_literal(host: str) -> str | None:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return host
+
+
+def check_url(url: str, allow_loopback: bool) -> None:
+    """Raise :class:`OutboundRefused` unless ``url`` may be fetched.
+
+    ``https`` always (subject to the address checks made at connect time);
+    ``http`` only for a loopback host (127.0.0.0/8, ::1, localhost) and only
+    when ``allow_loopback``. No user name or password in the URL. A host that
+    is an IP literal is checked with :func:`check_address` right away.
+    """
+    if not isinstance(url, str) or not url:
+        raise OutboundRefused("URL is empty: refused")
+    if any(ord(c) <= 0x20 or c in "\\\x7f" for c in url):
+        raise OutboundRefused("URL contains whitespace, control characters or backslashes: refused")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise OutboundRefused("URL is malformed: refused") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("https", "http"):
+        raise OutboundRefused(f"URL scheme must be https, not {scheme[:20]!r}: refused")
+    if "@" in parts.netloc or parts.username is not None or parts.password is not None:
+        raise OutboundRefused("URL must not contain a user name or password: refused")
+    host = parts.hostname
+    if not host:
+        raise OutboundRefused("URL has no host: refused")
+    if port == 0:
+        raise OutboundRefused("URL port 0 is invalid: refused")
+    if scheme == "http" and not (allow_loopback and _is_loopback_host(host)):
+        raise OutboundRefused(
+            f"URL must use https (http is only allowed for loopback hosts in local development): {host}"
+        )
+    literal = _ip_literal(host)
+    if literal is not None:
+        check_address(literal, allow_loopback)
+
+
+def _origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or (443 if scheme == "https" else 80)
+    return scheme, (parts.hostname or "").rstrip(".").lower(), port
+
+
+def _origin_text(url: str) -> str:
+    scheme, host, port = _origin(url)
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
+
+
+def _host_of(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or "?"
+    except ValueError:
+        return "?"
+
+
+# --------------------------------------------------------------------------- connections
+
+
+def default_resolver(host: str, port: int) -> list[str]:
+    """All IPv4/IPv6 addresses of ``host`` via :func:`socket.getaddrinfo`."""
+    ips: list[str] = []
+    for family, _type, _proto, _canon, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        if family in (socket.AF_INET, socket.AF_INET6) and sockaddr[0] not in ips:
+            ips.append(sockaddr[0])
+    return ips
+
+
+def _reason(exc: BaseException) -> str:
+    for e in _causes(exc):
+        if isinstance(e, (socket.timeout, TimeoutError, urllib3.exceptions.TimeoutError)):
+            return "timed out"
+        if isinstance(e, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(e, ConnectionResetError):
+            return "connection reset"
+        if isinstance(e, http.client.RemoteDisconnected):
+            return "connection closed by the server"
+        if isinstance(e, urllib3.exceptions.LocationParseError):
+            return "invalid host"
+    for e in _causes(exc):
+        if isinstance(e, OSError) and e.strerror:
+            return e.strerror[:100]
+    return "connection failed"
+
+
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and everything it wraps (cause/context/urllib3 reason/args), bounded."""
+    seen: set[int] = set()
+    todo: list[BaseException] = [exc]
+    while todo and len(seen) < 20:
+        e = todo.pop(0)
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        for nxt in (e.__cause__, e.__context__, getattr(e, "reason", None), *getattr(e, "args", ())):
+            if isinstance(nxt, BaseException):
+                todo.append(nxt)
+
+
+@dataclass
+class _Guard:
+    """Per-exchange policy shared by the connections an adapter creates."""
+
+    resolver: Resolver
+    allow_loopback: bool
+    deadline: float
+    connect_timeout: float
+    expired: bool = False
+    _sockets: list[socket.socket] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _timer: threading.Timer | None = None
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+    # The watchdog: per-operation socket timeouts cannot bound a server that
+    # trickles bytes (headers or body) just fast enough, so at the deadline every
+    # socket of the exchange is shut down, which unblocks any pending read.
+    def start_watchdog(self) -> None:
+        self._timer = threading.Timer(max(0.0, self.remaining()), self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def stop_watchdog(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shutdown(sock)
+
+    def _track(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+            expired = self.expired
+        if expired:
+            _shutdown(sock)
+
+    def connect(
+        self, host: str, port: int, timeout: Any, source_address: Any, socket_options: Any
+    ) -> socket.socket:
+        host = host.strip("[]").rstrip(".")
+        literal = _ip_literal(host.split("%", 1)[0])
+        if literal is not None:
+            ips = [host]
+        else:
+            try:
+                ips = list(self.resolver(host, port))
+            except (OSError, UnicodeError) as e:
+                raise OutboundError(f"could not resolve {host}") from e
+            if not ips:
+                raise OutboundError(f"could not resolve {host}: no addresses")
+        # Every address must pass before any connection is attempted.
+        for ip in ips:
+            check_address(ip, self.allow_loopback, host=host)
+        per_try = timeout if isinstance(timeout, (int, float)) else self.connect_timeout
+        last: BaseException | None = None
+        for ip in ips:
+            remaining = self.remaining()
+            if remaining <= 0:
+                raise OutboundError(f"could not connect to {host}: timed out")
+            addr = _parse_ip(ip)
+            family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                for opt in socket_options or ():
+                    sock.setsockopt(*opt)
+                sock.settimeout(max(0.001, min(per_try, remaining)))
+                if source_address:
+                    sock.bind(source_address)
+                sockaddr: tuple[Any, ...] = (
+                    (str(addr), port) if addr.version == 4 else (str(addr), port, 0, 0)
+                )
+                sock.connect(sockaddr)
+            except OSError as e:
+                sock.close()
+                last = e
+                continue
+            self._track(sock)
+            return sock
+        assert last is not None
+        raise OutboundError(f"could not connect to {host}: {_reason(last)}") from last
+
+
+def _shutdown(sock: socket.socket) -> None:
+    try:
+        # The plain-socket method on purpose: SSLSocket.shutdown would also drop the
+        # TLS object under the feet of the thread that is reading.
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass  # already closed (or detached by the TLS wrap)
+
+
+class _GuardedConnectionMixin:
+    _guard: _Guard
+    host: str
+    port: int
+    timeout: Any
+    source_address: Any
+    socket_options: Any
+
+    def _new_conn(self) -> socket.socket:  # replaces urllib3's resolve-and-connect
+        sock = self._guard.connect(
+            self.host, self.port, self.timeout, self.source_address, self.socket_options
+        )
+        sys.audit("http.client.connect", self, self.host, self.port)
+        return sock
+
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        # For https the TLS socket replaces (and detaches) the one _new_conn made.
+        sock = getattr(self, "sock", None)
+        if sock is not None:
+            self._guard._track(sock)
+
+
+class _GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):
+    pass
+
+
+class _GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
+    pass  # TLS wrap (SNI + hostname verification) still uses self.host, the name
+
+
+class _GuardedAdapter(HTTPAdapter):
+    def __init__(self, guard: _Guard):
+        self._guard = guard
+        super().__init__(max_retries=0)
+
+    def init_poolmanager(
+        self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
+    ) -> None:
+        guard = self._guard
+        http_conn = type("GuardedHTTPConnection", (_GuardedHTTPConnection,), {"_guard": guard})
+        https_conn = type("GuardedHTTPSConnection", (_GuardedHTTPSConnection,), {"_guard": guard})
+        http_pool = type("GuardedHTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn})
+        https_pool = type("GuardedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn})
+        self._pool_connections = connections
+        self._pool_maxsize = maxsize
+        self._pool_block = block
+        self.poolmanager = PoolManager(num_pools=connections, maxsize=maxsize, block=block, **pool_kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": http_pool, "https": https_pool}
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        raise OutboundRefused("proxies are not supported for outbound requests")
+
+
+# --------------------------------------------------------------------------- exchange
+
+
+@dataclass(frozen=True)
+class SafeResponse:
+    status_code: int
+    headers: Mapping[str, str]
+    content: bytes
+    url: str  # final URL, after same-origin redirects
+    history: tuple[str, ...] = field(default=())  # URLs that redirected here
+
+
+def _size_text(max_bytes: int) -> str:
+    return f"{max_bytes // 1024} KB" if max_bytes % 1024 == 0 else f"{max_bytes} bytes"
+
+
+def _is_tls_error(e: BaseException) -> bool:
+    return isinstance(
+        e, (ssl.SSLError, ssl.CertificateError, urllib3.exceptions.SSLError, requests.exceptions.SSLError)
+    )
+
+
+def _translate(exc: BaseException, host: str, *, reading: bool = False) -> Exception:
+    """One clean, admin-readable exception for whatever requests/urllib3 raised."""
+    causes = list(_causes(exc))
+    for e in causes:
+        if isinstance(e, (OutboundError, OutboundRefused)):
+            return e
+    if any(_is_tls_error(e) for e in causes):
+        if any(isinstance(e, ssl.SSLCertVerificationError) for e in causes) or any(
+            "certificate verify failed" in str(e).lower() for e in causes
+        ):
+            return OutboundError(f"could not connect to {host}: TLS certificate verification failed")
+        return OutboundError(f"could not connect to {host}: TLS handshake failed")
+    if isinstance(exc, requests.exceptions.ReadTimeout):
+        return OutboundError(f"could not read from {host}: timed out")
+    if reading:
+        if any(
+            isinstance(e, (http.client.IncompleteRead, urllib3.exceptions.IncompleteRead)) for e in causes
+        ):
+            return OutboundError(
+                f"could not read from {host}: connection closed before the response was complete"
+            )
+        if any(isinstance(e, urllib3.exceptions.DecodeError) for e in causes):
+            return OutboundError(f"could not read from {host}: response could not be decoded")
+        return OutboundError(f"could not read from {host}: {_reason(exc)}")
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return OutboundError(f"could not connect to {host}: timed out")
+    if isinstance(exc, (requests.exceptions.InvalidURL, requests.exceptions.InvalidHeader, ValueError)):
+        return OutboundError(f"request to {host} failed: invalid request")
+    return OutboundError(f"could not connect to {host}: {_reason(exc)}")
+
+
+def _set_read_timeout(resp: requests.Response, seconds: float) -> None:
+    conn = getattr(resp.raw, "connection", None)
+    sock = getattr(conn, "sock", None)
+    if sock is not None:
+        try:
+            sock.settimeout(max(0.001, seconds))
+        except OSError:
+            pass
+
+
+def _read_body(
+    resp: requests.Response, host: str, guard: _Guard, read_timeout: float, max_bytes: int
+) -> bytes:
+    too_large = ResponseTooLarge(f"response larger than {_size_text(max_bytes)}")
+    declared = resp.headers.get("Content-Length", "").strip()
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
+    body = bytearray()
+    while True:
+        remaining = guard.remaining()
+        if remaining <= 0:
+            raise OutboundError(f"could not read from {host}: timed out")
+        _set_read_timeout(resp, min(read_timeout, remaining))
+        try:
+            chunk = resp.raw.read(_CHUNK, decode_content=True)
+        except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as e:
+            raise _translate(e, host, reading=True) from e
+        if not chunk:
+            break
+        body += chunk
+        if len(body) > max_bytes:
+            raise too_large
+    return bytes(body)
+
+
+def _exchange(
+    method: str,
+    url: str,
+    *,
+    data: Mapping[str, str] | None,
+    auth: Any,
+    headers: Mapping[str, str] | None,
+    allow_loopback: bool,
+    resolver: Resolver | None,
+    connect_timeout: float,
+    read_timeout: float,
+    total_timeout: float,
+    max_bytes: int,
+    max_redirects: int,
+) -> SafeResponse:
+    guard = _Guard(
+        resolver=resolver or default_resolver,
+        allow_loopback=allow_loopback,
+        deadline=time.monotonic() + total_timeout,
+        connect_timeout=connect_timeout,
+    )
+    request_headers = {"User-Agent": _USER_AGENT, "Accept": "application/json", "Accept-Encoding": "identity"}
+    request_headers.update(headers or {})
+    session = requests.Session()
+    session.trust_env = False  # no proxies from the environment, no ~/.netrc credentials
+    adapter = _GuardedAdapter(guard)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    history: list[str] = []
+    current = url
+    host = _host_of(url)
+    body = data
+    guard.start_watchdog()
+    try:
+        while True:
+            check_url(current, allow_loopback)
+            host = _host_of(current)
+            remaining = guard.remaining()
+            if remaining <= 0:
+                raise OutboundError(f"could not connect to {host}: timed out")
+            try:
+                resp = session.request(
+                    method,
+                    current,
+                    data=body,
+                    auth=auth,
+                    headers=request_headers,
+                    allow_redirects=False,
+                    stream=True,
+                    timeout=(min(connect_timeout, remaining), min(read_timeout, remaining)),
+                )
+            except (OutboundRefused, OutboundError):
+                raise
+            except (requests.RequestException, urllib3.exceptions.HTTPError, OSError, ValueError) as e:
+                raise _translate(e, host) from e
+            try:
+                location = resp.headers.get("Location")
+                if resp.status_code in _REDIRECT_STATUSES and location:
+                    if len(history) >= max_redirects:
+                        raise OutboundRefused(f"too many redirects (more than {max_redirects}): refused")
+                    try:
+                        target = urljoin(current, location.strip())
+                        same_origin = _origin(target) == _origin(current)
+                    except ValueError:
+                        raise OutboundRefused("redirect refused: malformed Location header") from None
+                    if not same_origin:
+                        raise OutboundRefused(
+                            f"redirect to another host refused: {_origin_text(current)} "
+                            f"redirected to {_origin_text(target)}"
+                        )
+                    try:
+                        check_url(target, allow_loopback)
+                    except OutboundRefused as e:
+                        raise OutboundRefused(f"redirect refused: {e}") from None
+                    if resp.status_code in (301, 302, 303) and method != "GET":
+                        method, body = "GET", None
+                    history.append(current)
+                    current = target.split("#", 1)[0]
+                    continue
+                content = _read_body(resp, host, guard, read_timeout, max_bytes)
+                if guard.expired:  # the watchdog cut the body short
+                    raise OutboundError(f"could not read from {host}: timed out")
+                return SafeResponse(
+                    status_code=resp.status_code,
+                    headers=CaseInsensitiveDict(resp.headers),
+                    content=content,
+                    url=current,
+                    history=tuple(history),
+                )
+            finally:
+                resp.close()
+    except OutboundError as e:
+        if guard.expired and "timed out" not in str(e):
+            raise OutboundError(f"could not read from {host}: timed out") from e
+        raise
+    finally:
+        guard.stop_watchdog()
+        session.close()
+
+
+def safe_get(
+    url: str,
+    *,
+    allow_loopback: bool,
+    resolver: Resolver | None = None,
+    headers: Mapping[str, str] | None = None,
+    connect_timeout: float = 3.0,
+    read_timeout: float = 5.0,
+    total_timeout: float = 10.0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_redirects: int = 3,
+) -> SafeResponse:
+    """GET ``url`` under the rules of this module.
+
+    Raises :class:`OutboundRefused` (policy: scheme, address, redirect, size) or
+    :class:`OutboundError` (resolution, connection, TLS, timeout). Any HTTP
+    status is returned as is; redirects are followed to the same origin only.
+    """
+    return _exchange(
+        "GET",
+        url,
+        data=None,
+        auth=None,
+        headers=headers,
+        allow_loopback=allow_loopback,
+        resolver=resolver,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        total_timeout=total_timeout,
+        max_bytes=max_bytes,
+        max_redirects=max_redirects,
+    )
+
+
+def safe_post_form(
+    url: str,
+    data: Mapping[str, str],
+    *,
+    auth: Any = None,
+    headers: Mapping[str, str] | None = None,
+    allow_loopback: bool,
+    resolver: Resolver | None = None,
+    connect_timeout: float = 3.0,
+    read_timeout: float = 5.0,
+    total_timeout: float = 10.0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_redirects: int = 3,
+) -> SafeResponse:
+    """POST ``data`` as ``application/x-www-form-urlencoded`` with the same guarantees.
+
+    ``auth`` is passed to requests (e.g. ``(client_id, client_secret)`` for HTTP
+    Basic). A 307/308 re-posts to the same origin; 301/302/303 continue as GET.
+    """
+    return _exchange(
+        "POST",
+        url,
+        data=dict(data),
+        auth=auth,
+        headers=headers,
+        allow_loopback=allow_loopback,
+        resolver=resolver,
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
+        total_timeout=total_timeout,
+        max_bytes=max_bytes,
+        max_redirects=max_redirects,
+    )
