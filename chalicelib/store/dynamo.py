@@ -158,10 +158,15 @@ class Table:
         return from_dynamo(raw) if raw else None
 
     def delete(self, pk: str, sk: str, *, condition: str | None = None,
+               names: dict | None = None, values: dict | None = None,
                return_old: bool = False) -> dict | None:
         kwargs: dict[str, Any] = {"TableName": self.name, "Key": to_dynamo({"pk": pk, "sk": sk})}
         if condition:
             kwargs["ConditionExpression"] = condition
+        if names:
+            kwargs["ExpressionAttributeNames"] = names
+        if values:
+            kwargs["ExpressionAttributeValues"] = to_dynamo(values)
         if return_old:
             kwargs["ReturnValues"] = "ALL_OLD"
         raw = self._call("delete_item", **kwargs).get("Attributes")

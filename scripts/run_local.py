@@ -1,0 +1,277 @@
+"""``make run``: the whole broker on this machine, no AWS account needed (SPEC §1).
+
+1. Unless ``AWS_ENDPOINT_URL`` is set, start moto's server in this process on 127.0.0.1 (port
+   ``MOTO_PORT`` or a free one) and point ourselves and our children at it with dummy credentials.
+2. Create the tables, queues and secrets of ``infra/resources.yaml`` for stage ``local``
+   (scripts/provision.py: the same definitions the deployed stack uses).
+3. Bootstrap admin client: ``BROKER_ADMIN_CLIENT_ID`` / ``BROKER_ADMIN_CLIENT_SECRET`` from the
+   environment or generated; the secret goes to Secrets Manager only, never into chalice's env.
+4. Serve the app with ``chalice local`` as a child process, wait until its port answers, print a
+   ready-to-paste curl for a management token and ``BROKER READY <issuer>``.
+
+SIGINT / SIGTERM stop everything this script started and exit 0; if ``chalice local`` dies on its
+own the exit status is non-zero. ``BROKER_RUN_MAX_SECONDS`` stops everything after that long.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import provision  # noqa: E402  (scripts/provision.py)
+
+STAGE = "local"
+READY_TIMEOUT_SECONDS = 90
+_ALNUM = string.ascii_letters + string.digits
+
+
+class _Stop(Exception):
+    """Raised from the signal handler (or the run deadline) to unwind into the cleanup."""
+
+
+def _log(message: str) -> None:
+    print(f"[run_local] {message}", file=sys.stderr, flush=True)
+
+
+def _on_signal(signum, _frame):
+    raise _Stop(signal.Signals(signum).name)
+
+
+def _ignore_further_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _port_answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _start_moto():
+    from moto.server import ThreadedMotoServer
+    import logging
+
+    # moto's werkzeug server logs every request; keep the console for the broker's own output.
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    port = int(os.environ.get("MOTO_PORT") or 0)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    host, bound = server.get_host_and_port()
+    return server, f"http://{host}:{bound}"
+
+
+def _chalice_command(port: int) -> list[str]:
+    exe = Path(sys.executable).parent / "chalice"
+    chalice = str(exe) if exe.exists() else shutil.which("chalice")
+    if not chalice:
+        raise SystemExit("run_local: the chalice CLI is not installed (pip install -r requirements-dev.txt)")
+    return [chalice, "local", "--host", "127.0.0.1", "--port", str(port), "--stage", STAGE, "--no-autoreload"]
+
+
+def _die_with_parent():
+    """preexec_fn: on Linux the child gets SIGTERM if this process dies without cleaning up."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):
+        return lambda: None
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return preexec
+
+
+def _stop_child(child: subprocess.Popen | None) -> None:
+    if child is None or child.poll() is not None:
+        return
+    child.terminate()
+    try:
+        child.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        child.wait(timeout=5)
+
+
+def _failure_status(returncode: int) -> int:
+    """Non-zero whatever happened to the child (0 or killed by a signal included)."""
+    return returncode if returncode > 0 else 1
+
+
+def _curl(port: int, issuer: str, client_id: str, client_secret: str) -> str:
+    body = json.dumps(
+        {
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": client_secret,
+            "audience": f"{issuer}api/v2/",
+        },
+        separators=(",", ":"),
+    )
+    # The request goes to where chalice local listens; the audience is built from the issuer.
+    return (
+        f"curl -s -X POST http://127.0.0.1:{port}/oauth/token "
+        "-H 'content-type: application/json' "
+        f"-d {shlex.quote(body)}"
+    )
+
+
+def main() -> int:
+    started = time.monotonic()
+    max_seconds = float(os.environ.get("BROKER_RUN_MAX_SECONDS") or 0)
+    deadline = started + max_seconds if max_seconds > 0 else None
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _on_signal)
+
+    port_raw = os.environ.get("PORT") or "8000"
+    if not port_raw.isdigit():
+        _log(f"PORT must be a number, got {port_raw!r}")
+        return 2
+    port = int(port_raw)
+    if not _port_is_free(port):
+        _log(f"port {port} on 127.0.0.1 is already in use; set PORT to another port")
+        return 2
+
+    moto_server = None
+    child: subprocess.Popen | None = None
+    try:
+        # 1. AWS endpoint ----------------------------------------------------------------------
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        if endpoint:
+            _log(f"using AWS endpoint {endpoint}")
+            os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+        else:
+            moto_server, endpoint = _start_moto()
+            _log(f"embedded AWS endpoint (moto) on {endpoint}")
+            os.environ["AWS_ENDPOINT_URL"] = endpoint
+            # Never let a developer's real credentials or profile near the embedded endpoint.
+            for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+                os.environ.pop(name, None)
+            os.environ["AWS_ACCESS_KEY_ID"] = "testing"
+            os.environ["AWS_SECRET_ACCESS_KEY"] = "testing"
+            os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+        os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+
+        # 2. Tables, queues, secrets -----------------------------------------------------------
+        try:
+            resources = provision.provision(STAGE, endpoint)
+        except provision.ProvisionError as exc:
+            _log(f"provisioning failed: {exc}")
+            return 2
+        outputs = resources["outputs"]
+        _log(f"provisioned {', '.join(sorted(resources['resources']))} for stage {STAGE}")
+
+        # 3. Bootstrap admin client -------------------------------------------------------------
+        client_id = os.environ.get("BROKER_ADMIN_CLIENT_ID") or "".join(
+            secrets.choice(_ALNUM) for _ in range(32)
+        )
+        client_secret = os.environ.get("BROKER_ADMIN_CLIENT_SECRET")
+        generated = not client_secret
+        if generated:
+            client_secret = secrets.token_urlsafe(36)  # 48 url-safe characters
+        admin_secret_name = outputs["AdminClientSecretName"]
+        import boto3
+
+        boto3.session.Session().client(
+            "secretsmanager", endpoint_url=endpoint, region_name=os.environ["AWS_DEFAULT_REGION"]
+        ).put_secret_value(SecretId=admin_secret_name, SecretString=client_secret)
+
+        # 4. chalice local ----------------------------------------------------------------------
+        issuer = os.environ.get("BROKER_ISSUER") or f"http://127.0.0.1:{port}/"
+        if not issuer.endswith("/"):
+            issuer += "/"
+        env = dict(os.environ)
+        env.pop("BROKER_ADMIN_CLIENT_SECRET", None)  # the app reads it from Secrets Manager
+        env.pop("BROKER_RUN_MAX_SECONDS", None)
+        env.update(
+            PORT=str(port),
+            BROKER_ISSUER=issuer,
+            BROKER_STAGE=STAGE,
+            BROKER_TABLE=outputs["BrokerTableName"],
+            BROKER_ADMIN_CLIENT_ID=client_id,
+            BROKER_ADMIN_SECRET_NAME=admin_secret_name,
+            BROKER_LOGOUT_QUEUE_URL=outputs["LogoutQueueUrl"],
+            AWS_ENDPOINT_URL=endpoint,
+            PYTHONUNBUFFERED="1",
+        )
+        env.setdefault("BROKER_ALLOW_INSECURE_LOOPBACK", "true")
+        env.setdefault("BROKER_SECRET_PREFIX", f"broker/{STAGE}/")
+
+        child = subprocess.Popen(
+            _chalice_command(port),
+            cwd=str(ROOT),
+            env=env,
+            start_new_session=True,  # Ctrl-C reaches us; we stop the child in order
+            preexec_fn=_die_with_parent() if sys.platform.startswith("linux") else None,
+        )
+        _log(f"chalice local started (pid {child.pid}), waiting for 127.0.0.1:{port}")
+
+        ready_by = time.monotonic() + READY_TIMEOUT_SECONDS
+        while not _port_answers(port):
+            if child.poll() is not None:
+                _log(f"chalice local exited with status {child.returncode} before serving")
+                return _failure_status(child.returncode)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise _Stop("BROKER_RUN_MAX_SECONDS")
+            if time.monotonic() >= ready_by:
+                _log(f"chalice local did not answer on port {port} within {READY_TIMEOUT_SECONDS}s")
+                return 1
+            time.sleep(0.1)
+
+        print("", flush=True)
+        print(f"Bootstrap management client_id: {client_id}", flush=True)
+        if generated:
+            print(f"Bootstrap management client_secret (generated, shown once): {client_secret}", flush=True)
+        print("Get a management API token with:", flush=True)
+        print(_curl(port, issuer, client_id, client_secret), flush=True)
+        print(f"BROKER READY {issuer}", flush=True)
+
+        while True:
+            if child.poll() is not None:
+                _log(f"chalice local exited unexpectedly with status {child.returncode}")
+                return _failure_status(child.returncode)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise _Stop("BROKER_RUN_MAX_SECONDS")
+            time.sleep(0.2)
+    except (_Stop, KeyboardInterrupt) as stop:
+        _ignore_further_signals()
+        _log(f"stopping ({stop or 'interrupt'})")
+        return 0
+    finally:
+        _ignore_further_signals()
+        _stop_child(child)
+        if moto_server is not None:
+            moto_server.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
