@@ -17,7 +17,7 @@ from chalicelib.errors import ApiError, InvalidBody, InvalidQueryString, OAuthEr
 
 log = logging.getLogger("broker")
 
-MAX_BODY_BYTES = 64 * 1024
+MAX_BODY_BYTES = 256 * 1024  # a GET → edit → PATCH round trip carries oidc_metadata (≤128 KB)
 MAX_JSON_DEPTH = 20
 
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

@@ -9,7 +9,10 @@ from chalicelib.management import auth, clients, connections, grants
 from chalicelib.management.paging import check_known, one, page, select_fields
 
 bp = Blueprint(__name__)
-JSON = ["application/json"]
+# Chalice answers other types with its own 415 body; accept the usual ones and let parse_json
+# give the Auth0-shaped 400.
+JSON = ["application/json", "text/plain", "application/x-www-form-urlencoded",
+        "application/octet-stream"]
 
 CONNECTION_FIELDS = ("id", "name", "strategy", "display_name", "show_as_button",
                      "is_domain_connection", "realms", "metadata", "enabled_clients", "options")

@@ -42,7 +42,8 @@ REGISTERED_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti", "nonce", "
                      "logins_count", "events")
 TEMPLATE_PART = re.compile(r"\$\{([^}]*)\}")
 TEMPLATE_EXPR = re.compile(
-    r"^context\.(tokenset|userinfo)\.[A-Za-z0-9_:.\-]{1,128}$|^context\.connection\.(id|name|strategy)$"
+    # Claim names may be Auth0-style namespaced URLs (``https://example.com/roles``).
+    r"^context\.(tokenset|userinfo)\.[A-Za-z0-9_:./\-]{1,128}$|^context\.connection\.(id|name|strategy)$"
 )
 DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 ENDPOINT_FIELDS = ("authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint",
@@ -194,6 +195,8 @@ def _check_attribute_map(mapping: AttributeMap | None) -> dict:
         for expression in TEMPLATE_PART.findall(template):
             if not TEMPLATE_EXPR.match(expression.strip()):
                 raise _bad(f"unknown template expression ${{{expression}}}", where)
+        if "${" in TEMPLATE_PART.sub("", template):
+            raise _bad("template has an unclosed ${ expression", where)
     return result
 
 
