@@ -110,7 +110,7 @@ def get_settings() -> Settings:
     key = tuple(os.environ.get(k) for k in _ENV_KEYS)
     settings = _cache.get(key)
     if settings is None:
-        settings = _load({k: v for k, v in zip(_ENV_KEYS, key) if v is not None})
+        settings = _load({k: v for k, v in zip(_ENV_KEYS, key, strict=True) if v is not None})
         _cache.clear()
         _cache[key] = settings
     return settings

@@ -238,3 +238,53 @@ def rotate_signing_key():
     _caller("create:signing_keys", "update:signing_keys")
     key = keys.rotate()
     return json_response({"cert": key.cert, "kid": key.kid}, 201)
+
+
+# --- users ------------------------------------------------------------------------------------
+
+USER_FIELDS = ("user_id", "email", "email_verified", "name", "given_name", "family_name",
+               "nickname", "picture", "username", "identities", "created_at", "updated_at",
+               "last_login", "logins_count")
+
+
+@bp.route("/api/v2/users", methods=["GET"])
+@handles_api_errors
+def list_users():
+    from chalicelib import users
+
+    _caller("read:users")
+    params = query_params(bp.current_request)
+    check_known(params, {"page", "per_page", "include_totals", "connection", "fields",
+                         "include_fields", "search_engine"})
+    found = [users.view(u) for u in users.list_users(connection=one(params, "connection"))]
+    paged = page(found, params, "users", "user_id")
+    known = USER_FIELDS + tuple(sorted({k for u in found for k in u}))
+    if isinstance(paged, list):
+        return json_response(select_fields(paged, params, known))
+    paged["users"] = select_fields(paged["users"], params, known)
+    return json_response(paged)
+
+
+@bp.route("/api/v2/users/{user_id}", methods=["GET"])
+@handles_api_errors
+def get_user(user_id):
+    from urllib.parse import unquote
+
+    from chalicelib import users
+
+    _caller("read:users")
+    return json_response(users.view(users.require_user(unquote(user_id))))
+
+
+@bp.route("/api/v2/users/{user_id}", methods=["DELETE"])
+@handles_api_errors
+def delete_user(user_id):
+    import time
+    from urllib.parse import unquote
+
+    from chalicelib import revocation, users
+
+    _caller("delete:users")
+    user = users.require_user(unquote(user_id))
+    revocation.delete_user(user["user_id"], int(time.time()))
+    return json_response(None, 204)

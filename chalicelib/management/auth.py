@@ -55,6 +55,10 @@ def authenticate(authorization: str | None, now: float | None = None) -> Caller:
     iat = claims.get("iat")
     if not isinstance(iat, int) or iat > now + 60:
         raise InvalidToken("Invalid token issue time")
+    if claims.get("gty") != "client-credentials":
+        # Only machine tokens from the client-credentials grant manage the broker; a user's
+        # access token never does, whatever scopes it carries.
+        raise InvalidToken("Invalid token grant type")
     scope = claims.get("scope", "")
     if not isinstance(scope, str):
         raise InvalidToken("Invalid token scope")

@@ -18,6 +18,14 @@ def token_request(form: dict, authorization: str | None, now: float | None = Non
         raise OAuthError("invalid_request", "Missing grant_type")
     if grant_type == "client_credentials":
         return client_credentials(form, authorization, now)
+    if grant_type in ("authorization_code", "refresh_token"):
+        from chalicelib.provider import code_grant, refresh_grant
+
+        client = authenticate_client(form, authorization)
+        moment = int(time.time() if now is None else now)
+        if grant_type == "authorization_code":
+            return code_grant.exchange(client, form, moment)
+        return refresh_grant.refresh(client, form, moment)
     raise OAuthError("unsupported_grant_type", f"Unsupported grant_type {grant_type[:64]}")
 
 

@@ -1,0 +1,127 @@
+"""Browser-facing login routes: ``/authorize`` and ``/login/callback`` (SPEC §3)."""
+from __future__ import annotations
+
+import logging
+import time
+from urllib.parse import parse_qsl
+
+from chalice import Blueprint
+
+from chalicelib.api.http import query_params
+from chalicelib.errors import ApiError
+
+bp = Blueprint(__name__)
+log = logging.getLogger("broker")
+FORM = ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain",
+        "application/json"]
+
+
+def _page(result):
+    from chalicelib.login.authorize import ErrorPage
+    from chalicelib.login.pages import error_page, redirect
+
+    if isinstance(result, ErrorPage):
+        return error_page(result.status, result.title, result.detail)
+    return redirect(result.location, result.status, result.cookies)
+
+
+def _unavailable(app_request=None, state=None):
+    """SPEC §8: once the redirect_uri is trusted, outages go back to the application."""
+    from chalicelib.login.authorize import error_redirect
+    from chalicelib.login.pages import error_page, redirect
+
+    if app_request is not None:
+        return redirect(error_redirect(app_request.redirect_uri, "temporarily_unavailable",
+                                       "The service is temporarily unavailable", state))
+    return error_page(503, "Temporarily unavailable", "Please try again in a moment.")
+
+
+@bp.route("/authorize", methods=["GET"])
+def authorize():
+    from chalicelib import sessions
+    from chalicelib.login import authorize as flow
+    from chalicelib.login.pages import read_cookies
+    from chalicelib.login.transactions import BINDING_COOKIE
+
+    request = bp.current_request
+    now = int(time.time())
+    app_request = None
+    try:
+        parsed = flow.parse_request(query_params(request))
+        if isinstance(parsed, flow.ErrorPage):
+            return _page(parsed)
+        app_request = parsed
+        cookies = read_cookies(request.headers.get("cookie"))
+        try:
+            flow.validate_request(app_request)
+            session = sessions.session_from_cookie(cookies.get(sessions.COOKIE), now)
+            connection = flow.choose_connection(app_request,
+                                                session.connection_id if session else None)
+            if flow.session_is_reusable(app_request, session, connection, now):
+                return _page(_single_sign_on(app_request, session, now))
+            if "none" in app_request.prompt:
+                raise flow.AppError("login_required", "The user must log in")
+            force = "login" in app_request.prompt or (
+                session is not None and app_request.max_age is not None)
+            return _page(flow.start_upstream_login(app_request, connection,
+                                                   cookies.get(BINDING_COOKIE), now,
+                                                   force_login=force))
+        except flow.AppError as exc:
+            return _page(flow.Redirect(flow.error_redirect(app_request.redirect_uri, exc.error,
+                                                           exc.description, app_request.state)))
+    except ApiError as exc:
+        if exc.status == 503:
+            return _unavailable(app_request, app_request.state if app_request else None)
+        log.error("authorize failed: %s", exc.error_code)
+        return _unavailable(app_request, app_request.state if app_request else None)
+    except Exception:  # noqa: BLE001 - no internals in a browser response
+        log.exception("authorize crashed")
+        return _unavailable(app_request, app_request.state if app_request else None)
+
+
+def _single_sign_on(app_request, session, now: int):
+    """A live broker session for the chosen connection: no trip upstream (SSO)."""
+    from chalicelib import sessions
+    from chalicelib.login.authorize import AppError, Redirect, success_redirect
+    from chalicelib.login.complete import code_operations
+    from chalicelib.provider import grant_store
+    from chalicelib.store.dynamo import ConditionFailed
+
+    client_id = app_request.client["client_id"]
+    code, grant_id, operations = code_operations(
+        client_id=client_id, redirect_uri=app_request.redirect_uri, scope=app_request.scope,
+        nonce=app_request.nonce, code_challenge=app_request.code_challenge,
+        code_challenge_method=app_request.code_challenge_method, audience=app_request.audience,
+        user_id=session.user_id, sid=session.sid, auth_time=session.auth_time, now=now)
+    operations.append(sessions.session_touch_operation(session, client_id, grant_id, now))
+    try:
+        grant_store.run(operations)
+    except ConditionFailed:
+        raise AppError("login_required", "The session ended; log in again") from None
+    return Redirect(success_redirect(app_request.redirect_uri, code, app_request.state))
+
+
+@bp.route("/login/callback", methods=["GET", "POST"], content_types=FORM)
+def login_callback():
+    from chalicelib.login.callback import handle_callback
+    from chalicelib.login.pages import read_cookies
+
+    request = bp.current_request
+    now = int(time.time())
+    try:
+        if request.method == "POST":
+            body = request.raw_body or b""
+            if len(body) > 64 * 1024:
+                from chalicelib.login.pages import error_page
+
+                return error_page(413, "Request too large", "The login response is too large.")
+            params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+        else:
+            params = {k: v[0] for k, v in query_params(request).items() if v}
+        cookies = read_cookies(request.headers.get("cookie"))
+        return _page(handle_callback(params, request.method, cookies, now))
+    except ApiError:
+        return _unavailable()
+    except Exception:  # noqa: BLE001
+        log.exception("login callback crashed")
+        return _unavailable()

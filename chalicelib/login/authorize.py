@@ -1,0 +1,278 @@
+"""``GET /authorize`` (SPEC §3.1): validate the application's request, choose the connection,
+reuse a live broker session or start a login transaction and send the browser upstream.
+
+Order matters: the client and its exact ``redirect_uri`` are checked first and failures there
+show an error page with no redirect (RFC 6749 §4.1.2.1). After that every error goes back to the
+application with ``error``, ``error_description``, ``state`` and ``iss`` (RFC 9207).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from chalicelib.login.transactions import BINDING_COOKIE, LoginTransaction, create_transaction
+from chalicelib.provider import lifetimes
+from chalicelib.provider.issue import OIDC_SCOPES
+from chalicelib.settings import get_settings
+from chalicelib.tokens import random_token
+
+PKCE_VALUE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
+KNOWN_PROMPTS = {"none", "login", "consent", "select_account"}
+# Parameters an application may send; anything else is ignored, as OAuth requires (§3.1).
+SINGLE_VALUED = ("client_id", "redirect_uri", "response_type", "response_mode", "scope", "state",
+                 "nonce", "code_challenge", "code_challenge_method", "connection", "login_hint",
+                 "prompt", "max_age", "audience", "acr_values", "display", "ui_locales",
+                 "id_token_hint", "resource")
+
+
+@dataclass
+class ErrorPage:
+    status: int
+    title: str
+    detail: str
+
+
+@dataclass
+class Redirect:
+    location: str
+    cookies: list[str] = field(default_factory=list)
+    status: int = 302
+
+
+class AppError(Exception):
+    """An error reported to the application's redirect_uri."""
+
+    def __init__(self, error: str, description: str):
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+
+@dataclass
+class AppRequest:
+    client: dict
+    redirect_uri: str
+    state: str | None
+    nonce: str | None
+    scope: str
+    code_challenge: str | None
+    code_challenge_method: str | None
+    prompt: set[str]
+    max_age: int | None
+    audience: str | None
+    login_hint: str | None
+    connection_name: str | None
+    raw: dict[str, str]
+
+
+def error_redirect(redirect_uri: str, error: str, description: str, state: str | None) -> str:
+    from urllib.parse import urlencode
+
+    params = {"error": error, "error_description": description[:300]}
+    if state is not None:
+        params["state"] = state
+    params["iss"] = get_settings().issuer
+    separator = "&" if "?" in redirect_uri else "?"
+    return redirect_uri + separator + urlencode(params)
+
+
+def success_redirect(redirect_uri: str, code: str, state: str | None) -> str:
+    from urllib.parse import urlencode
+
+    params = {"code": code}
+    if state is not None:
+        params["state"] = state
+    params["iss"] = get_settings().issuer
+    separator = "&" if "?" in redirect_uri else "?"
+    return redirect_uri + separator + urlencode(params)
+
+
+def _single(params: dict[str, list[str]]) -> tuple[dict[str, str], str | None]:
+    values: dict[str, str] = {}
+    repeated = None
+    for name in SINGLE_VALUED:
+        found = params.get(name) or []
+        if len(found) > 1:
+            repeated = name
+        if found:
+            values[name] = found[0]
+    return values, repeated
+
+
+def parse_request(params: dict[str, list[str]]) -> AppRequest | ErrorPage:
+    """Steps that can fail without a trustworthy redirect_uri come first."""
+    from chalicelib.management.clients import get_client
+
+    values, repeated = _single(params)
+    if repeated in ("client_id", "redirect_uri"):
+        return ErrorPage(400, "Invalid request", f"The {repeated} parameter is repeated.")
+    client_id = values.get("client_id")
+    client = get_client(client_id) if client_id else None
+    if client is None:
+        return ErrorPage(400, "Unknown application", "The client_id is missing or unknown.")
+    redirect_uri = values.get("redirect_uri")
+    if not redirect_uri or redirect_uri not in (client.get("callbacks") or []):
+        return ErrorPage(400, "Invalid redirect_uri",
+                         "The redirect_uri is missing or not registered for this application.")
+    state = values.get("state")
+    request = AppRequest(client=client, redirect_uri=redirect_uri, state=state,
+                         nonce=values.get("nonce"), scope="", code_challenge=None,
+                         code_challenge_method=None, prompt=set(), max_age=None,
+                         audience=values.get("audience"), login_hint=values.get("login_hint"),
+                         connection_name=values.get("connection"), raw=values)
+    if repeated:
+        raise_to_app = AppError("invalid_request", f"The {repeated} parameter is repeated")
+        return _attach(request, raw_error=raise_to_app)
+    return request
+
+
+def _attach(request: AppRequest, raw_error: AppError) -> AppRequest:
+    request.raw["__error__"] = raw_error.error
+    request.raw["__error_description__"] = raw_error.description
+    return request
+
+
+def validate_request(request: AppRequest) -> None:
+    """The checks whose failures go back to the application (raise :class:`AppError`)."""
+    if "__error__" in request.raw:
+        raise AppError(request.raw["__error__"], request.raw["__error_description__"])
+    values, client = request.raw, request.client
+    if values.get("response_type") != "code":
+        raise AppError("unsupported_response_type", "Only response_type=code is supported")
+    if values.get("response_mode") not in (None, "query"):
+        raise AppError("invalid_request", "Only response_mode=query is supported")
+    if "authorization_code" not in (client.get("grant_types") or []):
+        raise AppError("unauthorized_client", "The application may not use the authorization code grant")
+    if request.state is not None and len(request.state) > 2048:
+        raise AppError("invalid_request", "state is too long")
+    if request.nonce is not None and len(request.nonce) > 512:
+        raise AppError("invalid_request", "nonce is too long")
+    request.scope = _scope(values.get("scope"), client)
+    _pkce(request, values)
+    _prompt(request, values.get("prompt"))
+    _max_age(request, values.get("max_age"))
+    if request.audience is not None:
+        settings = get_settings()
+        if request.audience == settings.management_audience or len(request.audience) > 600:
+            raise AppError("invalid_request", "This audience cannot be requested here")
+    if request.login_hint is not None and len(request.login_hint) > 512:
+        raise AppError("invalid_request", "login_hint is too long")
+
+
+def _scope(raw: str | None, client: dict) -> str:
+    requested = (raw or "openid").split()
+    granted = [s for s in dict.fromkeys(requested) if s in OIDC_SCOPES]
+    if "offline_access" in granted and "refresh_token" not in (client.get("grant_types") or []):
+        granted.remove("offline_access")
+    if not granted:
+        raise AppError("invalid_scope", "No supported scope was requested")
+    return " ".join(granted)
+
+
+def _pkce(request: AppRequest, values: dict[str, str]) -> None:
+    challenge = values.get("code_challenge")
+    method = values.get("code_challenge_method")
+    public = request.client.get("token_endpoint_auth_method") == "none"
+    if challenge is None:
+        if method is not None:
+            raise AppError("invalid_request", "code_challenge_method without code_challenge")
+        if public:
+            # RFC 9700 §2.1.1 / OAuth 2.1: public clients must use PKCE.
+            raise AppError("invalid_request", "code_challenge is required for public clients")
+        return
+    if method != "S256":
+        # An absent method means plain (RFC 7636 §4.3); plain is refused (SPEC §3.1).
+        raise AppError("invalid_request", "code_challenge_method must be S256")
+    if not PKCE_VALUE.match(challenge) or len(challenge) != 43:
+        raise AppError("invalid_request", "code_challenge is malformed")
+    request.code_challenge, request.code_challenge_method = challenge, method
+
+
+def _prompt(request: AppRequest, raw: str | None) -> None:
+    if raw is None:
+        return
+    prompts = set(raw.split())
+    if not prompts or not prompts <= KNOWN_PROMPTS:
+        raise AppError("invalid_request", "Unsupported prompt value")
+    if "none" in prompts and len(prompts) > 1:
+        raise AppError("invalid_request", "prompt=none cannot be combined with other values")
+    request.prompt = prompts
+
+
+def _max_age(request: AppRequest, raw: str | None) -> None:
+    if raw is None:
+        return
+    if not raw.isdigit() or len(raw) > 9:
+        raise AppError("invalid_request", "max_age must be a non-negative integer")
+    request.max_age = int(raw)
+
+
+def choose_connection(request: AppRequest, session_connection_id: str | None) -> dict:
+    from chalicelib.management import connections
+
+    client_id = request.client["client_id"]
+    if request.connection_name:
+        found = connections.get_connection_by_name(request.connection_name)
+        if found is None or client_id not in (found.get("enabled_clients") or []):
+            raise AppError("invalid_request",
+                           "The connection does not exist or is not enabled for this application")
+        return found
+    enabled = sorted(connections.enabled_connections_for(client_id), key=lambda c: c["name"])
+    hint = (request.login_hint or "").strip().lower()
+    if "@" in hint:
+        domain = hint.rsplit("@", 1)[1]
+        for candidate in enabled:
+            if domain in (candidate["options"].get("domain_aliases") or []):
+                return candidate
+    if session_connection_id:
+        for candidate in enabled:
+            if candidate["id"] == session_connection_id:
+                return candidate
+    if len(enabled) == 1:
+        return enabled[0]
+    if not enabled:
+        raise AppError("invalid_request", "No connection is enabled for this application")
+    # The login page (identifier first + buttons) is the Login experience issue's work.
+    raise AppError("invalid_request", "Choose a connection: pass connection=<name>, or a "
+                   "login_hint whose email domain matches a connection's domain_aliases")
+
+
+def session_is_reusable(request: AppRequest, session, connection: dict, now: int) -> bool:
+    if session is None or session.connection_id != connection["id"]:
+        return False
+    if "login" in request.prompt:
+        return False
+    if request.max_age is not None and now - session.auth_time > request.max_age:
+        return False
+    return True
+
+
+def start_upstream_login(request: AppRequest, connection: dict, browser_binding: str | None,
+                         now: int, force_login: bool = False) -> Redirect:
+    from chalicelib.login import upstream
+    from chalicelib.login.mapping import upstream_scope
+    from chalicelib.login.pages import cookie
+    from chalicelib.tokens import digest
+
+    binding = browser_binding if browser_binding and 32 <= len(browser_binding) <= 64 else (
+        random_token(32))
+    nonce = random_token(32)
+    verifier = random_token(48) if upstream.pkce_method(connection) else None
+    scope = upstream_scope(connection)
+    tx = LoginTransaction(
+        connection_id=connection["id"], client_id=request.client["client_id"],
+        redirect_uri=request.redirect_uri, response_mode="query", scope=request.scope,
+        state=request.state, nonce=request.nonce, code_challenge=request.code_challenge,
+        code_challenge_method=request.code_challenge_method, upstream_nonce=nonce,
+        upstream_code_verifier=verifier, browser_digest=digest(binding), created_at=now,
+        max_age=request.max_age, prompt=" ".join(sorted(request.prompt)) or None,
+        audience=request.audience,
+    )
+    upstream_state = create_transaction(tx, now)
+    app_params = {k: v for k, v in request.raw.items() if not k.startswith("__")}
+    location = upstream.authorization_url(connection, state=upstream_state, nonce=nonce,
+                                          scope=scope, code_verifier=verifier,
+                                          app_params=app_params, force_login=force_login)
+    # Path=/ so a second /authorize in another tab reuses the binding instead of replacing it.
+    binding_cookie = cookie(BINDING_COOKIE, binding, max_age=lifetimes.LOGIN_TRANSACTION)
+    return Redirect(location=location, cookies=[binding_cookie])

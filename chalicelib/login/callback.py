@@ -1,0 +1,206 @@
+"""``GET|POST /login/callback`` (SPEC §3.3): the upstream IdP's answer becomes a broker login.
+
+Every check runs before anything is written; the writes (user, session, grant, code) are one
+DynamoDB transaction. Failures after the transaction is found go back to the application as
+OAuth errors (upstream errors become ``access_denied`` or the standard upstream code).
+"""
+from __future__ import annotations
+
+import logging
+
+from chalicelib.login.authorize import ErrorPage, Redirect, error_redirect, success_redirect
+from chalicelib.login.transactions import (
+    BINDING_COOKIE,
+    LoginTransaction,
+    TransactionError,
+    consume_transaction,
+)
+from chalicelib.login.upstream import UpstreamError
+
+log = logging.getLogger(__name__)
+
+# Upstream error codes passed through as they are (OIDC Core §3.1.2.6, RFC 6749 §4.1.2.1);
+# anything else becomes access_denied.
+PASSED_THROUGH = {"access_denied", "login_required", "consent_required", "interaction_required",
+                  "account_selection_required", "temporarily_unavailable"}
+
+
+class LoginFailed(Exception):
+    def __init__(self, error: str, description: str):
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+
+def handle_callback(params: dict[str, str], method: str, cookies: dict[str, str],
+                    now: int) -> ErrorPage | Redirect:
+    try:
+        tx = consume_transaction(params.get("state"), cookies.get(BINDING_COOKIE), now)
+    except TransactionError as exc:
+        return ErrorPage(400, "Login failed", f"{exc}. Start the login again from the application.")
+    try:
+        return _complete(tx, params, method, now)
+    except LoginFailed as exc:
+        log.info("login through connection %s failed: %s (%s)", tx.connection_id, exc.error,
+                 exc.description)
+        return Redirect(error_redirect(tx.redirect_uri, exc.error, exc.description, tx.state),
+                        status=303)
+    except UpstreamError as exc:
+        log.info("login through connection %s failed upstream: %s", tx.connection_id,
+                 exc.description)
+        return Redirect(error_redirect(tx.redirect_uri, exc.error, exc.description, tx.state),
+                        status=303)
+
+
+def _complete(tx: LoginTransaction, params: dict[str, str], method: str, now: int) -> Redirect:
+    from chalicelib.management.connections import get_connection
+    from chalicelib.management.clients import get_client
+
+    connection = get_connection(tx.connection_id)
+    client = get_client(tx.client_id)
+    if connection is None or client is None:
+        raise LoginFailed("access_denied", "The connection or application no longer exists")
+    if tx.client_id not in (connection.get("enabled_clients") or []):
+        raise LoginFailed("access_denied", "The connection is no longer enabled for this application")
+    options = connection["options"]
+    _check_iss_parameter(params.get("iss"), connection)
+    if params.get("error"):
+        upstream_error = params["error"][:64]
+        error = upstream_error if upstream_error in PASSED_THROUGH else "access_denied"
+        description = (params.get("error_description") or "The identity provider refused the login")
+        raise LoginFailed(error, _printable(description)[:300])
+    access_token = None
+    code = None
+    if options.get("type") == "back_channel":
+        code = params.get("code")
+        if not code or len(code) > 2048:
+            raise LoginFailed("access_denied", "The identity provider returned no code")
+        from chalicelib.login import upstream
+        from chalicelib.management.connections import connection_secret
+
+        tokens = upstream.exchange_code(connection, code, tx.upstream_code_verifier,
+                                        _secret_or_fail(connection_secret, connection))
+        raw_id_token = tokens["id_token"]
+        access_token = tokens.get("access_token") if isinstance(tokens.get("access_token"),
+                                                                str) else None
+        code_for_hash = None  # c_hash belongs to hybrid flows' front-channel ID tokens
+    else:
+        if method != "POST":
+            # The front channel uses form_post: an ID token in a URL would leak to logs/history.
+            raise LoginFailed("access_denied", "The ID token must arrive by form POST")
+        raw_id_token = params.get("id_token")
+        if not raw_id_token:
+            raise LoginFailed("access_denied", "The identity provider returned no ID token")
+        code_for_hash = params.get("code")
+    claims = _validate(raw_id_token, connection, tx, now, access_token, code_for_hash or code)
+    userinfo = _userinfo(connection, access_token, claims)
+    return _finish(tx, connection, client, claims, userinfo, now)
+
+
+def _secret_or_fail(load, connection: dict) -> str | None:
+    from chalicelib.secrets import SecretNotFound
+
+    try:
+        return load(connection)
+    except SecretNotFound:
+        raise LoginFailed("server_error", "The connection's client secret is missing") from None
+
+
+def _printable(text: str) -> str:
+    return "".join(c for c in text if c.isprintable())
+
+
+def _check_iss_parameter(iss: str | None, connection: dict) -> None:
+    """RFC 9207 §2.4: mix-up defence."""
+    expected = connection["options"]["issuer"]
+    if iss is not None:
+        if iss != expected:
+            raise LoginFailed("access_denied", "The response came from another issuer (iss mismatch)")
+        return
+    metadata = connection["options"].get("oidc_metadata") or {}
+    if metadata.get("authorization_response_iss_parameter_supported") is True:
+        raise LoginFailed("access_denied", "The identity provider's response lacks the iss parameter")
+
+
+def _validate(raw_id_token: str, connection: dict, tx: LoginTransaction, now: int,
+              access_token: str | None, code: str | None) -> dict:
+    from chalicelib.login.id_token import IdTokenError, validate_id_token
+    from chalicelib.login.jwks_cache import JwksUnavailable, jwks_cache
+
+    options = connection["options"]
+    nonce_expected = tx.upstream_nonce
+    if options.get("type") == "back_channel" and not options.get("send_back_channel_nonce", True):
+        nonce_expected = None
+    try:
+        return validate_id_token(
+            raw_id_token, issuer=options["issuer"], client_id=options["client_id"],
+            nonce=nonce_expected, jwks_uri=options["jwks_uri"],
+            allowed_algs=options.get("id_token_signed_response_algs") or ["RS256"],
+            cache=jwks_cache(), now=now, access_token=access_token,
+            code=code if options.get("type") != "back_channel" else None,
+        )
+    except JwksUnavailable:
+        log.warning("JWKS of connection %s unavailable and nothing cached", connection["name"])
+        raise UpstreamError("The identity provider's keys are unavailable",
+                            "temporarily_unavailable") from None
+    except IdTokenError as exc:
+        log.warning("ID token from connection %s rejected: %s", connection["name"], exc.check)
+        raise LoginFailed("access_denied", f"The identity provider's ID token is invalid ({exc.check})"
+                          ) from None
+
+
+def _userinfo(connection: dict, access_token: str | None, claims: dict) -> dict | None:
+    from chalicelib.login.mapping import needs_userinfo
+    from chalicelib.login.upstream import fetch_userinfo
+
+    if not access_token or not needs_userinfo(connection):
+        return None
+    if not connection["options"].get("userinfo_endpoint"):
+        return None
+    info = fetch_userinfo(connection, access_token)
+    # OIDC Core §5.3.2: the userinfo sub must equal the ID token's, or the response is ignored
+    # — we fail the login instead, because a mismatch means a token substitution.
+    if info.get("sub") != claims["sub"]:
+        raise LoginFailed("access_denied", "The userinfo subject does not match the ID token")
+    return info
+
+
+def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
+            userinfo: dict | None, now: int) -> Redirect:
+    from chalicelib import sessions, users
+    from chalicelib.login.complete import code_operations
+    from chalicelib.login.mapping import apply_root_attribute_policy, map_claims
+    from chalicelib.login.pages import cookie
+    from chalicelib.provider import grant_store, lifetimes
+    from chalicelib.store.dynamo import ConditionFailed
+
+    user_id = users.user_id_for(connection["name"], claims["sub"])
+    mapped, warnings = map_claims(connection, claims, userinfo)
+    for warning in warnings:
+        log.warning("claim mapping for connection %s: %s", connection["name"], warning)
+    existing = users.get_user(user_id)
+    policy = connection["options"].get("set_user_root_attributes", "on_each_login")
+    attributes = apply_root_attribute_policy(existing.get("attributes") if existing else None,
+                                             mapped, policy)
+    sid, cookie_value, session_fields = sessions.new_session_values(now)
+    code, grant_id, code_ops = code_operations(
+        client_id=client["client_id"], redirect_uri=tx.redirect_uri, scope=tx.scope,
+        nonce=tx.nonce, code_challenge=tx.code_challenge,
+        code_challenge_method=tx.code_challenge_method, audience=tx.audience, user_id=user_id,
+        sid=sid, auth_time=now, now=now)
+    operations = [
+        users.user_update_operation(user_id, connection, claims["sub"], attributes, now),
+        *sessions.session_put_operations(sid, session_fields, user_id, connection["id"],
+                                         client["client_id"], grant_id),
+        *code_ops,
+    ]
+    try:
+        grant_store.run(operations)
+    except ConditionFailed:
+        raise LoginFailed("server_error", "The login could not be recorded; try again") from None
+    session_cookie = cookie(sessions.COOKIE, cookie_value, max_age=lifetimes.SESSION_ABSOLUTE,
+                            same_site="Lax")
+    from chalicelib.login.pages import expired_cookie
+
+    return Redirect(success_redirect(tx.redirect_uri, code, tx.state),
+                    cookies=[session_cookie, expired_cookie(BINDING_COOKIE)], status=303)

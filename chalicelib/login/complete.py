@@ -1,0 +1,24 @@
+"""Finishing a login: one transaction writes the user, the session, the grant and the code, so a
+login either completes or leaves nothing behind (SPEC §3.3, §8)."""
+from __future__ import annotations
+
+from chalicelib.provider import grant_store, lifetimes
+from chalicelib.tokens import random_token
+
+
+def code_operations(*, client_id: str, redirect_uri: str, scope: str, nonce: str | None,
+                    code_challenge: str | None, code_challenge_method: str | None,
+                    audience: str | None, user_id: str, sid: str, auth_time: int,
+                    now: int) -> tuple[str, str, list[dict]]:
+    """(code, grant_id, operations) for a new grant and its authorization code."""
+    grant_id = random_token(18)
+    fields = {"client_id": client_id, "redirect_uri": redirect_uri, "scope": scope,
+              "nonce": nonce, "code_challenge": code_challenge,
+              "code_challenge_method": code_challenge_method, "audience": audience,
+              "user_id": user_id, "sid": sid, "auth_time": auth_time, "grant_id": grant_id}
+    code, code_op = grant_store.new_code_operation({k: v for k, v in fields.items()
+                                                    if v is not None}, now)
+    ops = grant_store.new_grant_operations(
+        grant_id, client_id=client_id, user_id=user_id, sid=sid,
+        expires_at=now + lifetimes.AUTHORIZATION_CODE + lifetimes.ACCESS_TOKEN)
+    return code, grant_id, [*ops, code_op]

@@ -1,0 +1,117 @@
+"""``grant_type=authorization_code`` (RFC 6749 §4.1.3, RFC 7636 §4.6, OIDC Core §3.1.3).
+
+Checks run against the stored code first; only then is the code consumed, in one transaction
+with the grant's liveness check and the refresh token's creation, so a request either returns
+working tokens or consumes nothing (SPEC §8). A consumed code presented again revokes the grant:
+every token issued from the first redemption stops working (RFC 6749 §4.1.2, RFC 9700 §4.5).
+"""
+from __future__ import annotations
+
+import logging
+
+from chalicelib.errors import OAuthError
+from chalicelib.provider import grant_store, issue
+from chalicelib.provider.client_auth import AuthenticatedClient
+from chalicelib.store.dynamo import ConditionFailed
+from chalicelib.tokens import preview, s256, same
+
+log = logging.getLogger(__name__)
+VERIFIER_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _invalid_grant(description: str) -> OAuthError:
+    return OAuthError("invalid_grant", description)
+
+
+def _check_verifier(record: dict, verifier: str | None) -> None:
+    challenge = record.get("code_challenge")
+    if challenge is None:
+        if verifier is not None:
+            # A verifier without a challenge is an injection attempt (RFC 9700 §2.1.1).
+            raise _invalid_grant("code_verifier sent but no code_challenge was used")
+        return
+    if verifier is None:
+        raise _invalid_grant("code_verifier is required")
+    if not 43 <= len(verifier) <= 128 or not set(verifier) <= VERIFIER_CHARS:
+        raise _invalid_grant("code_verifier is malformed")
+    if not same(s256(verifier), challenge):
+        raise _invalid_grant("code_verifier does not match the code_challenge")
+
+
+def exchange(client: AuthenticatedClient, form: dict, now: int) -> dict:
+    from chalicelib.management.clients import get_client
+    from chalicelib.users import get_user
+
+    code = form.get("code")
+    if not code:
+        raise OAuthError("invalid_request", "code is required")
+    if "authorization_code" not in client.grant_types:
+        raise OAuthError("unauthorized_client", "The client may not use this grant")
+    record = grant_store.find_code(code, now)
+    if record is None:
+        raise _invalid_grant("Invalid or expired authorization code")
+    if record.get("consumed_at"):
+        grant_store.revoke_grant(record["grant_id"], now, "code_reuse")
+        log.warning("authorization code %s reused: grant %s revoked", preview(code),
+                    record["grant_id"][:8])
+        raise _invalid_grant("Authorization code already used")
+    if record["client_id"] != client.client_id:
+        raise _invalid_grant("The code was issued to another client")
+    if form.get("redirect_uri") != record["redirect_uri"]:
+        raise _invalid_grant("redirect_uri does not match the authorization request")
+    _check_verifier(record, form.get("code_verifier"))
+    if client.method == "none" and not record.get("code_challenge"):
+        raise _invalid_grant("Public clients must use PKCE")
+    user = get_user(record["user_id"])
+    app = client.record or get_client(client.client_id)
+    if user is None or app is None:
+        raise _invalid_grant("The user or client no longer exists")
+    scope = record["scope"]
+    operations = [grant_store.consume_code_operation(code, now),
+                  grant_store.grant_is_active_check(record["grant_id"], now)]
+    refresh_token = None
+    if "offline_access" in scope.split() and "refresh_token" in app.get("grant_types", []):
+        refresh_token, rt_ops = _new_refresh_token(app, record, scope, now)
+        operations += rt_ops
+    try:
+        grant_store.run(operations)
+    except ConditionFailed:
+        # Lost a race: another redemption won, or the grant was revoked meanwhile.
+        fresh = grant_store.find_code(code, now)
+        if fresh is not None and fresh.get("consumed_at"):
+            grant_store.revoke_grant(record["grant_id"], now, "code_reuse")
+        raise _invalid_grant("Invalid or expired authorization code") from None
+    return _token_response(app, user, record, scope, now, refresh_token, nonce=record.get("nonce"))
+
+
+def _new_refresh_token(app: dict, record: dict, scope: str, now: int,
+                       absolute_expiry: int | None = None) -> tuple[str, list[dict]]:
+    settings = app.get("refresh_token") or {}
+    lifetime = int(settings.get("token_lifetime") or 2_592_000)
+    idle = int(settings.get("idle_token_lifetime") or 1_296_000)
+    expiry = absolute_expiry or now + lifetime
+    fields = {"grant_id": record["grant_id"], "client_id": app["client_id"],
+              "user_id": record["user_id"], "sid": record["sid"], "scope": scope,
+              "auth_time": record["auth_time"], "audience": record.get("audience"),
+              "family_expires_at": expiry}
+    token, op = grant_store.new_refresh_token_operation(
+        {k: v for k, v in fields.items() if v is not None}, now, absolute_expiry=expiry,
+        idle_lifetime=idle)
+    return token, [op, grant_store.extend_grant_operation(record["grant_id"], expiry)]
+
+
+def _token_response(app: dict, user: dict, record: dict, scope: str, now: int,
+                    refresh_token: str | None, nonce: str | None) -> dict:
+    access, expires_in = issue.access_token(
+        user_id=user["user_id"], client_id=app["client_id"], scope=scope,
+        audience=record.get("audience"), sid=record["sid"], grant_id=record["grant_id"],
+        auth_time=int(record["auth_time"]), now=now)
+    body = {"access_token": access, "token_type": "Bearer", "expires_in": expires_in,
+            "scope": scope}
+    if "openid" in scope.split():
+        body["id_token"] = issue.id_token(user=user, client=app, scope=scope, nonce=nonce,
+                                          sid=record["sid"], auth_time=int(record["auth_time"]),
+                                          now=now, access_token_value=access)
+    if refresh_token:
+        body["refresh_token"] = refresh_token
+    return body

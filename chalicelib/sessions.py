@@ -1,0 +1,97 @@
+"""Broker sessions (SSO): a cookie ``{sid}.{secret}``; DynamoDB keeps only the secret's digest.
+
+A session records the applications it served (``clients``) and the token grants issued in it
+(``grants``), which is what logout and Global Token Revocation need (SPEC §5, §6).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from chalicelib.provider import lifetimes
+from chalicelib.store.dynamo import ConditionFailed, table
+from chalicelib.tokens import digest, random_token, same
+
+COOKIE = "broker_session"
+
+
+@dataclass(frozen=True)
+class Session:
+    sid: str
+    user_id: str
+    connection_id: str
+    auth_time: int
+    expires_at: int
+    idle_expires_at: int
+    clients: tuple[str, ...] = ()
+
+
+def new_session_values(now: int) -> tuple[str, str, dict]:
+    """(sid, cookie value, fields) for a new session."""
+    sid = random_token(18)
+    secret = random_token(32)
+    fields = {"cookie_digest": digest(secret), "auth_time": now,
+              "expires_at": now + lifetimes.SESSION_ABSOLUTE,
+              "idle_expires_at": now + lifetimes.SESSION_IDLE}
+    return sid, f"{sid}.{secret}", fields
+
+
+def session_put_operations(sid: str, fields: dict, user_id: str, connection_id: str,
+                           client_id: str, grant_id: str) -> list[dict]:
+    item = {"pk": f"SESSION#{sid}", "sk": "SESSION", "sid": sid, "user_id": user_id,
+            "connection_id": connection_id, "clients": {client_id}, "grants": {grant_id},
+            "ttl": fields["expires_at"], **fields}
+    ref = {"pk": f"USER#{user_id}", "sk": f"SESSION#{sid}", "sid": sid,
+           "ttl": fields["expires_at"]}
+    return [{"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"Put": {"Item": ref}}]
+
+
+def session_touch_operation(session: Session, client_id: str, grant_id: str, now: int) -> dict:
+    """Record another application served by a live session (SSO) and slide its idle expiry."""
+    return {"Update": {
+        "Key": {"pk": f"SESSION#{session.sid}", "sk": "SESSION"},
+        "UpdateExpression": "SET idle_expires_at = :idle ADD clients :c, grants :g",
+        "ConditionExpression": "attribute_exists(pk) AND #ttl > :now AND idle_expires_at > :now "
+                               "AND attribute_not_exists(revoked_at)",
+        "ExpressionAttributeNames": {"#ttl": "ttl"},
+        "ExpressionAttributeValues": {
+            ":idle": min(now + lifetimes.SESSION_IDLE, session.expires_at), ":c": {client_id},
+            ":g": {grant_id}, ":now": now},
+    }}
+
+
+def _from_item(item: dict) -> Session:
+    return Session(sid=item["sid"], user_id=item["user_id"], connection_id=item["connection_id"],
+                   auth_time=int(item["auth_time"]), expires_at=int(item["expires_at"]),
+                   idle_expires_at=int(item["idle_expires_at"]),
+                   clients=tuple(item.get("clients") or ()))
+
+
+def get_session(sid: str, now: int) -> dict | None:
+    if not sid or len(sid) > 64:
+        return None
+    item = table().get(f"SESSION#{sid}", "SESSION")
+    if item is None or item.get("revoked_at") or int(item["idle_expires_at"]) <= now:
+        return None
+    return item
+
+
+def session_from_cookie(cookie: str | None, now: int) -> Session | None:
+    """The live session the browser's cookie names, or None (forged, expired or revoked)."""
+    if not cookie or "." not in cookie or len(cookie) > 200:
+        return None
+    sid, _, secret = cookie.partition(".")
+    item = get_session(sid, now)
+    if item is None or not same(digest(secret), item.get("cookie_digest", "")):
+        return None
+    return _from_item(item)
+
+
+def revoke_session(sid: str, now: int) -> dict | None:
+    """Mark a session revoked; returns its item (with clients and grants) or None."""
+    try:
+        return table().update(f"SESSION#{sid}", "SESSION", "SET revoked_at = :now",
+                              condition="attribute_exists(pk) AND attribute_not_exists(revoked_at)",
+                              values={":now": now})
+    except ConditionFailed:
+        return None

@@ -1,0 +1,39 @@
+"""Random values and their storage hashes: codes, refresh tokens, states and cookies are stored
+only as SHA-256 digests, so a DynamoDB read never yields a usable credential (SPEC §4)."""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+
+
+def random_token(nbytes: int = 32) -> str:
+    return secrets.token_urlsafe(nbytes)
+
+
+def digest(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def same(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def s256(verifier: str) -> str:
+    """RFC 7636 §4.2 code challenge."""
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(
+        b"=").decode()
+
+
+def half_hash(value: str, alg: str = "RS256") -> str:
+    """OIDC Core §3.1.3.6 at_hash / c_hash: left half of the hash, base64url."""
+    bits = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}
+    hasher = hashlib.sha512 if alg == "EdDSA" else bits[alg[-3:]]
+    raw = hasher(value.encode()).digest()
+    return base64.urlsafe_b64encode(raw[: len(raw) // 2]).rstrip(b"=").decode()
+
+
+def preview(value: str) -> str:
+    """What logs may show of a credential: a short digest prefix, never the value."""
+    return digest(value)[:12]
