@@ -118,7 +118,10 @@ def _check_iss_parameter(iss: str | None, connection: dict) -> None:
             raise LoginFailed("access_denied", "The response came from another issuer (iss mismatch)")
         return
     metadata = connection["options"].get("oidc_metadata") or {}
-    if metadata.get("authorization_response_iss_parameter_supported") is True:
+    # A front-channel response carries an ID token whose own iss is checked; for the code flow
+    # an IdP that advertises RFC 9207 support must send iss (§2.4), or this is a mix-up attempt.
+    if (metadata.get("authorization_response_iss_parameter_supported") is True
+            and connection["options"].get("type") == "back_channel"):
         raise LoginFailed("access_denied", "The identity provider's response lacks the iss parameter")
 
 

@@ -22,14 +22,14 @@ class LoginTransaction:
     redirect_uri: str
     response_mode: str
     scope: str
-    state: str | None  # the application's state
-    nonce: str | None  # the application's nonce
-    code_challenge: str | None
-    code_challenge_method: str | None
     upstream_nonce: str
-    upstream_code_verifier: str | None
     browser_digest: str
     created_at: int
+    state: str | None = None  # the application's state
+    nonce: str | None = None  # the application's nonce
+    code_challenge: str | None = None
+    code_challenge_method: str | None = None
+    upstream_code_verifier: str | None = None
     max_age: int | None = None
     prompt: str | None = None
     audience: str | None = None

@@ -67,12 +67,14 @@ def exchange(client: AuthenticatedClient, form: dict, now: int) -> dict:
     if user is None or app is None:
         raise _invalid_grant("The user or client no longer exists")
     scope = record["scope"]
-    operations = [grant_store.consume_code_operation(code, now),
-                  grant_store.grant_is_active_check(record["grant_id"], now)]
+    operations = [grant_store.consume_code_operation(code, now)]
     refresh_token = None
     if "offline_access" in scope.split() and "refresh_token" in app.get("grant_types", []):
+        # The grant update in rt_ops carries the "grant still active" condition.
         refresh_token, rt_ops = _new_refresh_token(app, record, scope, now)
         operations += rt_ops
+    else:
+        operations.append(grant_store.grant_is_active_check(record["grant_id"], now))
     try:
         grant_store.run(operations)
     except ConditionFailed:

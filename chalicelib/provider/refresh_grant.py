@@ -62,16 +62,16 @@ def refresh(client: AuthenticatedClient, form: dict, now: int) -> dict:
     settings = app.get("refresh_token") or {}
     idle = int(settings.get("idle_token_lifetime") or 1_296_000)
     rotating = settings.get("rotation_type", "rotating") == "rotating"
-    operations = [grant_store.grant_is_active_check(record["grant_id"], now)]
     new_token = None
     if rotating:
-        operations.insert(0, grant_store.rotate_refresh_token_operation(token, now))
+        # The grant update in ops carries the "grant still active" condition.
         new_token, ops = _new_refresh_token(app, record, record["scope"], now,
                                             absolute_expiry=int(record["family_expires_at"]))
-        operations += ops
+        operations = [grant_store.rotate_refresh_token_operation(token, now), *ops]
     else:
         idle_expiry = min(now + idle, int(record["family_expires_at"]))
-        operations.insert(0, grant_store.slide_refresh_token_operation(token, now, idle_expiry))
+        operations = [grant_store.slide_refresh_token_operation(token, now, idle_expiry),
+                      grant_store.grant_is_active_check(record["grant_id"], now)]
     try:
         grant_store.run(operations)
     except ConditionFailed:

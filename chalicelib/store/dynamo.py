@@ -76,8 +76,10 @@ def _native(value: Any) -> Any:
 
 
 def _unavailable(exc: Exception) -> ServiceUnavailable:
-    code = getattr(exc, "response", {}).get("Error", {}).get("Code", type(exc).__name__)
-    log.error("dynamodb call failed: %s", code)
+    error = getattr(exc, "response", {}).get("Error", {})
+    code = error.get("Code", type(exc).__name__)
+    # DynamoDB's messages name attributes and limits, not values; keep them short anyway.
+    log.error("dynamodb call failed: %s %s", code, str(error.get("Message", ""))[:200])
     return ServiceUnavailable("A dependency is temporarily unavailable")
 
 

@@ -1,0 +1,651 @@
+"""The OpenAPI 3.1 document of the Management API (``GET /api/v2/openapi.json``).
+
+Request bodies come from the pydantic models the handlers validate with (their JSON Schemas, with
+``$defs`` hoisted into ``components.schemas``); response schemas describe the ``view()`` functions.
+Built on first use, then cached: nothing here runs at import time (Lambda cold starts), and nothing
+reads the environment, so the document is the same everywhere (URLs are relative to the issuer).
+"""
+from __future__ import annotations
+
+import json
+import threading
+from typing import Any
+
+OPENAPI_VERSION = "3.1.0"
+REF = "#/components/schemas/{model}"
+
+_cached: str | None = None
+_lock = threading.Lock()
+
+
+def document() -> dict:
+    """The document, as a fresh dict each call (built once per process)."""
+    global _cached
+    if _cached is None:
+        with _lock:
+            if _cached is None:
+                _cached = json.dumps(_build(), separators=(",", ":"))
+    return json.loads(_cached)
+
+
+# --- small builders ---------------------------------------------------------------------------
+
+def _ref(name: str) -> dict:
+    return {"$ref": REF.format(model=name)}
+
+
+def _obj(properties: dict, required: tuple | list = (), *, closed: bool = True, **extra) -> dict:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    if closed:
+        schema["additionalProperties"] = False
+    schema.update(extra)
+    return schema
+
+
+def _str(**extra) -> dict:
+    return {"type": "string", **extra}
+
+
+def _bool(**extra) -> dict:
+    return {"type": "boolean", **extra}
+
+
+def _int(**extra) -> dict:
+    return {"type": "integer", **extra}
+
+
+def _array(items: dict, **extra) -> dict:
+    return {"type": "array", "items": items, **extra}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _query(name: str, schema: dict, description: str, **extra) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description, **extra}
+
+
+def _path(name: str, description: str) -> dict:
+    return {"name": name, "in": "path", "required": True, "schema": _str(minLength=1),
+            "description": description}
+
+
+# --- request bodies: the pydantic models --------------------------------------------------------
+
+def _model_schemas(schemas: dict) -> None:
+    from chalicelib.management.clients import ClientCreate, ClientUpdate
+    from chalicelib.management.connections import (
+        ConnectionCreate,
+        ConnectionUpdate,
+        EnablementItem,
+    )
+    from chalicelib.management.grants import GrantCreate, GrantUpdate
+
+    for model in (ConnectionCreate, ConnectionUpdate, EnablementItem, ClientCreate, ClientUpdate,
+                  GrantCreate, GrantUpdate):
+        schema = model.model_json_schema(ref_template=REF, mode="validation")
+        for name, definition in schema.pop("$defs", {}).items():
+            if schemas.setdefault(name, definition) != definition:
+                raise RuntimeError(f"two different pydantic models named {name}")
+        schemas[model.__name__] = schema
+    schemas["EnablementList"] = _array(_ref("EnablementItem"), minItems=1, maxItems=50,
+                                       description="Clients to enable (status true) or disable "
+                                                   "(status false) on the connection.")
+
+
+# --- responses: the view() functions --------------------------------------------------------------
+
+def _response_schemas(schemas: dict) -> None:
+    from chalicelib.management.auth import MANAGEMENT_SCOPES
+    from chalicelib.management.clients import PUBLIC_FIELDS
+    from chalicelib.management.connections import ALIASABLE, ASYMMETRIC_ALGS
+
+    schemas["Error"] = _obj(
+        {"statusCode": _int(minimum=400, maximum=599), "error": _str(),
+         "message": _str(), "errorCode": _str()},
+        ("statusCode", "error", "message", "errorCode"),
+        description="Auth0's Management API error body. errorCode is one of invalid_body, "
+                    "invalid_query_string (400), invalid_token (401), insufficient_scope (403), "
+                    "inexistent_connection, inexistent_client, inexistent_client_grant, "
+                    "inexistent_signing_key (404), connection_conflict, client_grant_conflict (409), "
+                    "payload_too_large (413), temporarily_unavailable (503).")
+    schemas["GatewayError"] = _obj(
+        {"Code": _str(), "Message": _str()}, ("Code", "Message"),
+        description="Raised by the API layer before the handler runs (415 UnsupportedMediaType).")
+    schemas["OAuthError"] = _obj(
+        {"error": _str(), "error_description": _str()}, ("error",),
+        description="RFC 6749 §5.2 error body.")
+
+    url = _str(maxLength=2048)
+    options_properties = {
+        "type": _str(enum=["front_channel", "back_channel"]),
+        "client_id": _str(),
+        "discovery_url": url,
+        "issuer": url,
+        "authorization_endpoint": url,
+        "token_endpoint": url,
+        "jwks_uri": url,
+        "userinfo_endpoint": url,
+        "end_session_endpoint": url,
+        "scope": _str(description="Space-separated; always contains openid."),
+        "connection_settings": _obj({"pkce": _str(enum=["auto", "S256", "plain", "disabled"])},
+                                    ("pkce",)),
+        "attribute_map": _obj(
+            {"mapping_mode": _str(enum=["use_map", "bind_all", "basic_profile"]),
+             "userinfo_scope": _str(),
+             "attributes": {"type": "object", "additionalProperties": _str()}},
+            ("mapping_mode",)),
+        "set_user_root_attributes": _str(enum=["on_each_login", "on_first_login",
+                                               "never_on_login"]),
+        "domain_aliases": _array(_str()),
+        "icon_url": url,
+        "upstream_params": {"type": "object", "additionalProperties": {
+            "oneOf": [_obj({"value": _str()}, ("value",)),
+                      _obj({"alias": _str(enum=list(ALIASABLE))}, ("alias",))]}},
+        "token_endpoint_auth_method": _str(enum=["client_secret_post", "client_secret_basic",
+                                                 "private_key_jwt"]),
+        "id_token_signed_response_algs": _array(_str(enum=list(ASYMMETRIC_ALGS)), minItems=1),
+        "send_back_channel_nonce": _bool(),
+        "oidc_metadata": {"type": "object", "description": "The discovery document as fetched."},
+    }
+    schemas["ConnectionOptions"] = _obj(
+        options_properties,
+        ("type", "client_id", "issuer", "authorization_endpoint", "jwks_uri", "scope",
+         "connection_settings", "attribute_map", "set_user_root_attributes",
+         "token_endpoint_auth_method", "id_token_signed_response_algs", "send_back_channel_nonce"),
+        description="The stored options. client_secret is write-only: never returned.")
+    connection_properties = {
+        "id": _str(pattern="^con_[A-Za-z0-9]{16}$"),
+        "name": _str(minLength=1, maxLength=128),
+        "strategy": _str(enum=["oidc"]),
+        "display_name": _str(),
+        "show_as_button": _bool(),
+        "is_domain_connection": _bool(),
+        "realms": _array(_str()),
+        "metadata": {"type": "object", "additionalProperties": _str()},
+        "enabled_clients": _array(_str()),
+        "options": _ref("ConnectionOptions"),
+    }
+    schemas["Connection"] = _obj(
+        connection_properties,
+        description="A connection as listed or read. With fields/include_fields only the selected "
+                    "properties are present; options only with the read:connections_options scope.")
+    schemas["ConnectionFull"] = {"allOf": [_ref("Connection"), {"required": [
+        "id", "name", "strategy", "display_name", "show_as_button", "is_domain_connection",
+        "realms", "metadata", "enabled_clients", "options"]}],
+        "description": "A connection as returned by create and update (options included)."}
+    schemas["ConnectionList"] = _list_schema("connections", "Connection")
+    schemas["ConnectionClients"] = _obj(
+        {"clients": _array(_obj({"client_id": _str()}, ("client_id",))),
+         "next": _str(description="Pass as from= to get the next page.")},
+        ("clients",))
+
+    refresh = _obj({
+        "rotation_type": _str(enum=["rotating", "non-rotating"]),
+        "expiration_type": _str(enum=["expiring", "non-expiring"]),
+        "token_lifetime": _int(minimum=1),
+        "idle_token_lifetime": _int(minimum=1),
+        "infinite_token_lifetime": _bool(),
+        "infinite_idle_token_lifetime": _bool(),
+        "leeway": _int(minimum=0),
+    }, ("rotation_type", "expiration_type", "token_lifetime", "idle_token_lifetime"))
+    client_properties = {
+        "client_id": _str(minLength=1),
+        "name": _str(),
+        "description": _str(),
+        "app_type": _str(enum=["regular_web", "spa", "native", "non_interactive"]),
+        "token_endpoint_auth_method": _str(enum=["none", "client_secret_basic",
+                                                 "client_secret_post"]),
+        "callbacks": _array(_str()),
+        "allowed_logout_urls": _array(_str()),
+        "grant_types": _array(_str(enum=["authorization_code", "refresh_token",
+                                         "client_credentials"])),
+        "oidc_logout": _obj({"backchannel_logout_urls": _array(_str())},
+                            ("backchannel_logout_urls",)),
+        "refresh_token": refresh,
+        "jwt_configuration": _obj({"lifetime_in_seconds": _int(minimum=1),
+                                   "alg": _str(enum=["RS256"])},
+                                  ("lifetime_in_seconds", "alg")),
+        "is_first_party": _bool(),
+        "logo_uri": _str(),
+        "client_metadata": {"type": "object", "additionalProperties": _str()},
+        "created_at": _str(format="date-time"),
+        "updated_at": _str(format="date-time"),
+    }
+    missing = set(PUBLIC_FIELDS) ^ set(client_properties)
+    if missing:
+        raise RuntimeError(f"client response schema out of step with clients.view: {missing}")
+    full_client = ["client_id", "name", "app_type", "token_endpoint_auth_method", "callbacks",
+                   "allowed_logout_urls", "grant_types", "oidc_logout", "refresh_token",
+                   "jwt_configuration", "is_first_party", "client_metadata", "created_at",
+                   "updated_at"]
+    schemas["Client"] = _obj(
+        client_properties,
+        description="An application as listed or read: never a client_secret. With "
+                    "fields/include_fields only the selected properties are present.")
+    schemas["ClientWithSecret"] = _obj(
+        {**client_properties, "client_secret": _str(minLength=32)}, full_client,
+        description="An application as returned by create and update: client_secret is present "
+                    "only when one was just generated (a confidential application on create, or "
+                    "one that became confidential on update). It is shown this once.")
+    schemas["ClientRotated"] = _obj(
+        {**client_properties, "client_secret": _str(minLength=32)},
+        [*full_client, "client_secret"],
+        description="The application with its new client_secret (shown this once).")
+    schemas["ClientList"] = _list_schema("clients", "Client")
+
+    schemas["ClientGrant"] = _obj(
+        {"id": _str(pattern="^cgr_[A-Za-z0-9]{16}$"), "client_id": _str(), "audience": _str(),
+         "scope": _array(_str())},
+        ("id", "client_id", "audience", "scope"))
+    schemas["ClientGrantList"] = _list_schema("client_grants", "ClientGrant")
+
+    schemas["SigningKey"] = _obj({
+        "kid": _str(),
+        "cert": _str(pattern="^-----BEGIN CERTIFICATE-----"),
+        "pkcs7": _str(pattern="^-----BEGIN PKCS7-----"),
+        "fingerprint": _str(pattern="^([0-9A-F]{2}:){19}[0-9A-F]{2}$"),
+        "thumbprint": _str(pattern="^[0-9a-f]{40}$"),
+        "current": _bool(),
+        "next": _bool(),
+        "previous": _bool(),
+        "revoked": _bool(),
+        "current_since": _str(format="date-time"),
+    }, ("kid", "cert", "pkcs7", "fingerprint", "thumbprint", "current", "next", "previous",
+        "revoked"))
+    schemas["SigningKeyRotated"] = _obj(
+        {"kid": _str(), "cert": _str(pattern="^-----BEGIN CERTIFICATE-----")}, ("kid", "cert"),
+        description="The key that is now current.")
+
+    root_attributes = {name: {"description": "Root attribute, as mapped from the upstream "
+                                             "claims (attribute_map)."}
+                       for name in ("email", "email_verified", "name", "given_name", "family_name",
+                                    "nickname", "picture", "username")}
+    schemas["UserIdentity"] = _obj(
+        {"connection": _str(), "provider": _str(enum=["oidc"]),
+         "user_id": _str(description="The upstream sub."), "iss": _str(), "isSocial": _bool()},
+        ("connection", "provider", "user_id"), closed=False)
+    schemas["User"] = _obj(
+        {**root_attributes,
+         "user_id": _str(pattern=r"^oidc\\|",
+                         description="oidc|{connection name}|{upstream sub}"),
+         "identities": _array(_ref("UserIdentity")),
+         "created_at": _str(format="date-time"),
+         "updated_at": _str(format="date-time"),
+         "last_login": _str(format="date-time"),
+         "logins_count": _int(minimum=0)},
+        closed=False,
+        description="Root attributes and mapped attributes at the top level, then the broker's "
+                    "own fields. With fields/include_fields only the selected properties are "
+                    "present.")
+    schemas["UserList"] = {"oneOf": _list_schema("users", "User")["oneOf"][:2]}
+
+    schemas["TokenRequest"] = _obj(
+        {"grant_type": _str(enum=["client_credentials", "authorization_code", "refresh_token"],
+                            description="client_credentials for the Management API; "
+                                        "authorization_code and refresh_token for applications. "
+                                        "Others give 400 unsupported_grant_type."),
+         "client_id": _str(),
+         "client_secret": _str(description="Or HTTP Basic client authentication."),
+         "audience": _str(description="{BROKER_ISSUER}api/v2/ for the Management API."),
+         "scope": _str(description="Space-separated subset of the granted scopes."),
+         "code": _str(), "redirect_uri": _str(), "code_verifier": _str(),
+         "refresh_token": _str()},
+        ("grant_type",), closed=False, description="Other parameters are ignored.")
+    schemas["TokenRequest"]["additionalProperties"] = _str()
+    schemas["TokenResponse"] = _obj(
+        {"access_token": _str(), "token_type": _str(enum=["Bearer"]),
+         "expires_in": _int(minimum=1), "scope": _str(),
+         "id_token": _str(description="authorization_code / refresh_token grants with openid."),
+         "refresh_token": _str(description="When offline_access was granted.")},
+        ("access_token", "token_type", "expires_in", "scope"))
+    schemas["ManagementScope"] = _str(enum=list(MANAGEMENT_SCOPES))
+
+
+def _list_schema(key: str, item: str) -> dict:
+    items = _array(_ref(item))
+    return {"oneOf": [
+        {**items, "description": "Offset paging without include_totals: a bare array."},
+        _obj({"start": _int(minimum=0), "limit": _int(minimum=1, maximum=100),
+              "total": _int(minimum=0), key: items},
+             ("start", "limit", "total", key),
+             description="Offset paging with include_totals=true."),
+        _obj({key: items, "next": _str(description="Pass as from= to get the next page.")},
+             (key,), description="Checkpoint paging (from/take)."),
+    ]}
+
+
+# --- shared responses and parameters -------------------------------------------------------------
+
+_STATUS_TEXT = {
+    400: "Invalid body or query string (invalid_body, invalid_query_string).",
+    401: "Missing, invalid or expired token, or its client no longer exists (invalid_token).",
+    403: "The token lacks a required scope (insufficient_scope).",
+    404: "The resource does not exist.",
+    409: "Conflict with an existing resource.",
+    413: "Request body larger than 64 KiB (payload_too_large).",
+    415: "Content-Type not accepted by the route.",
+    503: "A dependency (DynamoDB, Secrets Manager) is temporarily unavailable.",
+}
+_RESPONSE_NAMES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404: "NotFound",
+                   409: "Conflict", 413: "PayloadTooLarge", 415: "UnsupportedMediaType",
+                   503: "ServiceUnavailable"}
+
+
+def _shared_responses() -> dict:
+    responses = {}
+    for status, name in _RESPONSE_NAMES.items():
+        schema = _ref("GatewayError") if status == 415 else _ref("Error")
+        responses[name] = _json(schema, _STATUS_TEXT[status])
+    responses["Unauthorized"]["headers"] = {"WWW-Authenticate": {
+        "description": 'Bearer error="invalid_token"', "schema": _str()}}
+    responses["NoContent"] = {"description": "Done; no body."}
+    return responses
+
+
+def _errors(*statuses: int) -> dict:
+    return {str(s): {"$ref": f"#/components/responses/{_RESPONSE_NAMES[s]}"} for s in statuses}
+
+
+def _parameters() -> dict:
+    true_false = _str(enum=["true", "false"])
+    return {
+        "page": _query("page", _int(minimum=0, maximum=100000),
+                       "Offset paging: page number, 0-based (default 0)."),
+        "per_page": _query("per_page", _int(minimum=1, maximum=100),
+                           "Offset paging: items per page (default 50)."),
+        "include_totals": _query("include_totals", true_false,
+                                 "Offset paging: true returns {start, limit, total, <items>} "
+                                 "instead of a bare array (default false)."),
+        "from": _query("from", _str(minLength=1, maxLength=128),
+                       "Checkpoint paging: the id after which to start (the previous page's "
+                       "next). Cannot be combined with offset paging."),
+        "take": _query("take", _int(minimum=1, maximum=100),
+                       "Checkpoint paging: items per page (default 50)."),
+        "fields": _query("fields", _str(),
+                         "Comma-separated property names to include (or exclude); unknown names "
+                         "give 400."),
+        "include_fields": _query("include_fields", true_false,
+                                 "Whether fields lists properties to include (true, default) or "
+                                 "to exclude (false)."),
+    }
+
+
+def _p(*names: str) -> list[dict]:
+    return [{"$ref": f"#/components/parameters/{name}"} for name in names]
+
+
+# --- operations ------------------------------------------------------------------------------------
+
+def _op(op_id: str, tag: str, summary: str, scopes: list[str] | None, responses: dict, *,
+        parameters: list | None = None, body: str | None = None, body_required: bool = True,
+        description: str = "") -> dict:
+    operation: dict[str, Any] = {"operationId": op_id, "tags": [tag], "summary": summary}
+    if scopes is None:
+        operation["security"] = []
+    else:
+        scope_text = "Scopes: " + ", ".join(f"`{s}`" for s in scopes) + "."
+        description = f"{scope_text} {description}".strip()
+        operation["security"] = [{"managementToken": scopes}, {"bearerAuth": scopes}]
+        operation["x-required-scopes"] = scopes
+    if description:
+        operation["description"] = description
+    if parameters:
+        operation["parameters"] = parameters
+    if body is not None:
+        operation["requestBody"] = {"required": body_required, "content": {
+            "application/json": {"schema": _ref(body)}}}
+    operation["responses"] = responses
+    return operation
+
+
+def _paths() -> dict:
+    ok = _json
+    connection_id = _path("connection_id", "Connection id (con_ + 16 alphanumerics).")
+    client_id = _path("client_id", "The application's client_id.")
+    grant_id = _path("grant_id", "Client grant id (cgr_ + 16 alphanumerics).")
+    kid = _path("kid", "Signing key id.")
+    strategy = _query("strategy", _array(_str()), "Only connections of these strategies "
+                      "(repeatable).", style="form", explode=True)
+    name = _query("name", _str(), "Only the connection with exactly this name.")
+    app_type = _query("app_type", _array(_str()), "Only applications of these types (repeatable; "
+                      "a value may also be comma-separated).", style="form", explode=True)
+    audience = _query("audience", _str(), "Only grants for this audience.")
+    grant_client = _query("client_id", _str(), "Only grants of this client.")
+    paging = ("page", "per_page", "include_totals", "from", "take")
+    no_content = {"204": {"$ref": "#/components/responses/NoContent"}}
+
+    return {
+        "/oauth/token": {"post": _token_operation()},
+        "/api/v2/openapi.json": {"get": _op(
+            "get_openapi", "meta", "This document", None,
+            {"200": ok({"type": "object", "required": ["openapi", "info", "paths"]},
+                       "The OpenAPI document.")})},
+        "/api/v2/connections": {
+            "get": _op("get_connections", "connections", "List connections",
+                       ["read:connections"],
+                       {"200": ok(_ref("ConnectionList"), "Connections, sorted by id."),
+                        **_errors(400, 401, 403, 503)},
+                       parameters=[*_p(*paging), strategy, name, *_p("fields", "include_fields")],
+                       description="options is included only with the read:connections_options "
+                                   "scope. Offset paging (page/per_page/include_totals) and "
+                                   "checkpoint paging (from/take) cannot be combined."),
+            "post": _op("post_connections", "connections", "Create a connection",
+                        ["create:connections"],
+                        {"201": ok(_ref("ConnectionFull"), "The connection."),
+                         **_errors(400, 401, 403, 409, 413, 415, 503)},
+                        body="ConnectionCreate",
+                        description="strategy must be oidc. Endpoints come from discovery_url "
+                                    "(fetched and checked) or are given explicitly."),
+        },
+        "/api/v2/connections/{connection_id}": {
+            "parameters": [connection_id],
+            "get": _op("get_connections_by_id", "connections", "Get a connection",
+                       ["read:connections"],
+                       {"200": ok(_ref("Connection"), "The connection."),
+                        **_errors(400, 401, 403, 404, 503)},
+                       parameters=_p("fields", "include_fields"),
+                       description="options is included only with the read:connections_options "
+                                   "scope."),
+            "patch": _op("patch_connections_by_id", "connections", "Update a connection",
+                         ["update:connections"],
+                         {"200": ok(_ref("ConnectionFull"), "The updated connection."),
+                          **_errors(400, 401, 403, 404, 413, 415, 503)},
+                         body="ConnectionUpdate",
+                         description="A body with options also needs update:connections_options. "
+                                     "options is replaced as a whole, except that an absent "
+                                     "client_secret keeps the stored one. name and strategy "
+                                     "cannot change."),
+            "delete": _op("delete_connections_by_id", "connections", "Delete a connection",
+                          ["delete:connections"], {**no_content, **_errors(401, 403, 404, 503)}),
+        },
+        "/api/v2/connections/{connection_id}/clients": {
+            "parameters": [connection_id],
+            "get": _op("get_connection_clients", "connections",
+                       "Applications enabled on a connection", ["read:connections"],
+                       {"200": ok(_ref("ConnectionClients"), "Checkpoint-paged client ids."),
+                        **_errors(400, 401, 403, 404, 503)},
+                       parameters=_p("from", "take")),
+            "patch": _op("patch_connection_clients", "connections",
+                         "Enable or disable applications on a connection", ["update:connections"],
+                         {**no_content, **_errors(400, 401, 403, 404, 413, 415, 503)},
+                         body="EnablementList"),
+        },
+        "/api/v2/clients": {
+            "get": _op("get_clients", "clients", "List applications", ["read:clients"],
+                       {"200": ok(_ref("ClientList"), "Applications, sorted by client_id."),
+                        **_errors(400, 401, 403, 503)},
+                       parameters=[*_p(*paging, "fields", "include_fields"), app_type]),
+            "post": _op("post_clients", "clients", "Create an application", ["create:clients"],
+                        {"201": ok(_ref("ClientWithSecret"), "The application; client_secret "
+                                   "for confidential applications, shown this once."),
+                         **_errors(400, 401, 403, 413, 415, 503)},
+                        body="ClientCreate"),
+        },
+        "/api/v2/clients/{client_id}": {
+            "parameters": [client_id],
+            "get": _op("get_clients_by_id", "clients", "Get an application", ["read:clients"],
+                       {"200": ok(_ref("Client"), "The application."),
+                        **_errors(400, 401, 403, 404, 503)},
+                       parameters=_p("fields", "include_fields")),
+            "patch": _op("patch_clients_by_id", "clients", "Update an application",
+                         ["update:clients"],
+                         {"200": ok(_ref("ClientWithSecret"), "The updated application."),
+                          **_errors(400, 401, 403, 404, 413, 415, 503)},
+                         body="ClientUpdate"),
+            "delete": _op("delete_clients_by_id", "clients", "Delete an application",
+                          ["delete:clients"], {**no_content, **_errors(401, 403, 404, 503)},
+                          description="Its client grants and connection enablements go too."),
+        },
+        "/api/v2/clients/{client_id}/rotate-secret": {
+            "parameters": [client_id],
+            "post": _op("rotate_client_secret", "clients", "Rotate an application's secret",
+                        ["update:clients"],
+                        {"200": ok(_ref("ClientRotated"), "The application and its new secret."),
+                         **_errors(400, 401, 403, 404, 415, 503)},
+                        description="No body. 400 for public applications (they have no "
+                                    "secret)."),
+        },
+        "/api/v2/client-grants": {
+            "get": _op("get_client_grants", "client-grants", "List client grants",
+                       ["read:client_grants"],
+                       {"200": ok(_ref("ClientGrantList"), "Client grants, sorted by id."),
+                        **_errors(400, 401, 403, 503)},
+                       parameters=[*_p(*paging), audience, grant_client]),
+            "post": _op("post_client_grants", "client-grants", "Create a client grant",
+                        ["create:client_grants"],
+                        {"201": ok(_ref("ClientGrant"), "The grant."),
+                         **_errors(400, 401, 403, 404, 409, 413, 415, 503)},
+                        body="GrantCreate",
+                        description="404 when the client does not exist; 409 when the client "
+                                    "already has a grant for the audience."),
+        },
+        "/api/v2/client-grants/{grant_id}": {
+            "parameters": [grant_id],
+            "patch": _op("patch_client_grants_by_id", "client-grants", "Update a grant's scopes",
+                         ["update:client_grants"],
+                         {"200": ok(_ref("ClientGrant"), "The grant."),
+                          **_errors(400, 401, 403, 404, 413, 415, 503)},
+                         body="GrantUpdate"),
+            "delete": _op("delete_client_grants_by_id", "client-grants", "Delete a client grant",
+                          ["delete:client_grants"], {**no_content, **_errors(401, 403, 404, 503)}),
+        },
+        "/api/v2/users": {
+            "get": _op("get_users", "users", "List users", ["read:users"],
+                       {"200": ok(_ref("UserList"), "Users, sorted by user_id."),
+                        **_errors(400, 401, 403, 503)},
+                       parameters=[*_p("page", "per_page", "include_totals"),
+                                   _query("connection", _str(), "Only users of this connection "
+                                          "(by name)."),
+                                   *_p("fields", "include_fields"),
+                                   _query("search_engine", _str(), "Accepted for Auth0 SDKs; "
+                                          "ignored.")],
+                       description="Offset paging only (no from/take)."),
+        },
+        "/api/v2/users/{user_id}": {
+            "parameters": [_path("user_id", "oidc|{connection name}|{upstream sub}, "
+                                            "percent-encoded.")],
+            "get": _op("get_users_by_id", "users", "Get a user", ["read:users"],
+                       {"200": ok(_ref("User"), "The user."), **_errors(401, 403, 404, 503)}),
+            "delete": _op("delete_users_by_id", "users", "Delete a user", ["delete:users"],
+                          {**no_content, **_errors(401, 403, 404, 503)},
+                          description="Ends the user's sessions and revokes their refresh tokens "
+                                      "first, as Global Token Revocation does."),
+        },
+        "/api/v2/keys/signing": {
+            "get": _op("get_signing_keys", "keys", "List the signing keys", ["read:signing_keys"],
+                       {"200": ok(_array(_ref("SigningKey")), "Current, next and previous keys."),
+                        **_errors(401, 403, 503)}),
+        },
+        "/api/v2/keys/signing/rotate": {
+            "post": _op("rotate_signing_key", "keys", "Rotate the signing key",
+                        ["create:signing_keys", "update:signing_keys"],
+                        {"201": ok(_ref("SigningKeyRotated"), "The new current key."),
+                         **_errors(401, 403, 415, 503)},
+                        description="No body. next becomes current, current becomes previous, "
+                                    "a new next key is made; older previous keys are retired."),
+        },
+        "/api/v2/keys/signing/{kid}": {
+            "parameters": [kid],
+            "get": _op("get_signing_key", "keys", "Get a signing key", ["read:signing_keys"],
+                       {"200": ok(_ref("SigningKey"), "The key."),
+                        **_errors(401, 403, 404, 503)}),
+        },
+    }
+
+
+def _token_operation() -> dict:
+    oauth_error = _ref("OAuthError")
+    no_store = {"Cache-Control": {"schema": _str(enum=["no-store"]),
+                                  "description": "Token responses are never cached."}}
+    return {
+        "operationId": "post_token",
+        "tags": ["oauth"],
+        "summary": "Get an access token (client_credentials)",
+        "description": "Client authentication with client_id/client_secret in the body or HTTP "
+                       "Basic. audience {BROKER_ISSUER}api/v2/ gives a Management API token with "
+                       "the scopes granted to the client (client grants).",
+        "security": [{}, {"clientBasic": []}],
+        "requestBody": {"required": True, "content": {
+            "application/x-www-form-urlencoded": {"schema": _ref("TokenRequest")},
+            "application/json": {"schema": _ref("TokenRequest")},
+        }},
+        "responses": {
+            "200": {**_json(_ref("TokenResponse"), "The access token."), "headers": no_store},
+            "400": _json(oauth_error, "invalid_request, unsupported_grant_type, invalid_grant, "
+                                      "invalid_scope, unauthorized_client."),
+            "401": {**_json(oauth_error, "invalid_client: client authentication failed."),
+                    "headers": {"WWW-Authenticate": {
+                        "schema": _str(), "description": "With HTTP Basic authentication."}}},
+            "403": _json(oauth_error, "access_denied: no client grant for the audience."),
+            "413": _json(oauth_error, "invalid_request: body too large."),
+            "415": {"$ref": "#/components/responses/UnsupportedMediaType"},
+            "503": _json(oauth_error, "temporarily_unavailable."),
+        },
+    }
+
+
+def _build() -> dict:
+    from chalicelib.management.auth import MANAGEMENT_SCOPES
+
+    schemas: dict[str, Any] = {}
+    _model_schemas(schemas)
+    _response_schemas(schemas)
+    scopes = {scope: scope.replace(":", " ").replace("_", " ") for scope in MANAGEMENT_SCOPES}
+    return {
+        "openapi": OPENAPI_VERSION,
+        "info": {
+            "title": "Identity broker Management API",
+            "version": "2",
+            "description": "Auth0-shaped Management API v2 of the identity broker. Paths are "
+                           "relative to BROKER_ISSUER. Get a token with POST /oauth/token "
+                           "(client_credentials, audience {BROKER_ISSUER}api/v2/) and send it as "
+                           "Authorization: Bearer <token>.",
+        },
+        "servers": [{"url": "/", "description": "BROKER_ISSUER"}],
+        "tags": [{"name": name} for name in ("connections", "clients", "client-grants", "users",
+                                             "keys", "oauth", "meta")],
+        "paths": _paths(),
+        "components": {
+            "schemas": dict(sorted(schemas.items())),
+            "parameters": _parameters(),
+            "responses": _shared_responses(),
+            "securitySchemes": {
+                "managementToken": {
+                    "type": "oauth2",
+                    "description": "Access token (JWT, typ at+jwt) for audience "
+                                   "{BROKER_ISSUER}api/v2/, sent as a Bearer token.",
+                    "flows": {"clientCredentials": {"tokenUrl": "/oauth/token",
+                                                    "scopes": scopes}},
+                },
+                "bearerAuth": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                               "description": "The same token as managementToken."},
+                "clientBasic": {"type": "http", "scheme": "basic",
+                                "description": "Client authentication at the token endpoint."},
+            },
+        },
+    }
