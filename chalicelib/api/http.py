@@ -77,7 +77,11 @@ def parse_form_or_json(request) -> dict:
             value = json.loads(body.decode("utf-8")) if body else {}
         except (UnicodeDecodeError, ValueError):
             raise OAuthError("invalid_request", "Invalid JSON body") from None
-        if not isinstance(value, dict) or any(not isinstance(v, str) for v in value.values()):
+        if not isinstance(value, dict):
+            raise OAuthError("invalid_request", "The JSON body must be an object")
+        # Auth0's SDKs send unset parameters as null (e.g. "organization": null): absent.
+        value = {k: v for k, v in value.items() if v is not None}
+        if any(not isinstance(v, str) for v in value.values()):
             raise OAuthError("invalid_request", "The JSON body must be an object of strings")
         return value
     if content_type not in ("application/x-www-form-urlencoded", ""):

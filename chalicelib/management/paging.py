@@ -61,7 +61,8 @@ def select_fields(items: list[dict], params: dict, known: tuple[str, ...]) -> li
 def page(items: list[dict], params: dict, key: str, id_field: str) -> dict | list:
     """Offset paging (page/per_page/include_totals) or checkpoint paging (from/take)."""
     checkpoint = "from" in params or "take" in params
-    offset = any(p in params for p in ("page", "per_page", "include_totals"))
+    # include_totals is ignored in checkpoint mode, as Auth0 does (its SDKs send it by default).
+    offset = any(p in params for p in ("page", "per_page"))
     if checkpoint and offset:
         raise InvalidQueryString("Query validation error: 'use either from/take or "
                                  "page/per_page, not both'")
