@@ -73,16 +73,11 @@ def _port_answers(port: int) -> bool:
 
 
 def _start_moto():
-    from moto.server import ThreadedMotoServer
-    import logging
+    from embedded_aws import EmbeddedAws  # scripts/embedded_aws.py
 
-    # moto's werkzeug server logs every request; keep the console for the broker's own output.
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    port = int(os.environ.get("MOTO_PORT") or 0)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = EmbeddedAws(port=int(os.environ.get("MOTO_PORT") or 0))
     server.start()
-    host, bound = server.get_host_and_port()
-    return server, f"http://{host}:{bound}"
+    return server, server.endpoint
 
 
 def _chalice_command(port: int) -> list[str]:

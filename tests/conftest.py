@@ -31,12 +31,11 @@ _ENV = {
 @pytest.fixture(scope="session")
 def aws_endpoint():
     """moto's server on 127.0.0.1: real AWS wire protocol, nothing leaves the machine."""
-    from moto.server import ThreadedMotoServer
+    from scripts.embedded_aws import EmbeddedAws
 
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server = EmbeddedAws()
     server.start()
-    host, port = server.get_host_and_port()
-    endpoint = f"http://{host}:{port}"
+    endpoint = server.endpoint
     saved = {k: os.environ.get(k) for k in [*_ENV, "AWS_ENDPOINT_URL"]}
     os.environ.update(_ENV)
     os.environ["AWS_ENDPOINT_URL"] = endpoint

@@ -212,12 +212,13 @@ def choose_connection(request: AppRequest, session_connection_id: str | None) ->
 
     client_id = request.client["client_id"]
     if request.connection_name:
-        found = connections.get_connection_by_name(request.connection_name)
+        found = connections.cached_connection_by_name(request.connection_name)
         if found is None or client_id not in (found.get("enabled_clients") or []):
             raise AppError("invalid_request",
                            "The connection does not exist or is not enabled for this application")
         return found
-    enabled = sorted(connections.enabled_connections_for(client_id), key=lambda c: c["name"])
+    enabled = sorted(connections.cached_enabled_connections_for(client_id),
+                     key=lambda c: c["name"])
     hint = (request.login_hint or "").strip().lower()
     if "@" in hint:
         domain = hint.rsplit("@", 1)[1]

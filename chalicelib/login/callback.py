@@ -53,10 +53,10 @@ def handle_callback(params: dict[str, str], method: str, cookies: dict[str, str]
 
 
 def _complete(tx: LoginTransaction, params: dict[str, str], method: str, now: int) -> Redirect:
-    from chalicelib.management.connections import get_connection
+    from chalicelib.management.connections import cached_connection
     from chalicelib.management.clients import get_client
 
-    connection = get_connection(tx.connection_id)
+    connection = cached_connection(tx.connection_id)
     client = get_client(tx.client_id)
     if connection is None or client is None:
         raise LoginFailed("access_denied", "The connection or application no longer exists")

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from chalicelib.store.dynamo import ConditionFailed, table
-from chalicelib.tokens import digest, random_token, same
+from chalicelib.tokens import digest, random_token
 
 LIFETIME_SECONDS = 600
 BINDING_COOKIE = "broker_tx"
@@ -52,18 +52,21 @@ def consume_transaction(upstream_state: str | None, browser_binding: str | None,
                         now: int) -> LoginTransaction:
     if not upstream_state or len(upstream_state) > 256:
         raise TransactionError("Missing or invalid state")
+    if not browser_binding or len(browser_binding) > 128:
+        raise TransactionError("The login was started in another browser or has expired")
     key = f"TX#{digest(upstream_state)}"
-    item = table().get(key, "TX")
+    # One conditional delete both checks and consumes: the browser binding is part of the
+    # condition, so another browser's attempt fails without consuming the rightful login
+    # (login CSRF defence), and of two concurrent callbacks exactly one wins.
+    try:
+        item = table().delete(
+            key, "TX", condition="attribute_exists(pk) AND #ttl > :now AND browser_digest = :b",
+            names={"#ttl": "ttl"}, values={":now": now, ":b": digest(browser_binding)},
+            return_old=True)
+    except ConditionFailed:
+        raise TransactionError("Unknown, expired or already used state, or a login started in "
+                               "another browser") from None
     if item is None:
         raise TransactionError("Unknown, expired or already used state")
-    if not browser_binding or not same(digest(browser_binding), item.get("browser_digest", "")):
-        # Another browser's state: leave the transaction alone (the rightful browser may still
-        # finish) but refuse this one (login CSRF / session fixation defence).
-        raise TransactionError("The login was started in another browser")
-    try:
-        table().delete(key, "TX", condition="attribute_exists(pk) AND #ttl > :now",
-                       names={"#ttl": "ttl"}, values={":now": now})
-    except ConditionFailed:
-        raise TransactionError("Unknown, expired or already used state") from None
     fields = {k: item[k] for k in LoginTransaction.__dataclass_fields__ if k in item}
     return LoginTransaction(**fields)

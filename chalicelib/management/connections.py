@@ -358,6 +358,7 @@ def _check_enabled_clients(client_ids: list[str] | None) -> list[str] | None:
 
 
 def create_connection(body: dict) -> dict:
+    forget_cached_connections()
     data = validate(ConnectionCreate, body)
     if data.strategy != "oidc":
         raise _bad(f"strategy {data.strategy} is not supported: only oidc", "strategy")
@@ -429,7 +430,43 @@ def list_connections() -> list[dict]:
     return list(table().query(PK))
 
 
+# Login paths read connection configuration through a short cache (SPEC §3, issue: caches):
+# a warm container does not re-read it per request. Writes in this container clear it; other
+# containers see a change within CONFIG_CACHE_SECONDS.
+CONFIG_CACHE_SECONDS = 30
+_config_cache = None
+
+
+def _cache():
+    global _config_cache
+    if _config_cache is None:
+        from chalicelib.ttl_cache import TtlCache
+
+        _config_cache = TtlCache(CONFIG_CACHE_SECONDS)
+    return _config_cache
+
+
+def cached_connection(connection_id: str) -> dict | None:
+    return _cache().get(("id", get_settings().table_name, connection_id),
+                        lambda: get_connection(connection_id))
+
+
+def cached_connection_by_name(name: str) -> dict | None:
+    return _cache().get(("name", get_settings().table_name, name),
+                        lambda: get_connection_by_name(name))
+
+
+def cached_enabled_connections_for(client_id: str) -> list[dict]:
+    return _cache().get(("enabled", get_settings().table_name, client_id),
+                        lambda: enabled_connections_for(client_id))
+
+
+def forget_cached_connections() -> None:
+    _cache().clear()
+
+
 def update_connection(connection_id: str, body: dict) -> dict:
+    forget_cached_connections()
     data = validate(ConnectionUpdate, body)
     current = require_connection(connection_id)
     if data.name is not None and data.name != current["name"]:
@@ -492,6 +529,7 @@ def _delete_items(connection_id: str, name: str) -> None:
 
 
 def delete_connection(connection_id: str) -> None:
+    forget_cached_connections()
     current = require_connection(connection_id)
     _delete_items(connection_id, current["name"])
     if current.get("client_secret_set"):
@@ -513,6 +551,7 @@ class EnablementItem(_Strict):
 
 
 def set_enabled_clients(connection_id: str, body: list) -> None:
+    forget_cached_connections()
     if not isinstance(body, list) or not 1 <= len(body) <= 50:
         raise InvalidBody("Payload validation error: 'expected an array of 1 to 50 items' on "
                           "property body")
@@ -543,6 +582,7 @@ def set_enabled_clients(connection_id: str, body: list) -> None:
 
 
 def disable_client_everywhere(client_id: str) -> None:
+    forget_cached_connections()
     for item in list_connections():
         if client_id in (item.get("enabled_clients") or []):
             try:
