@@ -1,7 +1,7 @@
 """The Chalice app: registers blueprints, nothing else. Logic lives in chalicelib/."""
 from chalice import Chalice
 
-from chalicelib.api import login, management, oauth, openapi, provider
+from chalicelib.api import events, gtr, login, logout, management, oauth, openapi, provider, sessions
 from chalicelib.logs import configure_logging
 
 app = Chalice(app_name="identity-broker")
@@ -11,3 +11,7 @@ app.register_blueprint(management.bp)
 app.register_blueprint(openapi.bp)
 app.register_blueprint(provider.bp)
 app.register_blueprint(login.bp)
+app.register_blueprint(events.bp)
+app.register_blueprint(gtr.bp)
+app.register_blueprint(logout.bp)
+app.register_blueprint(sessions.bp)

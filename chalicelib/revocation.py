@@ -1,8 +1,14 @@
-"""Ending everything a user holds: sessions and token grants (SPEC §2.4, §5).
+"""Ending sessions and revoking token grants (SPEC §2.4, §4 logout, §5, §6).
 
-Refs under ``USER#{user_id}`` name every session and grant of the user, so this is one query
-plus one conditional update per item. Each step is idempotent: a retry after a partial failure
-finishes the job.
+Two strengths:
+- ``end_session`` (RP-initiated or Auth0 logout): the session ends, its online grants are revoked,
+  offline grants (those holding refresh tokens) survive, like Keycloak's offline sessions.
+- ``revoke_user`` / ``revoke_session`` (Global Token Revocation, deleting a user or its sessions):
+  everything ends, offline refresh tokens too.
+Either way the applications that got tokens in an ended session are notified by back-channel
+logout. Refs under ``USER#{user_id}`` name every session and grant of a user, so revoking a user is
+one query plus one conditional update per item; every step is idempotent, so a retry after a
+partial failure finishes the job.
 """
 from __future__ import annotations
 
@@ -15,22 +21,50 @@ from chalicelib.store.dynamo import table
 log = logging.getLogger(__name__)
 
 
+def _revoke_session_grants(session: dict, now: int, reason: str, include_offline: bool) -> int:
+    revoked = 0
+    for grant_id in session.get("grants") or []:
+        if not include_offline:
+            grant = grant_store.get_grant(grant_id)
+            if grant is not None and grant.get("offline"):
+                continue
+        grant_store.revoke_grant(grant_id, now, reason)
+        revoked += 1
+    return revoked
+
+
+def _notify(session: dict, exclude_client: str | None) -> None:
+    from chalicelib.logout import backchannel
+
+    backchannel.queue_for_session(session, exclude_client=exclude_client)
+
+
+def end_session(sid: str, now: int, *, reason: str, initiator_client: str | None = None,
+                include_offline: bool = False) -> dict | None:
+    """End one session; returns its item, or None when it was already over."""
+    session = sessions.revoke_session(sid, now)
+    if session is None:
+        return None
+    _revoke_session_grants(session, now, reason, include_offline)
+    _notify(session, initiator_client)
+    log.info("session %s of %s ended (%s)", sid[:8], session["user_id"][:80], reason)
+    return session
+
+
 def revoke_user(user_id: str, now: int, reason: str) -> dict:
-    """Revoke every session and grant of ``user_id``; returns what was ended."""
-    ended_sessions, revoked_grants = [], []
+    """Revoke every session and every grant (offline ones too) of ``user_id``."""
+    ended, revoked = [], []
     for ref in list(table().query(f"USER#{user_id}")):
         if ref["sk"].startswith("SESSION#"):
-            item = sessions.revoke_session(ref["sid"], now)
-            if item is not None:
-                ended_sessions.append(item)
-                for grant_id in item.get("grants") or []:
-                    grant_store.revoke_grant(grant_id, now, reason)
+            session = end_session(ref["sid"], now, reason=reason, include_offline=True)
+            if session is not None:
+                ended.append(session)
         elif ref["sk"].startswith("GRANT#"):
             grant_store.revoke_grant(ref["grant_id"], now, reason)
-            revoked_grants.append(ref["grant_id"])
-    log.info("revoked user %s: %d sessions, %d grants (%s)", user_id[:80], len(ended_sessions),
-             len(revoked_grants), reason)
-    return {"sessions": ended_sessions, "grants": revoked_grants}
+            revoked.append(ref["grant_id"])
+    log.info("revoked user %s: %d sessions, %d grants (%s)", user_id[:80], len(ended),
+             len(revoked), reason)
+    return {"sessions": ended, "grants": revoked}
 
 
 def delete_user(user_id: str, now: int) -> None:

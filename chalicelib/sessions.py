@@ -88,10 +88,26 @@ def session_from_cookie(cookie: str | None, now: int) -> Session | None:
 
 
 def revoke_session(sid: str, now: int) -> dict | None:
-    """Mark a session revoked; returns its item (with clients and grants) or None."""
+    """Mark a session revoked; returns its item (with clients and grants) or None.
+
+    The item stays (until its TTL) as a tombstone, so a racing SSO request, whose conditional
+    update requires ``attribute_not_exists(revoked_at)``, cannot revive it.
+    """
+    if not sid or len(sid) > 64:
+        return None
     try:
         return table().update(f"SESSION#{sid}", "SESSION", "SET revoked_at = :now",
                               condition="attribute_exists(pk) AND attribute_not_exists(revoked_at)",
                               values={":now": now})
     except ConditionFailed:
         return None
+
+
+def sessions_of_user(user_id: str, now: int) -> list[dict]:
+    """Live sessions of a user (for the Management API)."""
+    found = []
+    for ref in table().query(f"USER#{user_id}", sk_prefix="SESSION#"):
+        item = get_session(ref["sid"], now)
+        if item is not None:
+            found.append(item)
+    return found

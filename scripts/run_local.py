@@ -157,6 +157,7 @@ def main() -> int:
 
     moto_server = None
     child: subprocess.Popen | None = None
+    worker: subprocess.Popen | None = None
     try:
         # 1. AWS endpoint ----------------------------------------------------------------------
         endpoint = os.environ.get("AWS_ENDPOINT_URL")
@@ -229,6 +230,14 @@ def main() -> int:
             preexec_fn=_die_with_parent() if sys.platform.startswith("linux") else None,
         )
         _log(f"chalice local started (pid {child.pid}), waiting for 127.0.0.1:{port}")
+        # chalice local runs no event sources: a worker delivers back-channel logouts instead.
+        worker = subprocess.Popen(
+            [sys.executable, str(ROOT / "scripts" / "logout_worker.py")],
+            cwd=str(ROOT),
+            env=env,
+            start_new_session=True,
+            preexec_fn=_die_with_parent() if sys.platform.startswith("linux") else None,
+        )
 
         ready_by = time.monotonic() + READY_TIMEOUT_SECONDS
         while not _port_answers(port):
@@ -264,6 +273,7 @@ def main() -> int:
     finally:
         _ignore_further_signals()
         _stop_child(child)
+        _stop_child(worker)
         if moto_server is not None:
             moto_server.stop()
 

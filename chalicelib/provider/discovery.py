@@ -35,9 +35,15 @@ def document() -> dict:
         "request_parameter_supported": False,
         "request_uri_parameter_supported": False,
         "claims_parameter_supported": False,
-        # Logout and Global Token Revocation arrive with the Universal Logout work.
-        "backchannel_logout_supported": False,
-        "backchannel_logout_session_supported": False,
+        "end_session_endpoint": url("oidc/logout"),
+        "revocation_endpoint": url("oauth/revoke"),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic",
+                                                       "client_secret_post", "none"],
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        # draft-parecki-oauth-global-token-revocation: one endpoint per connection.
+        "global_token_revocation_endpoint": url(
+            "oauth/global-token-revocation/connection/{connection_name}"),
     }
     _cache.clear()
     _cache[settings.issuer] = doc

@@ -68,10 +68,12 @@ def revoke_grant(grant_id: str, now: int, reason: str) -> None:
 def extend_grant_operation(grant_id: str, expires_at: int) -> dict:
     return {"Update": {
         "Key": {"pk": f"GRANT#{grant_id}", "sk": "GRANT"},
-        "UpdateExpression": "SET #ttl = :exp",
+        # A grant with a refresh token is "offline": it outlives a plain logout (as Keycloak's
+        # offline sessions do) but not Global Token Revocation or a user/session deletion.
+        "UpdateExpression": "SET #ttl = :exp, offline = :true",
         "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(revoked_at)",
         "ExpressionAttributeNames": {"#ttl": "ttl"},
-        "ExpressionAttributeValues": {":exp": expires_at},
+        "ExpressionAttributeValues": {":exp": expires_at, ":true": True},
     }}
 
 

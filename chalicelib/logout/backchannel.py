@@ -1,0 +1,152 @@
+"""OIDC Back-Channel Logout 1.0 to applications (SPEC §6).
+
+Ending a session queues one SQS message per (application, back-channel logout URL). A worker
+(the Lambda's SQS handler; ``scripts/logout_worker.py`` locally) delivers each: a fresh logout
+token POSTed as ``application/x-www-form-urlencoded`` with a 5 s timeout. 2xx is done; 400 is
+final; anything else, and network errors, are retried with exponential backoff by re-queueing
+with a delay, and after ``MAX_ATTEMPTS`` parked in the dead-letter queue. Every delivery is
+logged with its outcome (never the token).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from chalicelib import aws
+from chalicelib.settings import get_settings
+from chalicelib.tokens import random_token
+
+log = logging.getLogger(__name__)
+
+EVENT = "http://schemas.openid.net/event/backchannel-logout"
+LOGOUT_TOKEN_LIFETIME = 120  # SPEC §6: exp ≤ 2 min
+DELIVERY_TIMEOUT = 5.0
+MAX_ATTEMPTS = 6
+BACKOFF_BASE_SECONDS = 5  # attempt n waits BASE * 2**n seconds (SQS caps a delay at 900 s)
+
+_queue_urls: dict[str, str] = {}
+
+
+def logout_token(*, client_id: str, sub: str, sid: str, now: int) -> str:
+    """Back-Channel Logout §2.4: iss, aud, iat, exp, jti, sub, sid, events; never a nonce."""
+    from chalicelib.keys import sign_jwt
+
+    claims = {"iss": get_settings().issuer, "aud": client_id, "iat": now,
+              "exp": now + LOGOUT_TOKEN_LIFETIME, "jti": random_token(16), "sub": sub,
+              "sid": sid, "events": {EVENT: {}}}
+    return sign_jwt(claims, typ="logout+jwt")
+
+
+def queue_name(dead_letter: bool = False) -> str:
+    settings = get_settings()
+    base = settings.logout_queue_url.rsplit("/", 1)[-1] if settings.logout_queue_url else (
+        f"broker-{settings.stage}-logout")
+    return base + ("-dlq" if dead_letter else "")
+
+
+def queue_url(dead_letter: bool = False) -> str:
+    settings = get_settings()
+    if settings.logout_queue_url and not dead_letter:
+        return settings.logout_queue_url
+    name = queue_name(dead_letter)
+    key = f"{aws_endpoint_key()}|{name}"
+    found = _queue_urls.get(key)
+    if found is None:
+        found = aws.client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
+        _queue_urls[key] = found
+    return found
+
+
+def aws_endpoint_key() -> str:
+    import os
+
+    return os.environ.get("AWS_ENDPOINT_URL", "")
+
+
+def _send(message: dict, delay: int = 0, dead_letter: bool = False) -> None:
+    aws.client("sqs").send_message(QueueUrl=queue_url(dead_letter), MessageBody=json.dumps(message),
+                                   DelaySeconds=max(0, min(delay, 900)))
+
+
+def queue_for_session(session: dict, *, exclude_client: str | None = None) -> int:
+    """Queue logout notifications for every application that got tokens in ``session``."""
+    from chalicelib.management.clients import get_client
+
+    queued = 0
+    for client_id in sorted(session.get("clients") or []):
+        if client_id == exclude_client:
+            continue
+        client = get_client(client_id)
+        if client is None:
+            continue
+        for url in (client.get("oidc_logout") or {}).get("backchannel_logout_urls") or []:
+            _send({"client_id": client_id, "url": url, "sub": session["user_id"],
+                   "sid": session["sid"], "attempt": 0})
+            queued += 1
+    return queued
+
+
+def deliver(message: dict, now: int | None = None) -> str:
+    """One delivery attempt: ``delivered``, ``rejected`` (400, final) or ``retry``."""
+    from chalicelib.netguard import OutboundError, OutboundRefused, safe_post_form
+
+    now = int(time.time() if now is None else now)
+    token = logout_token(client_id=message["client_id"], sub=message["sub"], sid=message["sid"],
+                         now=now)
+    try:
+        response = safe_post_form(message["url"], {"logout_token": token},
+                                  allow_loopback=get_settings().allow_insecure_loopback,
+                                  connect_timeout=DELIVERY_TIMEOUT, read_timeout=DELIVERY_TIMEOUT,
+                                  total_timeout=DELIVERY_TIMEOUT, max_redirects=0,
+                                  headers={"Cache-Control": "no-cache"})
+    except OutboundRefused as exc:
+        _log(message, "rejected", f"refused: {exc}")
+        return "rejected"
+    except OutboundError as exc:
+        _log(message, "retry", f"network: {exc}")
+        return "retry"
+    if 200 <= response.status_code < 300:
+        _log(message, "delivered", str(response.status_code))
+        return "delivered"
+    if response.status_code == 400:
+        _log(message, "rejected", "400")
+        return "rejected"
+    _log(message, "retry", str(response.status_code))
+    return "retry"
+
+
+def _log(message: dict, outcome: str, detail: str) -> None:
+    log.info("back-channel logout to client %s at %s (attempt %d): %s %s", message["client_id"],
+             message["url"][:200], int(message.get("attempt", 0)) + 1, outcome, detail[:200])
+
+
+def handle(message: dict, now: int | None = None) -> str:
+    """Deliver, and on a retryable failure re-queue with backoff or park in the DLQ."""
+    outcome = deliver(message, now)
+    if outcome != "retry":
+        return outcome
+    attempt = int(message.get("attempt", 0)) + 1
+    if attempt >= MAX_ATTEMPTS:
+        _send({**message, "attempt": attempt}, dead_letter=True)
+        log.warning("back-channel logout to client %s parked in the dead-letter queue after %d "
+                    "attempts", message["client_id"], attempt)
+        return "dead_letter"
+    _send({**message, "attempt": attempt}, delay=BACKOFF_BASE_SECONDS * 2 ** attempt)
+    return "requeued"
+
+
+def process_queue_once(max_messages: int = 10, wait_seconds: int = 0) -> list[str]:
+    """Receive, handle and delete up to ``max_messages`` (the local worker and tests use this)."""
+    sqs = aws.client("sqs")
+    received = sqs.receive_message(QueueUrl=queue_url(), MaxNumberOfMessages=max_messages,
+                                   WaitTimeSeconds=wait_seconds).get("Messages", [])
+    outcomes = []
+    for item in received:
+        try:
+            outcomes.append(handle(json.loads(item["Body"])))
+        except (ValueError, KeyError):
+            log.error("malformed back-channel logout message dropped")
+            outcomes.append("malformed")
+        sqs.delete_message(QueueUrl=queue_url(), ReceiptHandle=item["ReceiptHandle"])
+    return outcomes
