@@ -1,6 +1,41 @@
-"""Routes of the Universal Logout work (being written)."""
+"""Global Token Revocation (Universal Logout) route (SPEC §5); the logic is chalicelib/logout/gtr.py."""
 from __future__ import annotations
+
+import logging
+import re
 
 from chalice import Blueprint
 
+from chalicelib.api.http import NO_STORE, json_response
+
 bp = Blueprint(__name__)
+log = logging.getLogger("chalicelib.logout.gtr")
+
+
+def _printable(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "?", (name or "")[:128])
+
+
+# Every content type reaches the handler (Chalice would answer 415 itself): the JWT is checked
+# before the body is looked at, and a body that is not JSON is a 400.
+@bp.route("/oauth/global-token-revocation/connection/{connection_name}", methods=["POST"],
+          content_types=["*/*"])
+def global_token_revocation(connection_name):
+    from chalicelib.logout import gtr
+
+    request = bp.current_request
+    try:
+        outcome = gtr.handle(connection_name, request.headers.get("authorization"),
+                             lambda: request.raw_body or b"")
+    except Exception:  # noqa: BLE001 - last line of defence: no internals in responses
+        log.exception("global token revocation for connection %s: 500 unexpected error",
+                      _printable(connection_name))
+        return json_response({"error": "server_error"}, 500, NO_STORE)
+    log.info("global token revocation for connection %s: %d %s (users: %d)",
+             _printable(connection_name), outcome.status, outcome.reason, outcome.users)
+    if outcome.status == 204:
+        return json_response(None, 204, NO_STORE)
+    headers = dict(NO_STORE)
+    if outcome.status == 401:
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    return json_response({"error": outcome.error}, outcome.status, headers)

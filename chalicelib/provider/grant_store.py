@@ -70,9 +70,9 @@ def extend_grant_operation(grant_id: str, expires_at: int) -> dict:
         "Key": {"pk": f"GRANT#{grant_id}", "sk": "GRANT"},
         # A grant with a refresh token is "offline": it outlives a plain logout (as Keycloak's
         # offline sessions do) but not Global Token Revocation or a user/session deletion.
-        "UpdateExpression": "SET #ttl = :exp, offline = :true",
+        "UpdateExpression": "SET #ttl = :exp, #offline = :true",
         "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(revoked_at)",
-        "ExpressionAttributeNames": {"#ttl": "ttl"},
+        "ExpressionAttributeNames": {"#ttl": "ttl", "#offline": "offline"},
         "ExpressionAttributeValues": {":exp": expires_at, ":true": True},
     }}
 
