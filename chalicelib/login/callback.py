@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 
+from chalicelib.errors import ApiError
 from chalicelib.login.authorize import ErrorPage, Redirect, error_redirect, success_redirect
 from chalicelib.login.transactions import (
     BINDING_COOKIE,
@@ -50,6 +51,18 @@ def handle_callback(params: dict[str, str], method: str, cookies: dict[str, str]
                  exc.description)
         return Redirect(error_redirect(tx.redirect_uri, exc.error, exc.description, tx.state),
                         status=303)
+    except ApiError as exc:
+        # SPEC §8: the transaction named a validated redirect_uri, so a dependency failure
+        # (DynamoDB, Secrets Manager) goes back to the application, not to a dead-end page.
+        log.warning("login through connection %s failed on a dependency: %s", tx.connection_id,
+                    exc.error_code)
+        return Redirect(error_redirect(tx.redirect_uri, "temporarily_unavailable",
+                                       "The service is temporarily unavailable", tx.state),
+                        status=303)
+    except Exception:  # noqa: BLE001 - no internals in a browser response
+        log.exception("login through connection %s crashed", tx.connection_id)
+        return Redirect(error_redirect(tx.redirect_uri, "server_error",
+                                       "The login could not be completed", tx.state), status=303)
 
 
 def _complete(tx: LoginTransaction, params: dict[str, str], method: str, now: int) -> Redirect:
@@ -94,7 +107,7 @@ def _complete(tx: LoginTransaction, params: dict[str, str], method: str, now: in
         code_for_hash = params.get("code")
     claims = _validate(raw_id_token, connection, tx, now, access_token, code_for_hash or code)
     userinfo = _userinfo(connection, access_token, claims)
-    return _finish(tx, connection, client, claims, userinfo, now)
+    return _finish(tx, connection, client, claims, userinfo, now, raw_id_token)
 
 
 def _secret_or_fail(load, connection: dict) -> str | None:
@@ -169,7 +182,7 @@ def _userinfo(connection: dict, access_token: str | None, claims: dict) -> dict 
 
 
 def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
-            userinfo: dict | None, now: int) -> Redirect:
+            userinfo: dict | None, now: int, raw_id_token: str | None = None) -> Redirect:
     from chalicelib import sessions, users
     from chalicelib.login.complete import code_operations
     from chalicelib.login.mapping import apply_root_attribute_policy, map_claims
@@ -186,6 +199,10 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
     attributes = apply_root_attribute_policy(existing.get("attributes") if existing else None,
                                              mapped, policy)
     sid, cookie_value, session_fields = sessions.new_session_values(now)
+    if raw_id_token and len(raw_id_token) <= 16384:
+        # Kept for Auth0's federated logout (id_token_hint at the upstream end_session_endpoint):
+        # an identity assertion, not a credential.
+        session_fields["upstream_id_token"] = raw_id_token
     code, grant_id, code_ops = code_operations(
         client_id=client["client_id"], redirect_uri=tx.redirect_uri, scope=tx.scope,
         nonce=tx.nonce, code_challenge=tx.code_challenge,
@@ -203,7 +220,7 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
         raise LoginFailed("server_error", "The login could not be recorded; try again") from None
     session_cookie = cookie(sessions.COOKIE, cookie_value, max_age=lifetimes.SESSION_ABSOLUTE,
                             same_site="Lax")
-    from chalicelib.login.pages import expired_cookie
 
     return Redirect(success_redirect(tx.redirect_uri, code, tx.state),
-                    cookies=[session_cookie, expired_cookie(BINDING_COOKIE)], status=303)
+                    # The binding cookie stays until it expires: another tab's login may need it.
+                    cookies=[session_cookie], status=303)

@@ -1,0 +1,302 @@
+"""A scriptable upstream OpenID Provider on 127.0.0.1 for attack tests.
+
+It behaves like a minimal real IdP so :func:`tests.support.flow.idp_login` can drive it:
+
+- ``/authorize`` records the request and answers at once (no login page): the code flow redirects
+  to the broker's callback with ``code`` and ``state``; ``response_type=id_token`` answers with an
+  auto-submitting ``form_post`` page carrying ``id_token`` and ``state``.
+- ``/token`` exchanges a code it issued; ``/userinfo`` answers :attr:`FakeIdp.userinfo`.
+- ``/jwks`` publishes the public parts of :attr:`FakeIdp.keys` (a list tests may replace to
+  rotate keys).
+
+Scripting: :attr:`FakeIdp.id_token` is a callable ``(idp, ctx) -> str`` building the ID token
+(``ctx`` holds ``nonce``, ``state``, ``client_id``, ``code``, ``access_token``, ``channel`` and the
+recorded ``/authorize`` parameters); :attr:`FakeIdp.token_handler` may replace the token response
+entirely (``(idp, form, ctx) -> (status, body, content_type)``); :attr:`FakeIdp.callback_extra`
+adds parameters to what ``/authorize`` sends back (``iss``, ``error`` ...).
+
+Every request is recorded in :attr:`FakeIdp.requests` (method, path, query, headers, form).
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import html
+import json
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from joserfc import jwt
+from joserfc.jwk import ECKey, RSAKey
+
+DROP = object()
+"""Claim override value that removes the claim (``claims(..., aud=DROP)``)."""
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    form: dict[str, str]
+
+    def basic_auth(self) -> tuple[str, str] | None:
+        value = self.headers.get("authorization", "")
+        if not value.lower().startswith("basic "):
+            return None
+        from urllib.parse import unquote_plus
+
+        user, _, password = base64.b64decode(value[6:]).decode().partition(":")
+        return unquote_plus(user), unquote_plus(password)
+
+
+def b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def half_hash(value: str, alg: str = "RS256") -> str:
+    digest = hashlib.new("sha" + alg[-3:], value.encode()).digest()
+    return b64url(digest[: len(digest) // 2])
+
+
+def s256(verifier: str) -> str:
+    return b64url(hashlib.sha256(verifier.encode()).digest())
+
+
+def rsa_key(kid: str | None = "k1") -> RSAKey:
+    return RSAKey.generate_key(2048, parameters={"kid": kid} if kid else None, auto_kid=False)
+
+
+def ec_key(kid: str | None = "ec1") -> ECKey:
+    return ECKey.generate_key("P-256", parameters={"kid": kid} if kid else None, auto_kid=False)
+
+
+def _raw_jws(header: dict, claims: dict, sign: Callable[[bytes], bytes] | None) -> str:
+    signing_input = (b64url(json.dumps(header).encode()) + "." +
+                     b64url(json.dumps(claims).encode()))
+    signature = sign(signing_input.encode()) if sign else b""
+    return signing_input + "." + b64url(signature)
+
+
+def mint(claims: dict, key=None, *, alg: str = "RS256", header: dict | None = None) -> str:
+    """Any JWT: signed by ``key`` with ``alg``; ``alg='none'`` unsigned; ``alg='HS256'`` with
+    ``key`` either bytes (the HMAC secret) or an RSA key whose public PEM becomes the secret (the
+    classic algorithm-confusion attack)."""
+    full_header = {"alg": alg, "typ": "JWT"}
+    if key is not None and not isinstance(key, (bytes, str)) and key.kid:
+        full_header["kid"] = key.kid
+    full_header.update(header or {})
+    full_header = {k: v for k, v in full_header.items() if v is not DROP}
+    if alg == "none":
+        return _raw_jws(full_header, claims, None)
+    if alg.startswith("HS"):
+        secret = key if isinstance(key, bytes) else (
+            key.encode() if isinstance(key, str) else key.as_pem(private=False))
+        digestmod = getattr(hashlib, "sha" + alg[2:])
+        return _raw_jws(full_header, claims,
+                        lambda data: hmac.new(secret, data, digestmod).digest())
+    return jwt.encode(full_header, claims, key, algorithms=[alg])
+
+
+class FakeIdp:
+    """Use as a context manager: ``with FakeIdp() as idp: ...``."""
+
+    def __init__(self, client_id: str = "broker-client", client_secret: str = "broker-secret",
+                 sub: str = "alice"):
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.keys: list = [rsa_key("k1")]
+        self.signing_key = self.keys[0]
+        self.user: dict[str, Any] = {"sub": sub, "email": f"{sub}@example.com",
+                                     "email_verified": True, "name": sub.title()}
+        self.userinfo: dict[str, Any] | None = None  # None: the user's claims
+        self.userinfo_status = 200
+        self.id_token: Callable[[FakeIdp, dict], str] = FakeIdp.default_id_token
+        self.token_handler: Callable[[FakeIdp, dict, dict | None], tuple] | None = None
+        self.callback_extra: dict[str, str] = {}
+        self.requests: list[Recorded] = []
+        self.codes: dict[str, dict] = {}
+        self.discovery_extra: dict[str, Any] = {}
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.base_url = ""
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def __enter__(self) -> FakeIdp:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._server.daemon_threads = True
+        self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    @property
+    def issuer(self) -> str:
+        return self.base_url
+
+    # ------------------------------------------------------------------ scripting helpers
+
+    def claims(self, ctx: dict | None = None, **overrides) -> dict:
+        """Valid ID token claims for ``ctx`` (nonce, access token hash), then ``overrides``
+        (``DROP`` removes a claim)."""
+        ctx = ctx or {}
+        now = int(time.time())
+        claims: dict[str, Any] = {"iss": self.issuer, "aud": self.client_id, "iat": now,
+                                  "exp": now + 300, **self.user}
+        if ctx.get("nonce") is not None:
+            claims["nonce"] = ctx["nonce"]
+        if ctx.get("access_token"):
+            claims["at_hash"] = half_hash(ctx["access_token"])
+        claims.update(overrides)
+        return {k: v for k, v in claims.items() if v is not DROP}
+
+    def mint(self, claims: dict, key=None, *, alg: str = "RS256",
+             header: dict | None = None) -> str:
+        return mint(claims, key if key is not None else self.signing_key, alg=alg, header=header)
+
+    @staticmethod
+    def default_id_token(idp: FakeIdp, ctx: dict) -> str:
+        return idp.mint(idp.claims(ctx))
+
+    def script(self, **overrides) -> None:
+        """Next ID tokens carry these claim overrides."""
+        self.id_token = lambda idp, ctx: idp.mint(idp.claims(ctx, **overrides))
+
+    def requests_to(self, path: str) -> list[Recorded]:
+        return [r for r in self.requests if r.path == path]
+
+    def jwks(self) -> dict:
+        return {"keys": [k.as_dict(private=False) for k in self.keys]}
+
+    def discovery(self) -> dict:
+        return {
+            "issuer": self.issuer,
+            "authorization_endpoint": f"{self.base_url}/authorize",
+            "token_endpoint": f"{self.base_url}/token",
+            "jwks_uri": f"{self.base_url}/jwks",
+            "userinfo_endpoint": f"{self.base_url}/userinfo",
+            "response_types_supported": ["code", "id_token"],
+            "response_modes_supported": ["query", "form_post"],
+            "subject_types_supported": ["public"],
+            "code_challenge_methods_supported": ["S256"],
+            "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+            "token_endpoint_auth_methods_supported": ["client_secret_basic",
+                                                      "client_secret_post"],
+            **self.discovery_extra,
+        }
+
+    # ------------------------------------------------------------------ endpoints
+
+    def _authorize(self, query: dict[str, str]) -> tuple[int, dict, bytes]:
+        redirect_uri = query.get("redirect_uri", "")
+        ctx = {"nonce": query.get("nonce"), "state": query.get("state"),
+               "client_id": query.get("client_id"), "authorize": dict(query)}
+        extra = dict(self.callback_extra)
+        if query.get("response_type") == "code":
+            code = secrets.token_urlsafe(24)
+            self.codes[code] = {**ctx, "code": code, "channel": "back"}
+            params = {"code": code, "state": query.get("state", ""), **extra}
+            if "error" in extra:
+                params.pop("code")
+            return 302, {"Location": redirect_uri + "?" + urlencode(params)}, b""
+        fields = {"state": query.get("state", ""), **extra}
+        if "error" not in extra:
+            fields["id_token"] = self.id_token(self, {**ctx, "channel": "front"})
+        inputs = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+                         for k, v in fields.items())
+        page = (f'<html><body onload="document.forms[0].submit()"><form method="post" '
+                f'action="{html.escape(redirect_uri)}">{inputs}</form></body></html>')
+        return 200, {"Content-Type": "text/html"}, page.encode()
+
+    def _token(self, form: dict[str, str]) -> tuple[int, dict, bytes]:
+        ctx = self.codes.get(form.get("code", ""))
+        if self.token_handler is not None:
+            status, body, content_type = self.token_handler(self, form, ctx)
+            raw = body if isinstance(body, bytes) else (
+                body.encode() if isinstance(body, str) else json.dumps(body).encode())
+            return status, {"Content-Type": content_type}, raw
+        if ctx is None:
+            return _json(400, {"error": "invalid_grant"})
+        access_token = secrets.token_urlsafe(32)
+        ctx = {**ctx, "access_token": access_token}
+        return _json(200, {"access_token": access_token, "token_type": "Bearer",
+                           "expires_in": 300, "id_token": self.id_token(self, ctx)})
+
+    def _userinfo(self) -> tuple[int, dict, bytes]:
+        body = self.userinfo if self.userinfo is not None else dict(self.user)
+        return _json(self.userinfo_status, body)
+
+
+def _json(status: int, body: Any) -> tuple[int, dict, bytes]:
+    return status, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+
+def _handler(idp: FakeIdp) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args) -> None:  # quiet
+            pass
+
+        def _handle(self, method: str) -> None:
+            parts = urlsplit(self.path)
+            query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length).decode() if length else ""
+            form = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
+            idp.requests.append(Recorded(method, parts.path, query,
+                                         {k.lower(): v for k, v in self.headers.items()}, form))
+            if parts.path == "/.well-known/openid-configuration":
+                status, headers, raw = _json(200, idp.discovery())
+            elif parts.path == "/jwks":
+                status, headers, raw = _json(200, idp.jwks())
+            elif parts.path == "/authorize":
+                status, headers, raw = idp._authorize(query)
+            elif parts.path == "/token" and method == "POST":
+                status, headers, raw = idp._token(form)
+            elif parts.path == "/userinfo":
+                status, headers, raw = idp._userinfo()
+            else:
+                status, headers, raw = _json(404, {"error": "not_found"})
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(raw)))
+            self.end_headers()
+            self.wfile.write(raw)
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._handle("GET")
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._handle("POST")
+
+    return Handler
+
+
+def connection_body(idp: FakeIdp, name: str, *, channel: str = "front",
+                    enabled_clients: list[str], **options) -> dict:
+    """A Management API body for an ``oidc`` connection to ``idp`` (discovery on)."""
+    opts: dict[str, Any] = {"type": f"{channel}_channel", "discovery_url": idp.issuer,
+                            "client_id": idp.client_id}
+    if channel == "back":
+        opts["client_secret"] = idp.client_secret
+    opts.update(options)
+    return {"name": name, "strategy": "oidc", "enabled_clients": enabled_clients, "options": opts}
+
+
+__all__ = ["DROP", "connection_body", "FakeIdp", "Recorded", "ec_key", "half_hash", "mint", "rsa_key", "s256"]
