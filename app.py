@@ -1,7 +1,18 @@
 """The Chalice app: registers blueprints, nothing else. Logic lives in chalicelib/."""
 from chalice import Chalice
 
-from chalicelib.api import events, gtr, login, logout, management, oauth, openapi, provider, sessions
+from chalicelib.api import (
+    connection_keys,
+    events,
+    gtr,
+    login,
+    logout,
+    management,
+    oauth,
+    openapi,
+    provider,
+    sessions,
+)
 from chalicelib.logs import configure_logging
 
 app = Chalice(app_name="identity-broker")
@@ -15,3 +26,4 @@ app.register_blueprint(events.bp)
 app.register_blueprint(gtr.bp)
 app.register_blueprint(logout.bp)
 app.register_blueprint(sessions.bp)
+app.register_blueprint(connection_keys.bp)
