@@ -29,7 +29,7 @@ def new_session_values(now: int) -> tuple[str, str, dict]:
     """(sid, cookie value, fields) for a new session."""
     sid = random_token(18)
     secret = random_token(32)
-    fields = {"cookie_digest": digest(secret), "auth_time": now,
+    fields = {"cookie_digest": digest(secret), "auth_time": now, "updated_at": now,
               "expires_at": now + lifetimes.SESSION_ABSOLUTE,
               "idle_expires_at": now + lifetimes.SESSION_IDLE}
     return sid, f"{sid}.{secret}", fields
@@ -50,7 +50,8 @@ def session_touch_operation(session: Session, client_id: str, grant_id: str, now
     """Record another application served by a live session (SSO) and slide its idle expiry."""
     return {"Update": {
         "Key": {"pk": f"SESSION#{session.sid}", "sk": "SESSION"},
-        "UpdateExpression": "SET idle_expires_at = :idle ADD clients :c, grants :g",
+        "UpdateExpression": "SET idle_expires_at = :idle, updated_at = :now "
+                            "ADD clients :c, grants :g",
         "ConditionExpression": "attribute_exists(pk) AND #ttl > :now AND idle_expires_at > :now "
                                "AND attribute_not_exists(revoked_at)",
         "ExpressionAttributeNames": {"#ttl": "ttl"},

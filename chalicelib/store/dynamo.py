@@ -106,7 +106,9 @@ class Table:
                 raise ConditionFailed() from None
             if code == "TransactionCanceledException":
                 reasons = [r.get("Code", "") for r in exc.response.get("CancellationReasons", [])]
-                if "ConditionalCheckFailed" in reasons:
+                # A conflict with a concurrent transaction on the same item is a lost race too:
+                # single-use things must have exactly one winner, never a 5xx for the loser.
+                if "ConditionalCheckFailed" in reasons or "TransactionConflict" in reasons:
                     raise ConditionFailed(reasons) from None
             raise _unavailable(exc) from None
         except BotoCoreError as exc:

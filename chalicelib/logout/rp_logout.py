@@ -1,0 +1,193 @@
+"""Logout started by an application through the browser (SPEC §4).
+
+- ``GET|POST /oidc/logout``: OpenID Connect RP-Initiated Logout 1.0.
+- ``GET /v2/logout``: Auth0's logout endpoint (``client_id``, ``returnTo``, ``federated``).
+
+Order matters, as at ``/authorize``: the request is checked first (a forged ``id_token_hint`` or a
+return URL not registered for the client gives an error page, never a redirect, and ends nothing);
+only then is the browser's session ended (``revocation.end_session``: its online grants die, the
+session's other applications get back-channel logout, the initiating one does not) and the session
+cookie cleared.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from chalicelib import revocation, sessions
+from chalicelib.keys import TokenRejected, verify_jwt
+from chalicelib.login.authorize import ErrorPage, Redirect
+from chalicelib.login.pages import expired_cookie
+from chalicelib.settings import get_settings
+
+MAX_PARAM_LENGTH = 8192
+
+
+@dataclass
+class SignedOut:
+    """No return URL: show the "You are signed out" page."""
+
+    cookies: list[str] = field(default_factory=list)
+
+
+def _single(params: dict[str, list[str]], names: tuple[str, ...]) -> tuple[dict[str, str], str | None]:
+    values: dict[str, str] = {}
+    for name in names:
+        found = params.get(name) or []
+        if len(found) > 1:
+            return values, name
+        if found:
+            values[name] = found[0]
+    return values, None
+
+
+def _with_params(url: str, params: dict[str, str]) -> str:
+    if not params:
+        return url
+    return url + ("&" if "?" in url else "?") + urlencode(params)
+
+
+def _hint_claims(token: str) -> dict | None:
+    """The claims of one of the broker's own ID tokens, expired or not (RP-Initiated Logout §2:
+    the OP need not care whether the hint expired), else None."""
+    try:
+        decoded = verify_jwt(token, typ="JWT")  # an access or logout token is not an ID token
+    except TokenRejected:
+        return None
+    claims = decoded.claims
+    if claims.get("iss") != get_settings().issuer:
+        return None
+    if not isinstance(claims.get("sub"), str) or not claims.get("aud"):
+        return None
+    return claims
+
+
+def _hint_audiences(claims: dict) -> list[str]:
+    audience = claims.get("aud")
+    return [a for a in (audience if isinstance(audience, list) else [audience]) if isinstance(a, str)]
+
+
+def _hint_client(claims: dict) -> str | None:
+    audiences = _hint_audiences(claims)
+    if len(audiences) == 1:
+        return audiences[0]
+    azp = claims.get("azp")
+    return azp if isinstance(azp, str) and azp in audiences else None
+
+
+def _end_browser_session(cookie: str | None, now: int, *, reason: str,
+                         initiator: str | None) -> dict | None:
+    """End the session the cookie names; returns its item, or None when there was none."""
+    session = sessions.session_from_cookie(cookie, now)
+    if session is None:
+        return None
+    return revocation.end_session(session.sid, now, reason=reason, initiator_client=initiator)
+
+
+def rp_initiated_logout(params: dict[str, list[str]], cookie: str | None,
+                        now: int) -> ErrorPage | Redirect | SignedOut:
+    """OIDC RP-Initiated Logout 1.0 §2–§3. ``logout_hint`` and ``ui_locales`` are ignored."""
+    from chalicelib.management.clients import get_client
+
+    values, repeated = _single(params, ("id_token_hint", "client_id", "post_logout_redirect_uri",
+                                        "state"))
+    if repeated:
+        return ErrorPage(400, "Invalid request", f"The {repeated} parameter is repeated.")
+    if any(len(v) > MAX_PARAM_LENGTH for v in values.values()):
+        return ErrorPage(400, "Invalid request", "A parameter is too long.")
+    hint = None
+    if "id_token_hint" in values:
+        hint = _hint_claims(values["id_token_hint"])
+        if hint is None:
+            return ErrorPage(400, "Invalid request", "The id_token_hint is not a valid ID token "
+                                                     "issued by this server.")
+    client_id = values.get("client_id")
+    if client_id and hint is not None and client_id not in _hint_audiences(hint):
+        # §2: the client_id must match the one the ID token was issued to.
+        return ErrorPage(400, "Invalid request",
+                         "The id_token_hint was not issued to this client_id.")
+    client_id = client_id or (_hint_client(hint) if hint else None)
+    client = get_client(client_id) if client_id else None
+    if "client_id" in values and client is None:
+        return ErrorPage(400, "Unknown application", "The client_id is unknown.")
+    redirect_uri = values.get("post_logout_redirect_uri")
+    if redirect_uri is not None:
+        if client is None:
+            return ErrorPage(400, "Invalid request", "A post_logout_redirect_uri needs a client_id "
+                                                     "or an id_token_hint naming the application.")
+        if redirect_uri not in (client.get("allowed_logout_urls") or []):
+            # §3: exact match with a registered URL, or no redirect at all.
+            return ErrorPage(400, "Invalid post_logout_redirect_uri",
+                             "The post_logout_redirect_uri is not registered for this application.")
+    ended = _end_browser_session(cookie, now, reason="rp_logout", initiator=client_id)
+    hinted_sid = hint.get("sid") if hint else None
+    if isinstance(hinted_sid, str) and (ended is None or ended["sid"] != hinted_sid):
+        hinted = sessions.get_session(hinted_sid, now)
+        if hinted is not None and hinted["user_id"] == hint["sub"]:
+            revocation.end_session(hinted_sid, now, reason="rp_logout", initiator_client=client_id)
+    cookies = [expired_cookie(sessions.COOKIE)]
+    if redirect_uri is not None:
+        state = values.get("state")
+        return Redirect(_with_params(redirect_uri, {"state": state} if state is not None else {}),
+                        cookies=cookies, status=302)
+    return SignedOut(cookies=cookies)
+
+
+def _upstream_logout_url(session: dict, return_to: str | None) -> str | None:
+    """The connection's ``end_session_endpoint`` (RP-Initiated Logout at the upstream IdP)."""
+    from chalicelib.management.connections import get_connection
+
+    connection = get_connection(session.get("connection_id", ""))
+    if connection is None:
+        return None
+    options = connection.get("options") or {}
+    endpoint = options.get("end_session_endpoint")
+    if not endpoint:
+        return None
+    params = {}
+    if session.get("upstream_id_token"):
+        params["id_token_hint"] = session["upstream_id_token"]
+    if options.get("client_id"):
+        params["client_id"] = options["client_id"]
+    if return_to:
+        params["post_logout_redirect_uri"] = return_to
+    return _with_params(endpoint, params)
+
+
+def auth0_logout(params: dict[str, list[str]], cookie: str | None,
+                 now: int) -> ErrorPage | Redirect | SignedOut:
+    """Auth0's ``/v2/logout``: ``returnTo`` must be one of the client's ``allowed_logout_urls``
+    (the broker has no tenant-level list, so without ``client_id`` it is refused); without
+    ``returnTo`` the client's first allowed logout URL is used, as Auth0 does. ``federated``
+    (present, any value) continues to the upstream IdP's ``end_session_endpoint``."""
+    from chalicelib.management.clients import get_client
+
+    values, repeated = _single(params, ("client_id", "returnTo"))
+    if repeated:
+        return ErrorPage(400, "Invalid request", f"The {repeated} parameter is repeated.")
+    if any(len(v) > MAX_PARAM_LENGTH for v in values.values()):
+        return ErrorPage(400, "Invalid request", "A parameter is too long.")
+    client_id = values.get("client_id")
+    client = get_client(client_id) if client_id else None
+    if client_id and client is None:
+        return ErrorPage(400, "Unknown application", "The client_id is unknown.")
+    allowed = (client or {}).get("allowed_logout_urls") or []
+    return_to = values.get("returnTo")
+    if return_to is not None:
+        if client is None:
+            return ErrorPage(400, "Invalid returnTo",
+                             "returnTo needs the client_id of the application that allows it.")
+        if return_to not in allowed:
+            return ErrorPage(400, "Invalid returnTo",
+                             "The returnTo URL is not in the application's allowed logout URLs.")
+    elif allowed:
+        return_to = allowed[0]
+    ended = _end_browser_session(cookie, now, reason="rp_logout", initiator=client_id)
+    cookies = [expired_cookie(sessions.COOKIE)]
+    if "federated" in params and ended is not None:
+        upstream = _upstream_logout_url(ended, return_to)
+        if upstream:
+            return Redirect(upstream, cookies=cookies, status=302)
+    if return_to:
+        return Redirect(return_to, cookies=cookies, status=302)
+    return SignedOut(cookies=cookies)
