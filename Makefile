@@ -10,7 +10,7 @@ PORT ?= 8000
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --upgrade "pip<26.3"
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
@@ -20,21 +20,52 @@ $(IDP_STAMP): tests/idp/package.json tests/idp/package-lock.json
 
 deps: $(STAMP) $(IDP_STAMP)
 
+## make browser: headless Chromium for tests/e2e (Debian's chromium package; needs root the first time)
+browser:
+	bash scripts/install_browser.sh
+
 ## make run: the broker on http://127.0.0.1:$(PORT)/ with an embedded AWS endpoint (moto)
 run: $(STAMP)
 	PORT=$(PORT) $(PY) scripts/run_local.py
 
 ## make test: install what the tests need, lint, run every test
-test: deps
+test: deps browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-## make package: the CloudFormation template and zip that `chalice package` builds
+## make package [STAGE=dev]: $(OUT)/sam.yaml + $(OUT)/deployment.zip for CloudFormation, cfn-lint clean
+## (docs/DEPLOY.md). Chalice takes the Lambda runtime from the Python it runs under, and Lambda no
+## longer creates or updates python3.11 functions: so it runs here in its own venv on Python
+## $(LAMBDA_PYTHON) (found on PATH, under pyenv, or given as PACKAGE_PYTHON=/path/to/python).
+package: STAGE ?= dev
+package: OUT ?= out
+package: LAMBDA_PYTHON ?= 3.13
 package: $(STAMP)
-	rm -rf out && $(VENV)/bin/chalice package --stage dev --merge-template infra/resources.yaml out
+	@set -e; pkg=$(VENV)/lambda-python$(LAMBDA_PYTHON); \
+	if [ ! -x $$pkg/bin/chalice ] || [ requirements.txt -nt $$pkg/.installed ] \
+	    || [ requirements-dev.txt -nt $$pkg/.installed ]; then \
+	  py=; pyenv_root=$$(pyenv root 2>/dev/null || echo "$$HOME/.pyenv"); \
+	  for c in $(PACKAGE_PYTHON) python$(LAMBDA_PYTHON) $$pyenv_root/versions/$(LAMBDA_PYTHON)*/bin/python$(LAMBDA_PYTHON); do \
+	    if "$$c" -c 'import sys; sys.exit(sys.argv[1] != "%d.%d" % sys.version_info[:2])' \
+	        $(LAMBDA_PYTHON) >/dev/null 2>&1; then py=$$c; break; fi; \
+	  done; \
+	  if [ -z "$$py" ]; then \
+	    echo "make package: no Python $(LAMBDA_PYTHON) found (the Lambda runtime); set PACKAGE_PYTHON" >&2; \
+	    exit 3; \
+	  fi; \
+	  rm -rf $$pkg && "$$py" -m venv $$pkg; \
+	  $$pkg/bin/python -m pip install --quiet --quiet --disable-pip-version-check -r requirements.txt \
+	    "$$(grep -E '^chalice==' requirements-dev.txt)"; \
+	  touch $$pkg/.installed; \
+	fi; \
+	rm -rf $(OUT); \
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} BROKER_LOGOUT_QUEUE_NAME=broker-$(STAGE)-logout \
+	  $$pkg/bin/chalice package --stage $(STAGE) --merge-template infra/resources.yaml $(OUT); \
+	$(VENV)/bin/cfn-lint $(OUT)/sam.yaml; \
+	echo "make package: $(OUT)/sam.yaml and $(OUT)/deployment.zip for stage $(STAGE), cfn-lint clean"
 
 clean:
 	rm -rf $(VENV) tests/idp/node_modules out .pytest_cache

@@ -1,9 +1,9 @@
 """The embedded AWS endpoint (moto's server) used by ``make run`` and the tests.
 
-moto's backends are not thread-safe: a DynamoDB transaction deep-copies the table while other
+moto's DynamoDB backend is not thread-safe: a transaction deep-copies the table while other
 request threads mutate it, which fails under concurrent load. Real DynamoDB serialises
-conflicting writes, so this server does the same: one request at a time through the backends.
-Requests are still accepted concurrently; only their execution is serialised.
+conflicting writes, so this server does the same: one DynamoDB request at a time. Requests are
+still accepted concurrently, and other services are not serialised.
 """
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ class _Serialised:
         self.lock = threading.Lock()
 
     def __call__(self, environ, start_response):
+        # Only DynamoDB needs it (its transactions deep-copy tables); an SQS long poll must not
+        # hold the lock while it waits.
+        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            return self.app(environ, start_response)
         with self.lock:
             # Drain the response inside the lock: moto computes it lazily for some services.
             return list(self.app(environ, start_response))

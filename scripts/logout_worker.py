@@ -23,7 +23,8 @@ def main() -> int:
     deadline = time.monotonic() + float(os.environ.get("BROKER_RUN_MAX_SECONDS") or 1e12)
     while not stop["now"] and time.monotonic() < deadline:
         try:
-            backchannel.process_queue_once(wait_seconds=1)
+            if not backchannel.process_queue_once(wait_seconds=0):
+                time.sleep(0.5)
         except Exception as exc:  # noqa: BLE001 - keep polling; the queue keeps the message
             logging.getLogger("logout-worker").warning("poll failed: %s", type(exc).__name__)
             time.sleep(1)
