@@ -304,3 +304,12 @@ def delete_client(client_id: str) -> None:
     grants.delete_grants_of_client(client_id)
     connections.disable_client_everywhere(client_id)
     table().delete(PK, client_id)
+    # SPEC §8: deleting a client revokes its tokens (codes, access and refresh tokens die with
+    # their grants). After the delete, so a token request racing it fails at client auth.
+    import time
+
+    from chalicelib.provider import grant_store
+
+    now = int(time.time())
+    for grant_id in grant_store.grants_of_client(client_id):
+        grant_store.revoke_grant(grant_id, now, "client_deleted")

@@ -74,21 +74,70 @@ def authenticate_client(form: dict, authorization: str | None) -> AuthenticatedC
         if secret is not None:
             raise _invalid_client(basic=bool(basic))
         return AuthenticatedClient(client_id, record, "none")
+    _refuse_if_throttled(record)
     if method != registered or not secret_matches(secret or "", record.get("client_secret_hash")):
+        _record_failure("CLIENTS", client_id)
         raise _invalid_client(basic=bool(basic))
     return AuthenticatedClient(client_id, record, method)
+
+
+# SPEC §8: repeated failed client authentications for one client_id are slowed down. The counter
+# lives on the client's own item (read anyway), in fixed windows, so a success costs nothing extra.
+FAILURE_LIMIT = 10
+FAILURE_WINDOW_SECONDS = 60
+
+
+def _window(now: float) -> int:
+    return int(now // FAILURE_WINDOW_SECONDS)
+
+
+def _refuse_if_throttled(record: dict | None, now: float | None = None) -> None:
+    import time
+
+    now = time.time() if now is None else now
+    if not record or record.get("auth_fail_window") != _window(now):
+        return
+    if int(record.get("auth_failures", 0)) >= FAILURE_LIMIT:
+        retry_after = FAILURE_WINDOW_SECONDS - int(now % FAILURE_WINDOW_SECONDS)
+        raise OAuthError("too_many_requests",
+                         "Too many failed authentication attempts; try again later", 429,
+                         {"Retry-After": str(max(retry_after, 1))})
+
+
+def _record_failure(pk: str, client_id: str, now: float | None = None) -> None:
+    import time
+
+    from chalicelib.store.dynamo import ConditionFailed, table
+
+    window = _window(time.time() if now is None else now)
+    try:
+        table().update(pk, client_id, "ADD auth_failures :one",
+                       condition="attribute_exists(pk) AND auth_fail_window = :w",
+                       values={":one": 1, ":w": window}, return_values="NONE")
+    except ConditionFailed:
+        try:
+            # Never recreate a deleted client's item; the admin counter item may be new.
+            table().update(pk, client_id, "SET auth_fail_window = :w, auth_failures = :one",
+                           condition="attribute_exists(pk)" if pk == "CLIENTS" else None,
+                           values={":one": 1, ":w": window}, return_values="NONE")
+        except ConditionFailed:
+            pass  # the client was deleted meanwhile
 
 
 def _authenticate_admin(client_id: str, secret: str | None, method: str,
                         basic: bool) -> AuthenticatedClient:
     from chalicelib.secrets import SecretNotFound, secret_store
 
+    from chalicelib.store.dynamo import table
+
     if secret is None:
         raise _invalid_client(basic)
+    _refuse_if_throttled(table().get("AUTH_FAILURES", client_id))
     try:
         expected = secret_store().get(get_settings().admin_secret_name)
     except SecretNotFound:
         raise _invalid_client(basic) from None
     if not hmac.compare_digest(secret.encode(), expected.encode()):
+        _record_failure("AUTH_FAILURES", client_id)
         raise _invalid_client(basic)
     return AuthenticatedClient(client_id, None, method)

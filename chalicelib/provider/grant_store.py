@@ -32,10 +32,23 @@ def new_grant_operations(grant_id: str, *, client_id: str, user_id: str, sid: st
                          expires_at: int) -> list[dict]:
     grant = {"pk": f"GRANT#{grant_id}", "sk": "GRANT", "grant_id": grant_id,
              "client_id": client_id, "user_id": user_id, "sid": sid, "ttl": expires_at}
-    ref = {"pk": f"USER#{user_id}", "sk": f"GRANT#{grant_id}", "grant_id": grant_id,
-           "ttl": expires_at}
+    # The refs let "everything of a user" (Global Token Revocation) and "everything of a client"
+    # (client deletion) be found with one query. A grant may later be extended to a refresh
+    # token's lifetime, so the refs outlive any grant (≤ 1 year) rather than track its TTL.
+    ref_ttl = expires_at + MAX_REFRESH_LIFETIME
+    user_ref = {"pk": f"USER#{user_id}", "sk": f"GRANT#{grant_id}", "grant_id": grant_id,
+                "ttl": ref_ttl}
+    client_ref = {"pk": f"CLIENT#{client_id}", "sk": f"GRANT#{grant_id}", "grant_id": grant_id,
+                  "ttl": ref_ttl}
     return [{"Put": {"Item": grant, "ConditionExpression": "attribute_not_exists(pk)"}},
-            {"Put": {"Item": ref}}]
+            {"Put": {"Item": user_ref}}, {"Put": {"Item": client_ref}}]
+
+
+MAX_REFRESH_LIFETIME = 31_557_600  # the longest refresh_token.token_lifetime a client may set
+
+
+def grants_of_client(client_id: str) -> list[str]:
+    return [ref["grant_id"] for ref in table().query(f"CLIENT#{client_id}", sk_prefix="GRANT#")]
 
 
 def grant_is_active_check(grant_id: str, now: int) -> dict:

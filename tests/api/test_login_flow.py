@@ -192,3 +192,19 @@ def test_home_realm_discovery_by_login_hint(client, setup):
     assert response.status_code == 302
     location = response.headers["Location"]
     assert "response_type=code" in location  # the back-channel connection owns corp.example
+
+
+def test_deleting_a_client_revokes_its_tokens(client, api, setup):
+    app = api.call("POST", "/api/v2/clients", body={
+        "name": "doomed", "callbacks": [APP_CALLBACK]}).data
+    api.call("PATCH", f"/api/v2/connections/{setup['back']['id']}/clients",
+             body=[{"client_id": app["client_id"], "status": True}])
+    _, result, verifier = _login(client, app, setup["back"], scope="openid offline_access")
+    tokens = _exchange(client, app, result["code"], verifier)
+    assert tokens.status_code == 200
+    access = tokens.data["access_token"]
+    assert client.http.get("/userinfo", headers={"Authorization": f"Bearer {access}"}
+                           ).status_code == 200
+    assert api.call("DELETE", f"/api/v2/clients/{app['client_id']}").status_code == 204
+    assert client.http.get("/userinfo", headers={"Authorization": f"Bearer {access}"}
+                           ).status_code == 401
