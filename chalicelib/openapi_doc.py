@@ -102,6 +102,8 @@ def _model_schemas(schemas: dict) -> None:
 def _response_schemas(schemas: dict) -> None:
     from chalicelib.management.auth import MANAGEMENT_SCOPES
     from chalicelib.management.clients import PUBLIC_FIELDS
+    from chalicelib.management.connection_keys import ALGORITHMS as CONNECTION_KEY_ALGORITHMS
+    from chalicelib.management.connection_keys import DEFAULT_ALGORITHM as CONNECTION_KEY_DEFAULT
     from chalicelib.management.connections import ALIASABLE, ASYMMETRIC_ALGS
 
     schemas["Error"] = _obj(
@@ -111,7 +113,8 @@ def _response_schemas(schemas: dict) -> None:
         description="Auth0's Management API error body. errorCode is one of invalid_body, "
                     "invalid_query_string (400), invalid_token (401), insufficient_scope (403), "
                     "inexistent_connection, inexistent_client, inexistent_client_grant, "
-                    "inexistent_signing_key (404), connection_conflict, client_grant_conflict (409), "
+                    "inexistent_user, inexistent_session, inexistent_signing_key (404), "
+                    "connection_conflict, client_grant_conflict (409), "
                     "payload_too_large (413), temporarily_unavailable (503).")
     schemas["GatewayError"] = _obj(
         {"Code": _str(), "Message": _str()}, ("Code", "Message"),
@@ -148,6 +151,7 @@ def _response_schemas(schemas: dict) -> None:
                       _obj({"alias": _str(enum=list(ALIASABLE))}, ("alias",))]}},
         "token_endpoint_auth_method": _str(enum=["client_secret_post", "client_secret_basic",
                                                  "private_key_jwt"]),
+        "token_endpoint_jwtca_aud_format": _str(enum=["token_endpoint", "issuer"]),
         "id_token_signed_response_algs": _array(_str(enum=list(ASYMMETRIC_ALGS)), minItems=1),
         "send_back_channel_nonce": _bool(),
         "oidc_metadata": {"type": "object", "description": "The discovery document as fetched."},
@@ -179,6 +183,30 @@ def _response_schemas(schemas: dict) -> None:
         "realms", "metadata", "enabled_clients", "options"]}],
         "description": "A connection as returned by create and update (options included)."}
     schemas["ConnectionList"] = _list_schema("connections", "Connection")
+    key_properties = {
+        "kid": _str(),
+        "cert": _str(pattern="^-----BEGIN CERTIFICATE-----"),
+        "pkcs": _str(pattern="^-----BEGIN PKCS7-----"),
+        "fingerprint": _str(pattern="^([0-9A-F]{2}:){19}[0-9A-F]{2}$"),
+        "thumbprint": _str(pattern="^[0-9A-F]{40}$"),
+        "algorithm": _str(enum=list(CONNECTION_KEY_ALGORITHMS)),
+        "key_use": _str(enum=["signing"]),
+        "subject_dn": _str(),
+    }
+    key_required = ("kid", "cert", "pkcs", "fingerprint", "thumbprint", "algorithm", "key_use",
+                    "subject_dn")
+    schemas["ConnectionKey"] = _obj(
+        {**key_properties, "current": _bool(), "next": _bool(), "previous": _bool(),
+         "current_since": _str(format="date-time")},
+        (*key_required, "current", "next", "previous"),
+        description="A private_key_jwt key of the connection: public certificate material only.")
+    schemas["ConnectionKeyRotated"] = _obj(
+        {**key_properties, "next": _bool(enum=[True])}, (*key_required, "next"),
+        description="The new next key.")
+    schemas["ConnectionKeyRequest"] = _obj(
+        {"signing_alg": _str(enum=list(CONNECTION_KEY_ALGORITHMS),
+                             default=CONNECTION_KEY_DEFAULT)},
+        description="Optional; an empty body means the defaults.")
     schemas["ConnectionClients"] = _obj(
         {"clients": _array(_obj({"client_id": _str()}, ("client_id",))),
          "next": _str(description="Pass as from= to get the next page.")},
@@ -284,6 +312,20 @@ def _response_schemas(schemas: dict) -> None:
                     "present.")
     schemas["UserList"] = {"oneOf": _list_schema("users", "User")["oneOf"][:2]}
 
+    moment = _str(format="date-time")
+    schemas["Session"] = _obj({
+        "id": _str(), "user_id": _str(), "created_at": moment, "updated_at": moment,
+        "authenticated_at": moment, "last_interacted_at": moment, "idle_expires_at": moment,
+        "expires_at": moment,
+        "clients": _array(_obj({"client_id": _str()}, ("client_id",)),
+                          description="Applications that got tokens in this session."),
+        "authentication": _obj({"methods": _array(_obj(
+            {"name": _str(), "timestamp": moment}, ("name", "timestamp")))}, ("methods",)),
+    }, ("id", "user_id", "created_at", "updated_at", "authenticated_at", "last_interacted_at",
+        "idle_expires_at", "expires_at", "clients", "authentication"),
+        description="A live broker session (Auth0's session object).")
+    schemas["UserSessions"] = _obj({"sessions": _array(_ref("Session"))}, ("sessions",))
+
     schemas["TokenRequest"] = _obj(
         {"grant_type": _str(enum=["client_credentials", "authorization_code", "refresh_token"],
                             description="client_credentials for the Management API; "
@@ -297,6 +339,14 @@ def _response_schemas(schemas: dict) -> None:
          "refresh_token": _str()},
         ("grant_type",), closed=False, description="Other parameters are ignored.")
     schemas["TokenRequest"]["additionalProperties"] = _str()
+    nullable = {"type": ["string", "null"]}
+    schemas["TokenRequestJson"] = {
+        **schemas["TokenRequest"],
+        "properties": {name: {**prop, "type": ["string", "null"]}
+                       for name, prop in schemas["TokenRequest"]["properties"].items()},
+        "additionalProperties": nullable,
+        "description": "As the form body; a null value counts as absent (Auth0's SDKs send "
+                       "unset parameters as null)."}
     schemas["TokenResponse"] = _obj(
         {"access_token": _str(), "token_type": _str(enum=["Bearer"]),
          "expires_in": _int(minimum=1), "scope": _str(),
@@ -327,7 +377,7 @@ _STATUS_TEXT = {
     403: "The token lacks a required scope (insufficient_scope).",
     404: "The resource does not exist.",
     409: "Conflict with an existing resource.",
-    413: "Request body larger than 64 KiB (payload_too_large).",
+    413: "Request body larger than {max_body} KiB (payload_too_large).",
     415: "Content-Type not accepted by the route.",
     503: "A dependency (DynamoDB, Secrets Manager) is temporarily unavailable.",
 }
@@ -337,10 +387,13 @@ _RESPONSE_NAMES = {400: "BadRequest", 401: "Unauthorized", 403: "Forbidden", 404
 
 
 def _shared_responses() -> dict:
+    from chalicelib.api.http import MAX_BODY_BYTES
+
     responses = {}
     for status, name in _RESPONSE_NAMES.items():
         schema = _ref("GatewayError") if status == 415 else _ref("Error")
-        responses[name] = _json(schema, _STATUS_TEXT[status])
+        text = _STATUS_TEXT[status].format(max_body=MAX_BODY_BYTES // 1024)
+        responses[name] = _json(schema, text)
     responses["Unauthorized"]["headers"] = {"WWW-Authenticate": {
         "description": 'Bearer error="invalid_token"', "schema": _str()}}
     responses["NoContent"] = {"description": "Done; no body."}
@@ -360,7 +413,8 @@ def _parameters() -> dict:
                            "Offset paging: items per page (default 50)."),
         "include_totals": _query("include_totals", true_false,
                                  "Offset paging: true returns {start, limit, total, <items>} "
-                                 "instead of a bare array (default false)."),
+                                 "instead of a bare array (default false). Ignored with "
+                                 "checkpoint paging, as Auth0 does."),
         "from": _query("from", _str(minLength=1, maxLength=128),
                        "Checkpoint paging: the id after which to start (the previous page's "
                        "next). Cannot be combined with offset paging."),
@@ -394,6 +448,7 @@ def _op(op_id: str, tag: str, summary: str, scopes: list[str] | None, responses:
         operation["x-required-scopes"] = scopes
     if description:
         operation["description"] = description
+    responses = {**responses, **_errors(415)}  # any route, for a Content-Type it does not take
     if parameters:
         operation["parameters"] = parameters
     if body is not None:
@@ -409,6 +464,7 @@ def _paths() -> dict:
     client_id = _path("client_id", "The application's client_id.")
     grant_id = _path("grant_id", "Client grant id (cgr_ + 16 alphanumerics).")
     kid = _path("kid", "Signing key id.")
+    user_id = _path("user_id", "oidc|{connection name}|{upstream sub}, percent-encoded.")
     strategy = _query("strategy", _array(_str()), "Only connections of these strategies "
                       "(repeatable).", style="form", explode=True)
     name = _query("name", _str(), "Only the connection with exactly this name.")
@@ -474,6 +530,44 @@ def _paths() -> dict:
                          "Enable or disable applications on a connection", ["update:connections"],
                          {**no_content, **_errors(400, 401, 403, 404, 413, 415, 503)},
                          body="EnablementList"),
+        },
+        "/api/v2/connections/{connection_id}/keys": {
+            "parameters": [connection_id],
+            "get": _op("get_connection_keys", "connections", "The connection's private_key_jwt keys",
+                       ["read:connections"],
+                       {"200": ok(_array(_ref("ConnectionKey")), "Current, next and previous."),
+                        **_errors(401, 403, 404, 503)},
+                       description="Generated on first use. (Auth0: read:connections_keys.)"),
+            "post": _op("post_connection_keys", "connections",
+                        "Create the connection's private_key_jwt keys", ["update:connections"],
+                        {"201": ok(_array(_ref("ConnectionKey")), "The new current and next keys."),
+                         **_errors(400, 401, 403, 404, 409, 413, 503)},
+                        body="ConnectionKeyRequest", body_required=False,
+                        description="409 (connection_keys_exist) when it has keys already. "
+                                    "(Auth0: create:connections_keys.)"),
+        },
+        "/api/v2/connections/{connection_id}/keys/rotate": {
+            "parameters": [connection_id],
+            "post": _op("rotate_connection_keys", "connections",
+                        "Rotate the connection's private_key_jwt keys", ["update:connections"],
+                        {"201": ok(_ref("ConnectionKeyRotated"), "The new next key."),
+                         **_errors(400, 401, 403, 404, 413, 503)},
+                        body="ConnectionKeyRequest", body_required=False,
+                        description="next becomes current, current becomes previous (still "
+                                    "published), a new next key is made; older previous keys "
+                                    "are retired. (Auth0: update:connections_keys.)"),
+        },
+        "/api/v2/connections/{connection_id}/try": {
+            "parameters": [connection_id],
+            "get": _op("try_connection", "connections", "A one-time link to test a login",
+                       ["read:connections"],
+                       {"200": {**ok(_obj({"url": _str(format="uri")}, ("url",)),
+                                     "Open url in a browser to try a login through the "
+                                     "connection (single use, short-lived)."),
+                                "headers": {"Cache-Control": {"schema": _str(enum=["no-store"])}}},
+                        **_errors(401, 403, 404, 503)},
+                       description="Enables the broker's own try application on the connection "
+                                   "when it is not yet."),
         },
         "/api/v2/clients": {
             "get": _op("get_clients", "clients", "List applications", ["read:clients"],
@@ -547,14 +641,35 @@ def _paths() -> dict:
                        description="Offset paging only (no from/take)."),
         },
         "/api/v2/users/{user_id}": {
-            "parameters": [_path("user_id", "oidc|{connection name}|{upstream sub}, "
-                                            "percent-encoded.")],
+            "parameters": [user_id],
             "get": _op("get_users_by_id", "users", "Get a user", ["read:users"],
                        {"200": ok(_ref("User"), "The user."), **_errors(401, 403, 404, 503)}),
             "delete": _op("delete_users_by_id", "users", "Delete a user", ["delete:users"],
                           {**no_content, **_errors(401, 403, 404, 503)},
                           description="Ends the user's sessions and revokes their refresh tokens "
                                       "first, as Global Token Revocation does."),
+        },
+        "/api/v2/users/{user_id}/sessions": {
+            "parameters": [user_id],
+            "get": _op("get_user_sessions", "sessions", "A user's live sessions", ["read:sessions"],
+                       {"200": ok(_ref("UserSessions"), "Sessions, oldest first."),
+                        **_errors(401, 403, 404, 503)}),
+            "delete": _op("delete_user_sessions", "sessions", "End all of a user's sessions",
+                          ["delete:sessions"], {**no_content, **_errors(401, 403, 404, 503)},
+                          description="Revokes like Global Token Revocation: the sessions end, "
+                                      "refresh tokens (offline ones too) are revoked, "
+                                      "applications get back-channel logout."),
+        },
+        "/api/v2/sessions/{session_id}": {
+            "parameters": [_path("session_id", "Session id.")],
+            "get": _op("get_session", "sessions", "Get a live session", ["read:sessions"],
+                       {"200": ok(_ref("Session"), "The session."),
+                        **_errors(401, 403, 404, 503)},
+                       description="404 (inexistent_session) once it ended or expired."),
+            "delete": _op("delete_session", "sessions", "End a session", ["delete:sessions"],
+                          {**no_content, **_errors(401, 403, 404, 503)},
+                          description="Its refresh tokens (offline ones too) are revoked and its "
+                                      "applications get back-channel logout."),
         },
         "/api/v2/keys/signing": {
             "get": _op("get_signing_keys", "keys", "List the signing keys", ["read:signing_keys"],
@@ -592,7 +707,7 @@ def _token_operation() -> dict:
         "security": [{}, {"clientBasic": []}],
         "requestBody": {"required": True, "content": {
             "application/x-www-form-urlencoded": {"schema": _ref("TokenRequest")},
-            "application/json": {"schema": _ref("TokenRequest")},
+            "application/json": {"schema": _ref("TokenRequestJson")},
         }},
         "responses": {
             "200": {**_json(_ref("TokenResponse"), "The access token."), "headers": no_store},
@@ -603,6 +718,10 @@ def _token_operation() -> dict:
                         "schema": _str(), "description": "With HTTP Basic authentication."}}},
             "403": _json(oauth_error, "access_denied: no client grant for the audience."),
             "413": _json(oauth_error, "invalid_request: body too large."),
+            "429": {**_json(oauth_error, "too_many_requests: too many failed client "
+                                         "authentications for this client_id; wait."),
+                    "headers": {"Retry-After": {"schema": _str(pattern="^[0-9]+$"),
+                                                "description": "Seconds.", "required": True}}},
             "415": {"$ref": "#/components/responses/UnsupportedMediaType"},
             "503": _json(oauth_error, "temporarily_unavailable."),
         },
@@ -628,7 +747,7 @@ def _build() -> dict:
         },
         "servers": [{"url": "/", "description": "BROKER_ISSUER"}],
         "tags": [{"name": name} for name in ("connections", "clients", "client-grants", "users",
-                                             "keys", "oauth", "meta")],
+                                             "sessions", "keys", "oauth", "meta")],
         "paths": _paths(),
         "components": {
             "schemas": dict(sorted(schemas.items())),

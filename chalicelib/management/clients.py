@@ -73,6 +73,8 @@ class ClientFields(_Strict):
     @classmethod
     def _metadata(cls, value):
         for key, item in (value or {}).items():
+            if not key:
+                raise ValueError("client_metadata keys must not be empty")
             if len(key) > 255 or len(item) > 255:
                 raise ValueError("client_metadata keys and values are at most 255 characters")
         return value
@@ -245,8 +247,18 @@ def list_clients() -> list[dict]:
     return list(table().query(PK))
 
 
+def _without_nulls(value):
+    """In a PATCH, a null inside a settings object means "back to the default"."""
+    if isinstance(value, dict):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    return value
+
+
 def update_client(client_id: str, body: dict) -> dict:
-    patch = validate(ClientUpdate, body).model_dump(exclude_unset=True)
+    if isinstance(body, dict) and "name" in body and body["name"] is None:
+        raise InvalidBody("Payload validation error: 'name cannot be removed' on property name")
+    patch = {k: _without_nulls(v)
+             for k, v in validate(ClientUpdate, body).model_dump(exclude_unset=True).items()}
     current = require_client(client_id)
     merged = {k: v for k, v in current.items() if k in PUBLIC_FIELDS}
     for key, value in patch.items():

@@ -62,7 +62,8 @@ def authenticate_client(form: dict, authorization: str | None) -> AuthenticatedC
     if not client_id or len(client_id) > 128:
         raise _invalid_client(basic=bool(basic))
     settings = get_settings()
-    if settings.admin_client_id and hmac.compare_digest(client_id, settings.admin_client_id):
+    if settings.admin_client_id and hmac.compare_digest(client_id.encode(),
+                                                        settings.admin_client_id.encode()):
         return _authenticate_admin(client_id, secret, method, bool(basic))
     from chalicelib.management.clients import get_client, secret_matches
 
