@@ -28,6 +28,64 @@ class _Serialised:
             return list(self.app(environ, start_response))
 
 
+def install_item_level_transaction_rollback() -> None:
+    """moto 5.2 backs up a transaction by deep-copying every table it touches, which makes each
+    TransactWriteItems O(table size): a long test session slows to seconds per login and botocore
+    starts retrying writes that already committed. Snapshot only the items the transaction names,
+    and restore those when moto cancels it: the same all-or-nothing behaviour, at O(items)."""
+    import copy
+
+    import moto.dynamodb.models as models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    original = models.DynamoDBBackend.transact_write_items
+    if getattr(original, "_item_level", False):
+        return
+
+    class _NoTableCopy:
+        def __getattr__(self, name):
+            return getattr(copy, name)
+
+        @staticmethod
+        def deepcopy(value, memo=None):
+            if isinstance(value, models.Table):
+                return value
+            return copy.deepcopy(value, memo)
+
+    def transact_write_items(self, transact_items):
+        snapshots = []
+        for entry in transact_items:
+            _, op = next(iter(entry.items()))
+            table = self.tables.get(op.get("TableName"))
+            raw = op.get("Key") or op.get("Item") or {}
+            if table is None or table.hash_key_attr not in raw or (
+                    table.range_key_attr and table.range_key_attr not in raw):
+                continue
+            hash_key = DynamoType(raw[table.hash_key_attr])
+            range_key = DynamoType(raw[table.range_key_attr]) if table.range_key_attr else None
+            snapshots.append((table, hash_key, range_key,
+                              copy.deepcopy(table.get_item(hash_key, range_key))))
+        try:
+            return original(self, transact_items)
+        except Exception:
+            for table, hash_key, range_key, item in reversed(snapshots):
+                if range_key is None:
+                    if item is None:
+                        table.items.pop(hash_key, None)
+                    else:
+                        table.items[hash_key] = item
+                    continue
+                if item is None:
+                    table.items.get(hash_key, {}).pop(range_key, None)
+                else:
+                    table.items[hash_key][range_key] = item
+            raise
+
+    transact_write_items._item_level = True
+    models.copy = _NoTableCopy()
+    models.DynamoDBBackend.transact_write_items = transact_write_items
+
+
 class EmbeddedAws(ThreadedMotoServer):
     """``ThreadedMotoServer`` on loopback with serialised backends and quiet request logs."""
 
@@ -35,6 +93,7 @@ class EmbeddedAws(ThreadedMotoServer):
         super().__init__(ip_address="127.0.0.1", port=port, verbose=False)
 
     def _server_entry(self) -> None:
+        install_item_level_transaction_rollback()
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
 
