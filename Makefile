@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 IDP_STAMP := tests/idp/node_modules/.installed
 PORT ?= 8000
 
-.PHONY: run test lint package clean deps browser
+.PHONY: run test lint package clean deps browser bench
 
 $(STAMP): requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ run: $(STAMP)
 test: deps browser
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
+
+## make bench: the benchmark suite; prints figures and writes bench/RESULTS.md
+bench: deps
+	$(PY) bench/run_all.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -61,6 +61,12 @@ Resolver = Callable[[str, int], list[str]]
 """``(host, port) -> [ip, ...]``; the default uses :func:`socket.getaddrinfo`."""
 
 DEFAULT_MAX_BYTES = 128 * 1024
+# SPEC §8: upstream HTTP connects within 3 s and the whole exchange (redirects and body included)
+# ends within 10 s. Callers may ask for less, never for more; a request's remaining budget
+# (chalicelib.aws.request_deadline) shortens the whole-exchange bound further.
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 5.0
+TOTAL_TIMEOUT = 10.0
 _CHUNK = 16 * 1024
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 _USER_AGENT = "oidc-broker-netguard/1"
@@ -527,6 +533,15 @@ def _read_body(
     return bytes(body)
 
 
+def _request_budget() -> float | None:
+    """Seconds left of the current request's budget, if one is set (see chalicelib.aws)."""
+    try:
+        from chalicelib.aws import remaining
+    except ImportError:  # netguard used on its own
+        return None
+    return remaining()
+
+
 def _exchange(
     method: str,
     url: str,
@@ -536,12 +551,22 @@ def _exchange(
     headers: Mapping[str, str] | None,
     allow_loopback: bool,
     resolver: Resolver | None,
-    connect_timeout: float,
-    read_timeout: float,
-    total_timeout: float,
+    connect_timeout: float | None,
+    read_timeout: float | None,
+    total_timeout: float | None,
     max_bytes: int,
     max_redirects: int,
 ) -> SafeResponse:
+    connect_timeout = min(CONNECT_TIMEOUT if connect_timeout is None else connect_timeout,
+                          CONNECT_TIMEOUT)
+    read_timeout = min(READ_TIMEOUT if read_timeout is None else read_timeout, TOTAL_TIMEOUT)
+    total_timeout = min(TOTAL_TIMEOUT if total_timeout is None else total_timeout, TOTAL_TIMEOUT)
+    budget = _request_budget()
+    if budget is not None:
+        if budget <= 0:
+            raise OutboundError(f"could not connect to {_host_of(url)}: timed out "
+                                "(the request's deadline passed)")
+        total_timeout = min(total_timeout, budget)
     guard = _Guard(
         resolver=resolver or default_resolver,
         allow_loopback=allow_loopback,
@@ -633,9 +658,9 @@ def safe_get(
     allow_loopback: bool,
     resolver: Resolver | None = None,
     headers: Mapping[str, str] | None = None,
-    connect_timeout: float = 3.0,
-    read_timeout: float = 5.0,
-    total_timeout: float = 10.0,
+    connect_timeout: float | None = None,
+    read_timeout: float | None = None,
+    total_timeout: float | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_redirects: int = 3,
 ) -> SafeResponse:
@@ -669,9 +694,9 @@ def safe_post_form(
     headers: Mapping[str, str] | None = None,
     allow_loopback: bool,
     resolver: Resolver | None = None,
-    connect_timeout: float = 3.0,
-    read_timeout: float = 5.0,
-    total_timeout: float = 10.0,
+    connect_timeout: float | None = None,
+    read_timeout: float | None = None,
+    total_timeout: float | None = None,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_redirects: int = 3,
 ) -> SafeResponse:

@@ -40,14 +40,43 @@ def _notify(session: dict, exclude_client: str | None) -> None:
 
 
 def end_session(sid: str, now: int, *, reason: str, initiator_client: str | None = None,
-                include_offline: bool = False) -> dict | None:
-    """End one session; returns its item, or None when it was already over."""
+                include_offline: bool = False, finish_interrupted: bool = False) -> dict | None:
+    """End one session; returns its item, or None when it was already over.
+
+    Three steps that cannot share one transaction (the grants are many items, the notifications
+    go to SQS): the tombstone first (so nothing new joins the session), then the grants, then
+    the back-channel logout messages, and last ``end_completed_at``. A dependency failure in
+    between leaves a revoked session without that mark; a retry with ``finish_interrupted``
+    (Global Token Revocation, a repeated logout from the same browser) redoes the idempotent
+    grant revocations and the notifications. Safely retryable rather than atomic; a retry may
+    notify an application twice for one ``sid``, which Back-Channel Logout receivers tolerate.
+    """
     session = sessions.revoke_session(sid, now)
     if session is None:
-        return None
+        if not finish_interrupted:
+            return None
+        session = sessions.unfinished_end(sid)
+        if session is None:
+            return None
+        log.info("finishing the interrupted end of session %s", sid[:8])
+    return _finish_end(session, now, reason=reason, initiator_client=initiator_client,
+                       include_offline=include_offline)
+
+
+def finish_interrupted_end(session: dict, now: int, *, reason: str,
+                           initiator_client: str | None = None) -> dict:
+    """Complete the end of a session found by :func:`sessions.unfinished_end_from_cookie`."""
+    log.info("finishing the interrupted end of session %s", session["sid"][:8])
+    return _finish_end(session, now, reason=reason, initiator_client=initiator_client,
+                       include_offline=False)
+
+
+def _finish_end(session: dict, now: int, *, reason: str, initiator_client: str | None,
+                include_offline: bool) -> dict:
     _revoke_session_grants(session, now, reason, include_offline)
     _notify(session, initiator_client)
-    log.info("session %s of %s ended (%s)", sid[:8], session["user_id"][:80], reason)
+    sessions.mark_end_completed(session["sid"], now)
+    log.info("session %s of %s ended (%s)", session["sid"][:8], session["user_id"][:80], reason)
     return session
 
 
@@ -56,7 +85,8 @@ def revoke_user(user_id: str, now: int, reason: str) -> dict:
     ended, revoked = [], []
     for ref in list(table().query(f"USER#{user_id}")):
         if ref["sk"].startswith("SESSION#"):
-            session = end_session(ref["sid"], now, reason=reason, include_offline=True)
+            session = end_session(ref["sid"], now, reason=reason, include_offline=True,
+                                  finish_interrupted=True)
             if session is not None:
                 ended.append(session)
         elif ref["sk"].startswith("GRANT#"):

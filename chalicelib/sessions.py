@@ -104,6 +104,38 @@ def revoke_session(sid: str, now: int) -> dict | None:
         return None
 
 
+def unfinished_end(sid: str) -> dict | None:
+    """A session whose ending was interrupted: revoked (the tombstone is written first) but its
+    grants and back-channel notifications not yet confirmed done. None otherwise."""
+    if not sid or len(sid) > 64:
+        return None
+    item = table().get(f"SESSION#{sid}", "SESSION")
+    if item is None or not item.get("revoked_at") or item.get("end_completed_at"):
+        return None
+    return item
+
+
+def unfinished_end_from_cookie(cookie: str | None) -> dict | None:
+    """:func:`unfinished_end` for the session the browser's cookie names (digest checked)."""
+    if not cookie or "." not in cookie or len(cookie) > 200:
+        return None
+    sid, _, secret = cookie.partition(".")
+    item = unfinished_end(sid)
+    if item is None or not same(digest(secret), item.get("cookie_digest", "")):
+        return None
+    return item
+
+
+def mark_end_completed(sid: str, now: int) -> None:
+    """The last step of ending a session: its grants are revoked and its notifications queued."""
+    try:
+        table().update(f"SESSION#{sid}", "SESSION", "SET end_completed_at = :now",
+                       condition="attribute_exists(pk)", values={":now": now},
+                       return_values="NONE")
+    except ConditionFailed:
+        pass  # expired and deleted meanwhile: nothing left to finish
+
+
 def sessions_of_user(user_id: str, now: int) -> list[dict]:
     """Live sessions of a user (for the Management API)."""
     found = []

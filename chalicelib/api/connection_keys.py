@@ -1,6 +1,76 @@
-"""Routes of private_key_jwt connection keys (being written)."""
+"""Routes of private_key_jwt connection keys.
+
+- ``GET /oauth/connection/{name}/.well-known/jwks.json``: the public keys an upstream IdP fetches
+  to verify the broker's client assertions (no authentication; cacheable for 5 minutes).
+- Auth0's ``GET|POST /api/v2/connections/{id}/keys`` and ``POST .../keys/rotate``.
+
+Scopes: Auth0 uses ``read:connections_keys`` / ``create:connections_keys`` /
+``update:connections_keys``; until those exist in the management scope list, the key routes take
+``read:connections`` (GET) and ``update:connections`` (POST, rotate).
+"""
 from __future__ import annotations
 
 from chalice import Blueprint
 
+from chalicelib.api.http import handles_api_errors, json_response, parse_json, raw_body
+from chalicelib.errors import NotFound
+from chalicelib.management import auth
+from chalicelib.management import connection_keys as keys
+from chalicelib.management.connections import cached_connection_by_name, require_connection
+
 bp = Blueprint(__name__)
+JSON = ["application/json", "text/plain", "application/x-www-form-urlencoded",
+        "application/octet-stream"]
+READ_SCOPE = "read:connections"  # Auth0: read:connections_keys
+WRITE_SCOPE = "update:connections"  # Auth0: create:connections_keys / update:connections_keys
+JWKS_CACHE = {"Cache-Control": "public, max-age=300"}
+
+
+def _caller(*scopes: str) -> auth.Caller:
+    caller = auth.authenticate(bp.current_request.headers.get("authorization"))
+    auth.require(caller, *scopes)
+    return caller
+
+
+def _optional_body() -> dict | None:
+    request = bp.current_request
+    if not raw_body(request).strip():
+        return None
+    return parse_json(request)
+
+
+@bp.route("/oauth/connection/{name}/.well-known/jwks.json", methods=["GET"])
+@handles_api_errors
+def connection_jwks(name):
+    connection = cached_connection_by_name(name)
+    jwks = keys.public_jwks(connection) if connection is not None else None
+    if jwks is None:
+        raise NotFound("The connection does not exist or has no keys",
+                       error_code="inexistent_connection_keys")
+    return json_response(jwks, 200, JWKS_CACHE)
+
+
+@bp.route("/api/v2/connections/{connection_id}/keys", methods=["GET"])
+@handles_api_errors
+def list_connection_keys(connection_id):
+    _caller(READ_SCOPE)
+    connection = require_connection(connection_id)
+    return json_response([keys.key_view(k) for k in keys.list_keys(connection)])
+
+
+@bp.route("/api/v2/connections/{connection_id}/keys", methods=["POST"], content_types=JSON)
+@handles_api_errors
+def create_connection_keys(connection_id):
+    _caller(WRITE_SCOPE)
+    body = _optional_body()
+    connection = require_connection(connection_id)
+    return json_response([keys.key_view(k) for k in keys.provision(connection, body)], 201)
+
+
+@bp.route("/api/v2/connections/{connection_id}/keys/rotate", methods=["POST"], content_types=JSON)
+@handles_api_errors
+def rotate_connection_keys(connection_id):
+    _caller(WRITE_SCOPE)
+    body = _optional_body()
+    connection = require_connection(connection_id)
+    return json_response(keys.key_view(keys.rotate(connection, body), rotate_response=True), 201)

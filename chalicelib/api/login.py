@@ -57,6 +57,10 @@ def authorize():
             session = sessions.session_from_cookie(cookies.get(sessions.COOKIE), now)
             connection = flow.choose_connection(app_request,
                                                 session.connection_id if session else None)
+            if isinstance(connection, flow.LoginPage):
+                if "none" in app_request.prompt:
+                    raise flow.AppError("login_required", "The user must log in")
+                return _login_page(app_request, connection, request)
             if flow.session_is_reusable(app_request, session, connection, now):
                 return _page(_single_sign_on(app_request, session, now))
             if "none" in app_request.prompt:
@@ -77,6 +81,17 @@ def authorize():
     except Exception:  # noqa: BLE001 - no internals in a browser response
         log.exception("authorize crashed")
         return _unavailable(app_request, app_request.state if app_request else None)
+
+
+def _login_page(app_request, choice, request):
+    """SPEC §3.5: no connection chosen — the identifier-first page with its buttons."""
+    from chalicelib.login import i18n, login_page
+
+    lang = i18n.negotiate(app_request.raw.get("ui_locales"), request.headers.get("accept-language"))
+    return login_page.render(raw_params=app_request.raw, client=app_request.client,
+                             redirect_uri=app_request.redirect_uri, connections=choice.connections,
+                             lang=lang, login_hint=app_request.login_hint,
+                             unmatched_domain=choice.unmatched_domain)
 
 
 def _single_sign_on(app_request, session, now: int):

@@ -14,6 +14,17 @@ bp = Blueprint(__name__)
 FORM_OR_JSON = ["application/x-www-form-urlencoded", "application/json"]
 
 
+# A blueprint's middleware applies to every route of the app. SPEC §8: each HTTP request gets a
+# budget for outbound work (AWS attempts, upstream HTTP) so it ends well before API Gateway's 29 s
+# even when every dependency is slow and every retry fires (see chalicelib/aws.py).
+@bp.middleware("http")
+def request_deadline(event, get_response):
+    from chalicelib import aws
+
+    with aws.request_deadline(aws.REQUEST_BUDGET):
+        return get_response(event)
+
+
 @bp.route("/oauth/token", methods=["POST"], content_types=FORM_OR_JSON)
 @handles_oauth_errors
 def token():

@@ -101,13 +101,13 @@ def _single(params: dict[str, list[str]]) -> tuple[dict[str, str], str | None]:
 
 def parse_request(params: dict[str, list[str]]) -> AppRequest | ErrorPage:
     """Steps that can fail without a trustworthy redirect_uri come first."""
-    from chalicelib.management.clients import get_client
+    from chalicelib.management.clients import cached_client
 
     values, repeated = _single(params)
     if repeated in ("client_id", "redirect_uri"):
         return ErrorPage(400, "Invalid request", f"The {repeated} parameter is repeated.")
     client_id = values.get("client_id")
-    client = get_client(client_id) if client_id else None
+    client = cached_client(client_id) if client_id else None
     if client is None:
         return ErrorPage(400, "Unknown application", "The client_id is missing or unknown.")
     redirect_uri = values.get("redirect_uri")
@@ -207,7 +207,23 @@ def _max_age(request: AppRequest, raw: str | None) -> None:
     request.max_age = int(raw)
 
 
-def choose_connection(request: AppRequest, session_connection_id: str | None) -> dict:
+@dataclass
+class LoginPage:
+    """No connection is chosen: the broker's login page (SPEC §3.5) lets the user pick one.
+    ``unmatched_domain``: the login_hint's email domain matched no connection's domain_aliases."""
+    connections: list[dict]
+    unmatched_domain: str | None = None
+
+
+def choose_connection(request: AppRequest, session_connection_id: str | None) -> dict | LoginPage:
+    """SPEC §3.1: the ``connection`` parameter; else home realm discovery from ``login_hint``;
+    else the live session's connection (SSO); else the login page.
+
+    One exception keeps simple setups working: when the page could offer nothing (no connection
+    shown as a button, none with domain_aliases) and exactly one connection is enabled, that
+    connection is used, as before.
+    """
+    from chalicelib.login.login_page import button_connections, has_domain_aliases
     from chalicelib.management import connections
 
     client_id = request.client["client_id"]
@@ -220,22 +236,23 @@ def choose_connection(request: AppRequest, session_connection_id: str | None) ->
     enabled = sorted(connections.cached_enabled_connections_for(client_id),
                      key=lambda c: c["name"])
     hint = (request.login_hint or "").strip().lower()
+    unmatched = None
     if "@" in hint:
         domain = hint.rsplit("@", 1)[1]
         for candidate in enabled:
             if domain in (candidate["options"].get("domain_aliases") or []):
                 return candidate
-    if session_connection_id:
+        unmatched = domain[:253]
+    if session_connection_id and "select_account" not in request.prompt:
         for candidate in enabled:
             if candidate["id"] == session_connection_id:
                 return candidate
-    if len(enabled) == 1:
-        return enabled[0]
     if not enabled:
         raise AppError("invalid_request", "No connection is enabled for this application")
-    # The login page (identifier first + buttons) is the Login experience issue's work.
-    raise AppError("invalid_request", "Choose a connection: pass connection=<name>, or a "
-                   "login_hint whose email domain matches a connection's domain_aliases")
+    reachable = button_connections(enabled) or [c for c in enabled if has_domain_aliases(c)]
+    if not reachable and len(enabled) == 1:
+        return enabled[0]
+    return LoginPage(connections=enabled, unmatched_domain=unmatched)
 
 
 def session_is_reusable(request: AppRequest, session, connection: dict, now: int) -> bool:

@@ -67,10 +67,10 @@ def handle_callback(params: dict[str, str], method: str, cookies: dict[str, str]
 
 def _complete(tx: LoginTransaction, params: dict[str, str], method: str, now: int) -> Redirect:
     from chalicelib.management.connections import cached_connection
-    from chalicelib.management.clients import get_client
+    from chalicelib.management.clients import cached_client
 
     connection = cached_connection(tx.connection_id)
-    client = get_client(tx.client_id)
+    client = cached_client(tx.client_id)
     if connection is None or client is None:
         raise LoginFailed("access_denied", "The connection or application no longer exists")
     if tx.client_id not in (connection.get("enabled_clients") or []):
@@ -194,8 +194,9 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
     mapped, warnings = map_claims(connection, claims, userinfo)
     for warning in warnings:
         log.warning("claim mapping for connection %s: %s", connection["name"], warning)
-    existing = users.get_user(user_id)
     policy = connection["options"].get("set_user_root_attributes", "on_each_login")
+    # on_each_login takes the root attributes from this login alone: no need to read the user.
+    existing = None if policy == "on_each_login" else users.get_user(user_id)
     attributes = apply_root_attribute_policy(existing.get("attributes") if existing else None,
                                              mapped, policy)
     sid, cookie_value, session_fields = sessions.new_session_values(now)
@@ -207,7 +208,9 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
         client_id=client["client_id"], redirect_uri=tx.redirect_uri, scope=tx.scope,
         nonce=tx.nonce, code_challenge=tx.code_challenge,
         code_challenge_method=tx.code_challenge_method, audience=tx.audience, user_id=user_id,
-        sid=sid, auth_time=now, now=now)
+        sid=sid, auth_time=now, now=now,
+        user_snapshot={"user_id": user_id, "attributes": attributes,
+                       "updated_at": users.iso(now)})
     operations = [
         users.user_update_operation(user_id, connection, claims["sub"], attributes, now),
         *sessions.session_put_operations(sid, session_fields, user_id, connection["id"],

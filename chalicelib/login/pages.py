@@ -63,3 +63,29 @@ def read_cookies(header: str | None) -> dict[str, str]:
 
 def expired_cookie(name: str, path: str = "/") -> str:
     return f"{name}=; Path={path}; Max-Age=0; HttpOnly; Secure; SameSite=None"
+
+
+def style_hash(style: str) -> str:
+    """A CSP ``'sha256-…'`` source for one inline ``<style>`` block."""
+    import base64
+    import hashlib
+
+    return "'sha256-" + base64.b64encode(hashlib.sha256(style.encode()).digest()).decode() + "'"
+
+
+def strict_page(status: int, title: str, body_html: str, *, style: str, lang: str = "en",
+                cookies: list[str] | None = None) -> Response:
+    """A server-rendered page with no script at all: the CSP allows only its own inline style
+    (by hash), no image, no form, no frame. ``body_html`` must already be escaped."""
+    csp = (f"default-src 'none'; style-src {style_hash(style)}; img-src 'none'; "
+           "form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
+    body = (f'<!doctype html>\n<html lang="{html.escape(lang)}"><head><meta charset="utf-8">'
+            f"<title>{html.escape(title)}</title>"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<meta name="referrer" content="no-referrer"><style>{style}</style></head>'
+            f"<body>{body_html}</body></html>")
+    headers: dict = {"Content-Type": "text/html; charset=utf-8", **SECURITY_HEADERS,
+                     "Content-Security-Policy": csp}
+    if cookies:
+        headers["Set-Cookie"] = cookies
+    return Response(body=body, status_code=status, headers=headers)

@@ -89,9 +89,14 @@ def exchange_code(connection: dict, code: str, code_verifier: str | None,
         data["client_id"] = options["client_id"]
         if client_secret:
             data["client_secret"] = client_secret
+    elif method == "private_key_jwt":
+        from chalicelib.login.client_assertion import assertion_form
+
+        # RFC 7523 §2.2: a signed assertion, no secret; client_id stays in the form (RFC 6749
+        # §3.2.1 lets a client send it, and some IdPs need it to find the client's keys).
+        data.update(assertion_form(connection))
     else:
-        raise UpstreamError("private_key_jwt client authentication is not available yet",
-                            "server_error")
+        raise UpstreamError(f"unsupported client authentication method {method}", "server_error")
     if code_verifier:
         data["code_verifier"] = code_verifier
     try:

@@ -14,6 +14,7 @@ import logging
 import time
 
 from chalicelib import aws
+from chalicelib.errors import ServiceUnavailable
 from chalicelib.settings import get_settings
 from chalicelib.tokens import random_token
 
@@ -65,8 +66,18 @@ def aws_endpoint_key() -> str:
 
 
 def _send(message: dict, delay: int = 0, dead_letter: bool = False) -> None:
-    aws.client("sqs").send_message(QueueUrl=queue_url(dead_letter), MessageBody=json.dumps(message),
-                                   DelaySeconds=max(0, min(delay, 900)))
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        aws.client("sqs").send_message(QueueUrl=queue_url(dead_letter),
+                                       MessageBody=json.dumps(message),
+                                       DelaySeconds=max(0, min(delay, 900)))
+    except (ClientError, BotoCoreError) as exc:
+        code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else (
+            type(exc).__name__)
+        log.error("sqs send failed: %s", code)
+        # SPEC §8: an outage is a 503 (or 422 for Global Token Revocation), never internals.
+        raise ServiceUnavailable("A dependency is temporarily unavailable") from None
 
 
 def queue_for_session(session: dict, *, exclude_client: str | None = None) -> int:
@@ -121,8 +132,20 @@ def _log(message: dict, outcome: str, detail: str) -> None:
              message["url"][:200], int(message.get("attempt", 0)) + 1, outcome, detail[:200])
 
 
+# The worker Lambda has 10 s (.chalice/config.json): a 5 s delivery plus the re-queue must fit.
+HANDLE_BUDGET_SECONDS = 8.0
+
+
 def handle(message: dict, now: int | None = None) -> str:
-    """Deliver, and on a retryable failure re-queue with backoff or park in the DLQ."""
+    """Deliver, and on a retryable failure re-queue with backoff or park in the DLQ.
+
+    Raises (ServiceUnavailable) when signing or re-queueing fails: the message must then stay in
+    the queue, so the caller does not delete it and SQS delivers it again (at least once)."""
+    with aws.request_deadline(HANDLE_BUDGET_SECONDS):
+        return _handle(message, now)
+
+
+def _handle(message: dict, now: int | None) -> str:
     outcome = deliver(message, now)
     if outcome != "retry":
         return outcome
@@ -148,5 +171,12 @@ def process_queue_once(max_messages: int = 10, wait_seconds: int = 0) -> list[st
         except (ValueError, KeyError):
             log.error("malformed back-channel logout message dropped")
             outcomes.append("malformed")
+        except Exception as exc:  # noqa: BLE001 - a dependency failed: keep the message
+            # Not deleted: it becomes visible again after the queue's visibility timeout, as
+            # when the Lambda handler raises. The other messages of the batch still go.
+            log.warning("back-channel logout message kept for redelivery: %s",
+                        type(exc).__name__)
+            outcomes.append("kept")
+            continue
         sqs.delete_message(QueueUrl=queue_url(), ReceiptHandle=item["ReceiptHandle"])
     return outcomes

@@ -80,7 +80,12 @@ def _end_browser_session(cookie: str | None, now: int, *, reason: str,
     """End the session the cookie names; returns its item, or None when there was none."""
     session = sessions.session_from_cookie(cookie, now)
     if session is None:
-        return None
+        # A logout that failed half-way (503 page, cookie kept) is finished by the retry.
+        interrupted = sessions.unfinished_end_from_cookie(cookie)
+        if interrupted is None:
+            return None
+        return revocation.finish_interrupted_end(interrupted, now, reason=reason,
+                                                 initiator_client=initiator)
     return revocation.end_session(session.sid, now, reason=reason, initiator_client=initiator)
 
 

@@ -229,6 +229,26 @@ def get_client(client_id: str) -> dict | None:
     return table().get(PK, client_id)
 
 
+# Login paths (/authorize, the callback) read the application through a short cache; the token
+# endpoint never does, so a rotated secret or a deleted client takes effect there at once.
+CONFIG_CACHE_SECONDS = 30
+_client_cache = None
+
+
+def cached_client(client_id: str) -> dict | None:
+    global _client_cache
+    if _client_cache is None:
+        from chalicelib.ttl_cache import TtlCache
+
+        _client_cache = TtlCache(CONFIG_CACHE_SECONDS)
+    return _client_cache.get((get_settings().table_name, client_id), lambda: get_client(client_id))
+
+
+def forget_cached_clients() -> None:
+    if _client_cache is not None:
+        _client_cache.clear()
+
+
 def require_client(client_id: str) -> dict:
     item = get_client(client_id)
     if item is None:
@@ -285,6 +305,7 @@ def update_client(client_id: str, body: dict) -> dict:
         # Becoming confidential: it needs a secret, shown once, as on create.
         secret = new_client_secret()
         record["client_secret_hash"] = hash_secret(secret)
+    forget_cached_clients()
     try:
         table().put({"pk": PK, "sk": client_id, **record}, condition="attribute_exists(pk)")
     except ConditionFailed:
@@ -309,7 +330,8 @@ def rotate_secret(client_id: str) -> dict:
 
 
 def delete_client(client_id: str) -> None:
-    """Delete the client, its grants and its connection enablements (no orphans)."""
+    """D    forget_cached_clients()
+elete the client, its grants and its connection enablements (no orphans)."""
     require_client(client_id)
     from chalicelib.management import connections, grants
 

@@ -94,6 +94,8 @@ class Options(_Strict):
                                         "private_key_jwt"] = "client_secret_post"
     id_token_signed_response_algs: Optional[list[str]] = Field(default=None, min_length=1,
                                                                max_length=10)
+    # private_key_jwt: the client assertion's aud is the token endpoint (default) or the issuer.
+    token_endpoint_jwtca_aud_format: Optional[Literal["token_endpoint", "issuer"]] = None
     send_back_channel_nonce: bool = True
     # Read-only (SPEC §2.2): accepted so a GET → edit → PATCH round trip works, then ignored.
     oidc_metadata: Optional[dict] = None
@@ -308,6 +310,8 @@ def resolve_options(options: Options, previous: dict | None) -> dict:
     if params is not None:
         resolved["upstream_params"] = params
     resolved["token_endpoint_auth_method"] = options.token_endpoint_auth_method
+    if options.token_endpoint_jwtca_aud_format is not None:  # validated by the model (Literal)
+        resolved["token_endpoint_jwtca_aud_format"] = options.token_endpoint_jwtca_aud_format
     resolved["id_token_signed_response_algs"] = _check_algs(options.id_token_signed_response_algs,
                                                             metadata)
     resolved["send_back_channel_nonce"] = options.send_back_channel_nonce
@@ -535,6 +539,9 @@ def delete_connection(connection_id: str) -> None:
     if current.get("client_secret_set"):
         secret_store().schedule_deletion(
             connection_secret_name(get_settings().secret_prefix, connection_id))
+    from chalicelib.management.connection_keys import delete_keys
+
+    delete_keys(connection_id)  # private_key_jwt keys (a no-op when it never had any)
 
 
 def connection_secret(connection: dict) -> str | None:

@@ -62,7 +62,7 @@ def exchange(client: AuthenticatedClient, form: dict, now: int) -> dict:
     _check_verifier(record, form.get("code_verifier"))
     if client.method == "none" and not record.get("code_challenge"):
         raise _invalid_grant("Public clients must use PKCE")
-    user = get_user(record["user_id"])
+    user = record.get("user_snapshot") or get_user(record["user_id"])
     app = client.record or get_client(client.client_id)
     if user is None or app is None:
         raise _invalid_grant("The user or client no longer exists")
@@ -75,6 +75,9 @@ def exchange(client: AuthenticatedClient, form: dict, now: int) -> dict:
         operations += rt_ops
     else:
         operations.append(grant_store.grant_is_active_check(record["grant_id"], now))
+    # Everything that can fail on a dependency runs before the one transaction that consumes the
+    # code, so a failure leaves the code redeemable; after it only local work (signing) remains.
+    issue.prepare_signing()
     try:
         grant_store.run(operations)
     except ConditionFailed:

@@ -15,6 +15,14 @@ ROOT_ATTRIBUTES = ("email", "email_verified", "name", "given_name", "family_name
                    "picture", "username")
 
 
+def prepare_signing() -> None:
+    """Load the signing keys (Secrets Manager, cached) before a grant consumes anything: a token
+    request that cannot sign must fail while its code or refresh token is still usable (SPEC §8)."""
+    from chalicelib.keys import current_key
+
+    current_key()
+
+
 def userinfo_audience() -> str:
     return get_settings().url("userinfo")
 

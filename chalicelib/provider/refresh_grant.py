@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 
 from chalicelib.errors import OAuthError
-from chalicelib.provider import grant_store
+from chalicelib.provider import grant_store, issue
 from chalicelib.provider.client_auth import AuthenticatedClient
 from chalicelib.provider.code_grant import _new_refresh_token, _token_response
 from chalicelib.store.dynamo import ConditionFailed
@@ -46,8 +46,7 @@ def refresh(client: AuthenticatedClient, form: dict, now: int) -> dict:
         raise _invalid()
     if int(record["idle_expires_at"]) <= now:
         raise _invalid("Refresh token expired")
-    if not grant_store.grant_is_active(record["grant_id"]):
-        raise _invalid()
+    # No pre-read of the grant: the transaction below refuses a revoked grant atomically.
     scope = record["scope"]
     requested = form.get("scope")
     if requested is not None:
@@ -72,6 +71,9 @@ def refresh(client: AuthenticatedClient, form: dict, now: int) -> dict:
         idle_expiry = min(now + idle, int(record["family_expires_at"]))
         operations = [grant_store.slide_refresh_token_operation(token, now, idle_expiry),
                       grant_store.grant_is_active_check(record["grant_id"], now)]
+    # As for codes: the keys are loaded before the transaction rotates (or slides) the token, so
+    # a dependency failure leaves the presented refresh token usable.
+    issue.prepare_signing()
     try:
         grant_store.run(operations)
     except ConditionFailed:

@@ -84,6 +84,8 @@ def test_warm_login_makes_no_secrets_manager_or_discovery_calls(api, client, idp
     print("AWS calls per warm login:", dict(recorder.aws))
     assert not [c for c in recorder.aws if c.startswith("secretsmanager.")], recorder.aws
     assert recorder.aws, "the recorder saw no call at all: the hook is broken"
+    dynamodb_calls = sum(n for op, n in recorder.aws.items() if op.startswith("dynamodb."))
+    assert dynamodb_calls <= 7, recorder.aws  # issue budget: DynamoDB ≤ 7 per warm login
     metadata = connection["options"]["oidc_metadata"]
     fetched = set(recorder.urls)
     assert metadata["jwks_uri"] not in fetched

@@ -1,0 +1,93 @@
+"""The login page's languages: English and French (SPEC §3.5).
+
+The language is chosen from ``ui_locales`` (OIDC Core §3.1.2.1: space-separated BCP 47 tags in
+order of preference) first, then from the browser's ``Accept-Language`` (RFC 9110 §12.5.4, with
+q-values); English when neither names a supported language.
+"""
+from __future__ import annotations
+
+import re
+
+DEFAULT = "en"
+SUPPORTED = ("en", "fr")
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "Sign in",
+        "heading": "Sign in",
+        "intro": "Enter your work email address to continue with your organisation's sign-in.",
+        "email_label": "Email address",
+        "continue": "Continue",
+        "or": "or",
+        "continue_with": "Continue with {name}",
+        "no_domain": "No sign-in method is set up for the domain {domain}. Check the address, "
+                     "or choose one of the options below.",
+        "no_domain_no_buttons": "No sign-in method is set up for the domain {domain}. "
+                                "Check the address.",
+        "buttons_label": "Other ways to sign in",
+        "application": "Signing in to {name}",
+    },
+    "fr": {
+        "title": "Connexion",
+        "heading": "Connexion",
+        "intro": "Saisissez votre adresse e-mail professionnelle pour continuer avec la "
+                 "connexion de votre organisation.",
+        "email_label": "Adresse e-mail",
+        "continue": "Continuer",
+        "or": "ou",
+        "continue_with": "Continuer avec {name}",
+        "no_domain": "Aucune méthode de connexion n'est configurée pour le domaine {domain}. "
+                     "Vérifiez l'adresse ou choisissez l'une des options ci-dessous.",
+        "no_domain_no_buttons": "Aucune méthode de connexion n'est configurée pour le domaine "
+                                "{domain}. Vérifiez l'adresse.",
+        "buttons_label": "Autres moyens de connexion",
+        "application": "Connexion à {name}",
+    },
+}
+
+_TAG = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")
+
+
+def _primary(tag: str) -> str | None:
+    tag = tag.strip()
+    if not tag or tag == "*" or not _TAG.match(tag):
+        return None
+    primary = tag.split("-", 1)[0].lower()
+    return primary if primary in SUPPORTED else None
+
+
+def _from_ui_locales(ui_locales: str | None) -> str | None:
+    for tag in (ui_locales or "")[:256].split():
+        found = _primary(tag)
+        if found:
+            return found
+    return None
+
+
+def _from_accept_language(header: str | None) -> str | None:
+    ranked: list[tuple[float, int, str]] = []
+    for index, part in enumerate((header or "")[:1024].split(",")[:32]):
+        tag, _, params = part.strip().partition(";")
+        quality = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        found = _primary(tag)
+        if found and 0 < quality <= 1:
+            ranked.append((-quality, index, found))
+    return min(ranked)[2] if ranked else None
+
+
+def negotiate(ui_locales: str | None, accept_language: str | None) -> str:
+    """``"en"`` or ``"fr"``: ``ui_locales`` wins, then ``Accept-Language``, then English."""
+    return _from_ui_locales(ui_locales) or _from_accept_language(accept_language) or DEFAULT
+
+
+def text(lang: str, key: str, **values: str) -> str:
+    """A message in ``lang``; values are inserted as they are (the caller escapes the result)."""
+    template = MESSAGES.get(lang, MESSAGES[DEFAULT]).get(key) or MESSAGES[DEFAULT][key]
+    return template.format(**values) if values else template

@@ -1,0 +1,460 @@
+// Admin console for the identity broker: plain JavaScript, no build step, no dependency.
+// The management client's credentials and its access token live in this closure only: never in
+// web storage, cookies or the URL. Every text from the API is inserted with
+// textContent (never as HTML). All URLs are relative: the page works under any path prefix.
+"use strict";
+
+(() => {
+  let token = null;
+  let tokenExpiresAt = 0;
+  let credentials = null; // {client_id, client_secret}: to renew the token while the page lives
+  let connections = [];
+  let applications = [];
+  let editing = null; // the connection being edited, or null when creating
+
+  const $ = (id) => document.getElementById(id);
+
+  class ApiFailure extends Error {
+    constructor(status, message) {
+      super(message);
+      this.status = status;
+    }
+  }
+
+  // ---- small DOM helpers --------------------------------------------------------------------
+
+  function el(tag, props = {}, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props)) {
+      if (key === "text") node.textContent = value;
+      else if (key === "class") node.className = value;
+      else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+      else node.setAttribute(key, value);
+    }
+    for (const child of children) node.append(child);
+    return node;
+  }
+
+  function status(id, kind, text) {
+    const target = $(id);
+    target.replaceChildren();
+    if (!text) return;
+    const mark = kind === "ok" ? "✓ " : kind === "error" ? "✗ " : "";
+    const span = el("span", { class: kind });
+    if (mark) span.append(el("span", { "aria-hidden": "true", text: mark }));
+    span.append(document.createTextNode(text));
+    target.append(span);
+  }
+
+  // ---- the Management API -------------------------------------------------------------------
+
+  async function fetchToken() {
+    const discovery = await fetch(".well-known/openid-configuration", { credentials: "omit" });
+    if (!discovery.ok) throw new ApiFailure(discovery.status, "The broker's discovery document is unavailable");
+    const issuer = (await discovery.json()).issuer;
+    const response = await fetch("oauth/token", {
+      method: "POST",
+      credentials: "omit",
+      cache: "no-store",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({
+        grant_type: "client_credentials",
+        client_id: credentials.client_id,
+        client_secret: credentials.client_secret,
+        audience: issuer + "api/v2/",
+      }),
+    });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      throw new ApiFailure(response.status, body.error_description || body.error || "Sign-in failed");
+    }
+    token = body.access_token;
+    tokenExpiresAt = Date.now() + (body.expires_in || 3600) * 1000 - 60000;
+    return body;
+  }
+
+  async function api(method, path, body) {
+    if (!token || Date.now() > tokenExpiresAt) await fetchToken();
+    const headers = { Authorization: "Bearer " + token };
+    const init = { method, headers, credentials: "omit", cache: "no-store" };
+    if (body !== undefined) {
+      headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    const response = await fetch(path, init);
+    let data = null;
+    if (response.status !== 204) data = await response.json().catch(() => null);
+    if (!response.ok) {
+      const message = (data && (data.message || data.error_description)) || response.statusText;
+      throw new ApiFailure(response.status, message);
+    }
+    return data;
+  }
+
+  // ---- sign in / out ------------------------------------------------------------------------
+
+  async function signIn(event) {
+    event.preventDefault();
+    const idField = $("signin-client-id");
+    const secretField = $("signin-client-secret");
+    credentials = { client_id: idField.value.trim(), client_secret: secretField.value };
+    secretField.value = ""; // nothing secret stays in the DOM
+    status("signin-status", "info", "Signing in…");
+    try {
+      const grant = await fetchToken();
+      status("signin-status", "", "");
+      $("signin").hidden = true;
+      $("console").hidden = false;
+      $("signout").hidden = false;
+      $("signed-in-as").textContent =
+        "Signed in as " + credentials.client_id + " with scopes: " + (grant.scope || "(none)");
+      await refreshAll();
+    } catch (error) {
+      credentials = null;
+      token = null;
+      status("signin-status", "error", error.message);
+    }
+  }
+
+  function signOut() {
+    token = null;
+    credentials = null;
+    connections = [];
+    applications = [];
+    $("console").hidden = true;
+    $("signout").hidden = true;
+    $("signin").hidden = false;
+    $("signin-client-id").value = "";
+    $("secret-once-value").textContent = "";
+    $("secret-once").hidden = true;
+    status("signin-status", "info", "Signed out.");
+    $("signin-client-id").focus();
+  }
+
+  async function refreshAll() {
+    await Promise.all([loadApplications(), loadConnections()]);
+  }
+
+  // ---- connections --------------------------------------------------------------------------
+
+  const builtin = (app) => app && app.client_metadata && app.client_metadata.broker_builtin === "try";
+
+  async function loadConnections() {
+    try {
+      connections = await api("GET", "api/v2/connections");
+      renderConnections();
+    } catch (error) {
+      status("connections-status", "error", "Could not list connections: " + error.message);
+    }
+  }
+
+  function renderConnections() {
+    const body = $("connections-table").querySelector("tbody");
+    body.replaceChildren();
+    if (!connections.length) {
+      body.append(el("tr", {}, el("td", { colspan: "7", text: "No connection yet." })));
+      return;
+    }
+    const appNames = new Map(applications.map((a) => [a.client_id, a]));
+    for (const connection of connections) {
+      const options = connection.options || {};
+      const enabled = (connection.enabled_clients || []).filter((id) => !builtin(appNames.get(id)));
+      const label = connection.display_name || connection.name;
+      const actions = el("td", { class: "actions-cell" },
+        el("button", { type: "button", class: "secondary", text: "Edit",
+          "aria-label": "Edit " + label, onclick: () => openEdit(connection) }),
+        el("button", { type: "button", class: "secondary", text: "Applications",
+          "aria-label": "Applications of " + label, onclick: () => openEnable(connection) }),
+        el("button", { type: "button", class: "secondary", text: "Try",
+          "aria-label": "Try " + label, "data-action": "try",
+          onclick: () => tryConnection(connection) }),
+        deleteButton(connection, label));
+      body.append(el("tr", { "data-connection": connection.name },
+        el("td", {}, el("code", { text: connection.name })),
+        el("td", { text: label }),
+        el("td", { text: (options.type || "").replace("_", " ") }),
+        el("td", {}, el("code", { text: options.issuer || "" })),
+        el("td", { text: connection.show_as_button ? "Yes" : "No" }),
+        el("td", { text: String(enabled.length) }),
+        actions));
+    }
+  }
+
+  function deleteButton(connection, label) {
+    let armed = false;
+    const button = el("button", { type: "button", class: "secondary", text: "Delete",
+      "aria-label": "Delete " + label });
+    button.addEventListener("click", async () => {
+      if (!armed) {
+        armed = true;
+        button.textContent = "Confirm delete";
+        button.className = "danger";
+        button.setAttribute("aria-label", "Confirm: delete " + label);
+        setTimeout(() => {
+          armed = false;
+          button.textContent = "Delete";
+          button.className = "secondary";
+          button.setAttribute("aria-label", "Delete " + label);
+        }, 6000);
+        return;
+      }
+      try {
+        await api("DELETE", "api/v2/connections/" + encodeURIComponent(connection.id));
+        status("connections-status", "ok", "Deleted connection " + connection.name + ".");
+        await loadConnections();
+      } catch (error) {
+        status("connections-status", "error", "Could not delete: " + error.message);
+      }
+    });
+    return button;
+  }
+
+  function openCreate() {
+    editing = null;
+    const form = $("connection-form");
+    form.reset();
+    $("connection-form-title").textContent = "New connection";
+    $("connection-submit").textContent = "Create connection";
+    $("c-name").disabled = false;
+    $("c-client-secret").required = false;
+    status("connection-status", "", "");
+    form.hidden = false;
+    $("c-name").focus();
+  }
+
+  function openEdit(connection) {
+    editing = connection;
+    const options = connection.options || {};
+    const form = $("connection-form");
+    form.reset();
+    $("connection-form-title").textContent = "Edit connection " + connection.name;
+    $("connection-submit").textContent = "Save changes";
+    $("c-name").value = connection.name;
+    $("c-name").disabled = true;
+    $("c-display-name").value = connection.display_name || "";
+    $("c-discovery-url").value = options.discovery_url || options.issuer || "";
+    $("c-client-id").value = options.client_id || "";
+    $("c-type").value = options.type || "front_channel";
+    $("c-auth-method").value = options.token_endpoint_auth_method || "client_secret_post";
+    $("c-scope").value = options.scope || "openid profile email";
+    $("c-domains").value = (options.domain_aliases || []).join(", ");
+    $("c-icon-url").value = options.icon_url || "";
+    $("c-show-as-button").checked = !!connection.show_as_button;
+    status("connection-status", "", "");
+    form.hidden = false;
+    $("c-display-name").focus();
+  }
+
+  function formOptions(base) {
+    // PATCH replaces options as a whole: start from what is stored (minus what discovery fills
+    // in and the read-only document), then apply the form.
+    const options = Object.assign({}, base || {});
+    delete options.oidc_metadata;
+    delete options.scopes;
+    const discovery = $("c-discovery-url").value.trim();
+    if (!base || base.discovery_url || discovery !== base.issuer) {
+      // Discovery fills the endpoints in again (and is checked live).
+      for (const key of ["issuer", "authorization_endpoint", "token_endpoint", "jwks_uri",
+        "userinfo_endpoint", "end_session_endpoint"]) delete options[key];
+      options.discovery_url = discovery;
+    }
+    options.client_id = $("c-client-id").value.trim();
+    options.type = $("c-type").value;
+    options.token_endpoint_auth_method = $("c-auth-method").value;
+    const scope = $("c-scope").value.trim();
+    if (scope) options.scope = scope; else delete options.scope;
+    const domains = $("c-domains").value.split(/[\s,]+/).map((d) => d.trim()).filter(Boolean);
+    if (domains.length) options.domain_aliases = domains; else delete options.domain_aliases;
+    const icon = $("c-icon-url").value.trim();
+    if (icon) options.icon_url = icon; else delete options.icon_url;
+    const secret = $("c-client-secret").value;
+    if (secret) options.client_secret = secret; else delete options.client_secret;
+    return options;
+  }
+
+  async function saveConnection(event) {
+    event.preventDefault();
+    const displayName = $("c-display-name").value.trim();
+    const button = $("connection-submit");
+    button.disabled = true;
+    status("connection-status", "info", "Checking the discovery document…");
+    try {
+      let saved;
+      if (editing) {
+        const body = { show_as_button: $("c-show-as-button").checked,
+          options: formOptions(editing.options) };
+        if (displayName) body.display_name = displayName;
+        saved = await api("PATCH", "api/v2/connections/" + encodeURIComponent(editing.id), body);
+      } else {
+        const body = { name: $("c-name").value.trim(), strategy: "oidc",
+          show_as_button: $("c-show-as-button").checked, options: formOptions(null) };
+        if (displayName) body.display_name = displayName;
+        saved = await api("POST", "api/v2/connections", body);
+      }
+      $("c-client-secret").value = "";
+      const issuer = (saved.options && saved.options.issuer) || "";
+      status("connection-status", "ok",
+        "Discovery check passed: " + saved.name + " uses issuer " + issuer + ".");
+      editing = saved;
+      $("connection-form-title").textContent = "Edit connection " + saved.name;
+      $("connection-submit").textContent = "Save changes";
+      $("c-name").disabled = true;
+      await loadConnections();
+    } catch (error) {
+      status("connection-status", "error", error.message);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  function openEnable(connection) {
+    const form = $("enable-form");
+    form.dataset.connectionId = connection.id;
+    $("enable-title").textContent = "Applications of " + (connection.display_name || connection.name);
+    const list = $("enable-list");
+    list.replaceChildren();
+    const enabled = new Set(connection.enabled_clients || []);
+    const apps = applications.filter((a) => !builtin(a) && a.app_type !== "non_interactive");
+    if (!apps.length) list.append(el("p", { text: "No application yet: create one below." }));
+    for (const app of apps) {
+      const id = "enable-" + app.client_id;
+      const box = el("input", { type: "checkbox", id, value: app.client_id });
+      box.checked = enabled.has(app.client_id);
+      list.append(el("label", { for: id }, box, document.createTextNode(app.name + " (" + app.client_id + ")")));
+    }
+    status("enable-status", "", "");
+    form.hidden = false;
+    const first = list.querySelector("input");
+    (first || $("enable-cancel")).focus();
+  }
+
+  async function saveEnable(event) {
+    event.preventDefault();
+    const form = $("enable-form");
+    const connection = connections.find((c) => c.id === form.dataset.connectionId);
+    const before = new Set((connection && connection.enabled_clients) || []);
+    // Only what changed; enabling and disabling go in separate calls (each 1 to 50 items).
+    const changes = [...$("enable-list").querySelectorAll("input[type=checkbox]")]
+      .filter((box) => box.checked !== before.has(box.value))
+      .map((box) => ({ client_id: box.value, status: box.checked }));
+    try {
+      for (const wanted of [true, false]) {
+        const items = changes.filter((item) => item.status === wanted);
+        for (let i = 0; i < items.length; i += 50) {
+          await api("PATCH", "api/v2/connections/" + encodeURIComponent(form.dataset.connectionId) +
+            "/clients", items.slice(i, i + 50));
+        }
+      }
+      status("enable-status", "ok", changes.length ? "Saved." : "Nothing to change.");
+      await loadConnections();
+    } catch (error) {
+      status("enable-status", "error", error.message);
+    }
+  }
+
+  async function tryConnection(connection) {
+    const target = $("try-status");
+    status("try-status", "info", "Preparing a test login through " + connection.name + "…");
+    try {
+      const { url } = await api("GET", "api/v2/connections/" + encodeURIComponent(connection.id) + "/try");
+      window.open(url, "_blank", "noopener");
+      status("try-status", "ok", "A test login through " + connection.name +
+        " opened in a new tab. If it did not open: ");
+      target.firstChild.append(el("a", { href: url, target: "_blank", rel: "noopener",
+        text: "open the test login" }));
+    } catch (error) {
+      status("try-status", "error", "Could not start the test: " + error.message);
+    }
+  }
+
+  // ---- applications -------------------------------------------------------------------------
+
+  async function loadApplications() {
+    try {
+      applications = await api("GET", "api/v2/clients");
+      renderApplications();
+    } catch (error) {
+      status("applications-status", "error", "Could not list applications: " + error.message);
+    }
+  }
+
+  function renderApplications() {
+    const body = $("applications-table").querySelector("tbody");
+    body.replaceChildren();
+    const shown = applications.filter((a) => !builtin(a));
+    if (!shown.length) {
+      body.append(el("tr", {}, el("td", { colspan: "4", text: "No application yet." })));
+      return;
+    }
+    for (const app of shown) {
+      const callbacks = el("td");
+      for (const url of app.callbacks || []) callbacks.append(el("div", {}, el("code", { text: url })));
+      body.append(el("tr", {},
+        el("td", { text: app.name }),
+        el("td", {}, el("code", { text: app.client_id })),
+        el("td", { text: app.app_type }),
+        callbacks));
+    }
+  }
+
+  async function createApplication(event) {
+    event.preventDefault();
+    const body = {
+      name: $("a-name").value.trim(),
+      app_type: $("a-type").value,
+    };
+    const callbacks = $("a-callbacks").value.split("\n").map((u) => u.trim()).filter(Boolean);
+    if (callbacks.length) body.callbacks = callbacks;
+    try {
+      const created = await api("POST", "api/v2/clients", body);
+      $("application-form").reset();
+      $("application-form").hidden = true;
+      status("applications-status", "ok", "Created application " + created.name + ".");
+      if (created.client_secret) {
+        $("secret-once-client-id").textContent = created.client_id;
+        $("secret-once-value").textContent = created.client_secret;
+        $("secret-once").hidden = false;
+        $("secret-once").focus();
+      }
+      await loadApplications();
+      renderConnections();
+    } catch (error) {
+      status("application-status", "error", error.message);
+    }
+  }
+
+  function forgetSecret() {
+    $("secret-once-value").textContent = "";
+    $("secret-once-client-id").textContent = "";
+    $("secret-once").hidden = true;
+    $("new-application").focus();
+  }
+
+  // ---- wiring -------------------------------------------------------------------------------
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("signin-form").addEventListener("submit", signIn);
+    $("signout").addEventListener("click", signOut);
+    $("new-connection").addEventListener("click", openCreate);
+    $("connection-form").addEventListener("submit", saveConnection);
+    $("connection-cancel").addEventListener("click", () => {
+      $("connection-form").hidden = true;
+      $("new-connection").focus();
+    });
+    $("enable-form").addEventListener("submit", saveEnable);
+    $("enable-cancel").addEventListener("click", () => {
+      $("enable-form").hidden = true;
+    });
+    $("new-application").addEventListener("click", () => {
+      $("application-form").hidden = false;
+      status("application-status", "", "");
+      $("a-name").focus();
+    });
+    $("application-form").addEventListener("submit", createApplication);
+    $("application-cancel").addEventListener("click", () => {
+      $("application-form").hidden = true;
+    });
+    $("secret-once-done").addEventListener("click", forgetSecret);
+    $("signin-client-id").focus();
+  });
+})();
