@@ -3,6 +3,7 @@ from chalice import Chalice
 
 from chalicelib.api import (
     connection_keys,
+    console,
     events,
     gtr,
     login,
@@ -27,3 +28,4 @@ app.register_blueprint(gtr.bp)
 app.register_blueprint(logout.bp)
 app.register_blueprint(sessions.bp)
 app.register_blueprint(connection_keys.bp)
+app.register_blueprint(console.bp)

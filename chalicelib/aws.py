@@ -38,7 +38,9 @@ def _config():
     return Config(
         connect_timeout=CONNECT_TIMEOUT,
         read_timeout=READ_TIMEOUT,
-        retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+        # total_max_attempts counts the first try; botocore's "max_attempts" counts retries only
+        # (max_attempts=3 meant four attempts).
+        retries={"total_max_attempts": MAX_ATTEMPTS, "mode": "standard"},
         max_pool_connections=32,
     )
 

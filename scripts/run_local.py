@@ -8,9 +8,14 @@
    environment or generated; the secret goes to Secrets Manager only, never into chalice's env.
 4. Serve the app with ``chalice local`` as a child process, wait until its port answers, print a
    ready-to-paste curl for a management token and ``BROKER READY <issuer>``.
+5. Demo (when Node.js is present, unless ``BROKER_DEMO=0``): start the test IdP (oidc-provider,
+   tests/idp/server.mjs with tests/idp/demo.json; ``npm ci`` first when node_modules is missing
+   or stale) on 127.0.0.1, create a ``demo`` connection to it and a demo application, and print
+   one URL (``{issuer}demo``) that logs in end to end as alice and ends on an "It works!" page.
 
-SIGINT / SIGTERM stop everything this script started and exit 0; if ``chalice local`` dies on its
-own the exit status is non-zero. ``BROKER_RUN_MAX_SECONDS`` stops everything after that long.
+SIGINT / SIGTERM stop everything this script started (the demo IdP included) and exit 0; if
+``chalice local`` dies on its own the exit status is non-zero. ``BROKER_RUN_MAX_SECONDS`` stops
+everything after that long.
 """
 
 from __future__ import annotations
@@ -139,6 +144,188 @@ def _curl(port: int, issuer: str, client_id: str, client_secret: str) -> str:
     )
 
 
+# ---- the demo (step 5) ------------------------------------------------------------------------
+
+IDP_DIR = ROOT / "tests" / "idp"
+DEMO_CONNECTION = "demo"
+DEMO_APP_NAME = "Demo application"
+# setTimeout in Node overflows past 2^31-1 ms (24.8 days): stay under it.
+DEMO_IDP_MAX_SECONDS = 24 * 86400
+
+
+def _demo_wanted() -> bool:
+    return (os.environ.get("BROKER_DEMO") or "true").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _idp_modules_current() -> bool:
+    try:
+        lock = json.loads((IDP_DIR / "package-lock.json").read_text())
+        installed = json.loads((IDP_DIR / "node_modules" / "oidc-provider" / "package.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return lock.get("packages", {}).get("node_modules/oidc-provider", {}).get("version") == installed.get(
+        "version"
+    )
+
+
+def _start_demo_idp(issuer: str, max_seconds: float):
+    """(process, IdP issuer, config path) or None when Node.js or the IdP is not available."""
+    import tempfile
+    import threading
+
+    node = shutil.which("node")
+    if node is None:
+        _log("Node.js not found: no demo identity provider (install Node.js for the demo)")
+        return None
+    if not _idp_modules_current():
+        npm = shutil.which("npm")
+        if npm is None:
+            _log("npm not found: no demo identity provider")
+            return None
+        _log("installing the demo identity provider (npm ci in tests/idp)")
+        done = subprocess.run(
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=str(IDP_DIR),
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=600,
+            check=False,
+        )
+        if done.returncode != 0:
+            _log(f"npm ci failed ({done.returncode}): no demo identity provider\n{done.stderr[-2000:]}")
+            return None
+    config = json.loads((IDP_DIR / "demo.json").read_text())
+    for client in config.get("clients", []):
+        # The IdP must send the browser back to this broker's callback.
+        client["redirect_uris"] = [issuer + "login/callback"]
+    fd, config_path = tempfile.mkstemp(prefix="broker-demo-idp-", suffix=".json")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(config, fh)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BROKER_"))}
+    env.pop("NODE_OPTIONS", None)
+    lifetime = int(max_seconds) + 30 if max_seconds > 0 else DEMO_IDP_MAX_SECONDS
+    env.update(
+        PORT=os.environ.get("DEMO_IDP_PORT") or "0",
+        IDP_CONFIG=config_path,
+        IDP_MAX_SECONDS=str(min(lifetime, DEMO_IDP_MAX_SECONDS)),
+    )
+    proc = subprocess.Popen(
+        [node, "server.mjs"],
+        cwd=str(IDP_DIR),
+        env=env,
+        stdin=subprocess.PIPE,  # the IdP exits when this closes (and when we die)
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+        preexec_fn=_die_with_parent() if sys.platform.startswith("linux") else None,
+    )
+    found: list[str] = []
+    ready = threading.Event()
+
+    def read_ready() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("READY ") and not found:
+                found.append(line.split(" ", 1)[1].strip())
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=read_ready, name="demo-idp-stdout", daemon=True).start()
+    if not ready.wait(30) or not found:
+        _log("the demo identity provider did not start: no demo")
+        _stop_demo_idp((proc, "", config_path))
+        return None
+    return proc, found[0], config_path
+
+
+def _stop_demo_idp(demo) -> None:
+    if demo is None:
+        return
+    proc, _, config_path = demo
+    if proc.poll() is None:
+        try:
+            if proc.stdin:
+                proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            _stop_child(proc)
+    try:
+        os.unlink(config_path)
+    except OSError:
+        pass
+
+
+def _http_json(method: str, url: str, body=None, token: str | None = None):
+    """A Management API call to our own chalice local (stdlib only, no proxy)."""
+    import urllib.error
+    import urllib.request
+
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=30) as response:
+            raw = response.read()
+            return response.status, (json.loads(raw) if raw else None)
+    except urllib.error.HTTPError as exc:
+        raw = exc.read()
+        try:
+            return exc.code, json.loads(raw) if raw else None
+        except ValueError:
+            return exc.code, None
+
+
+def _provision_demo(port: int, issuer: str, idp_issuer: str, client_id: str, client_secret: str) -> str:
+    """The demo connection and application, through the Management API; returns the demo URL."""
+    base = f"http://127.0.0.1:{port}/"
+    status, body = _http_json("POST", base + "oauth/token", {
+        "grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret,
+        "audience": f"{issuer}api/v2/"})
+    if status != 200:
+        raise RuntimeError(f"management token: {status} {body}")
+    token = body["access_token"]
+    callback = issuer + "demo/callback"
+    _, apps = _http_json("GET", base + "api/v2/clients", token=token)
+    app = next((a for a in apps or []
+                if (a.get("client_metadata") or {}).get("broker_builtin") == "demo"), None)
+    if app is None:
+        status, app = _http_json("POST", base + "api/v2/clients", {
+            "name": DEMO_APP_NAME, "app_type": "regular_web", "callbacks": [callback],
+            "client_metadata": {"broker_builtin": "demo"}}, token)
+        if status != 201:
+            raise RuntimeError(f"demo application: {status} {app}")
+    elif callback not in (app.get("callbacks") or []):
+        _http_json("PATCH", base + f"api/v2/clients/{app['client_id']}", {"callbacks": [callback]}, token)
+    options = {
+        "type": "back_channel", "discovery_url": idp_issuer, "client_id": "broker-client",
+        "client_secret": "broker-secret", "token_endpoint_auth_method": "client_secret_basic",
+        "domain_aliases": ["example.com"],
+    }
+    _, found = _http_json("GET", base + f"api/v2/connections?name={DEMO_CONNECTION}", token=token)
+    if found:
+        status, connection = _http_json("PATCH", base + f"api/v2/connections/{found[0]['id']}", {
+            "show_as_button": True, "options": options}, token)
+    else:
+        status, connection = _http_json("POST", base + "api/v2/connections", {
+            "name": DEMO_CONNECTION, "strategy": "oidc", "display_name": "Demo IdP (oidc-provider)",
+            "show_as_button": True, "options": options}, token)
+    if status not in (200, 201):
+        raise RuntimeError(f"demo connection: {status} {connection}")
+    status, body = _http_json("PATCH", base + f"api/v2/connections/{connection['id']}/clients",
+                              [{"client_id": app["client_id"], "status": True}], token)
+    if status != 204:
+        raise RuntimeError(f"enabling the demo application: {status} {body}")
+    return issuer + "demo"
+
+
 def main() -> int:
     started = time.monotonic()
     max_seconds = float(os.environ.get("BROKER_RUN_MAX_SECONDS") or 0)
@@ -158,6 +345,7 @@ def main() -> int:
     moto_server = None
     child: subprocess.Popen | None = None
     worker: subprocess.Popen | None = None
+    demo = None
     try:
         # 1. AWS endpoint ----------------------------------------------------------------------
         endpoint = os.environ.get("AWS_ENDPOINT_URL")
@@ -222,6 +410,13 @@ def main() -> int:
         env.setdefault("BROKER_ALLOW_INSECURE_LOOPBACK", "true")
         env.setdefault("BROKER_SECRET_PREFIX", f"broker/{STAGE}/")
 
+        # 5a. Demo IdP (before chalice: the app serves /demo only when it runs) -------------------
+        if _demo_wanted():
+            demo = _start_demo_idp(issuer, max_seconds)
+            if demo is not None:
+                _log(f"demo identity provider (oidc-provider) on {demo[1]}")
+        env["BROKER_DEMO"] = "true" if demo is not None else "false"
+
         child = subprocess.Popen(
             _chalice_command(port),
             cwd=str(ROOT),
@@ -257,6 +452,18 @@ def main() -> int:
             print(f"Bootstrap management client_secret (generated, shown once): {client_secret}", flush=True)
         print("Get a management API token with:", flush=True)
         print(_curl(port, issuer, client_id, client_secret), flush=True)
+        print(f"Admin console: {issuer}admin", flush=True)
+        if demo is not None:
+            try:
+                demo_url = _provision_demo(port, issuer, demo[1], client_id, client_secret)
+            except (RuntimeError, OSError, ValueError, KeyError) as exc:
+                _log(f"demo setup failed: {exc}")
+            else:
+                print("", flush=True)
+                print("Demo: open this URL, enter alice@example.com (or click the Demo IdP button), "
+                      "then sign in at the demo IdP as alice with any password:", flush=True)
+                print(f"DEMO URL {demo_url}", flush=True)
+                print("", flush=True)
         print(f"BROKER READY {issuer}", flush=True)
 
         while True:
@@ -274,6 +481,7 @@ def main() -> int:
         _ignore_further_signals()
         _stop_child(child)
         _stop_child(worker)
+        _stop_demo_idp(demo)
         if moto_server is not None:
             moto_server.stop()
 

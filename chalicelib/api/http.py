@@ -51,13 +51,48 @@ def raw_body(request) -> bytes:
     return body
 
 
+def _too_deep(body: bytes) -> bool:
+    """Nesting deeper than MAX_JSON_DEPTH, found without parsing: Python's JSON decoder recurses
+    and would raise RecursionError on a few thousand brackets (a crash, not a 400)."""
+    depth = 0
+    in_string = escaped = False
+    for byte in body:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif byte == 0x5C:  # backslash
+                escaped = True
+            elif byte == 0x22:  # quote
+                in_string = False
+        elif byte == 0x22:
+            in_string = True
+        elif byte in (0x5B, 0x7B):  # [ {
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        elif byte in (0x5D, 0x7D):
+            depth -= 1
+    return False
+
+
+def _loads(body: bytes) -> Any:
+    if _too_deep(body):
+        raise ValueError("nested too deeply")
+    try:
+        return json.loads(body.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 def parse_json(request, *, expect: type = dict) -> Any:
     body = raw_body(request)
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type and content_type != "application/json" and not content_type.endswith("+json"):
         raise InvalidBody("Content-Type must be application/json")
+    if body and _too_deep(body):
+        raise InvalidBody("Request payload is nested too deeply")
     try:
-        value = json.loads(body.decode("utf-8")) if body else None
+        value = _loads(body) if body else None
     except (UnicodeDecodeError, ValueError):
         raise InvalidBody("Invalid request payload JSON format") from None
     if _depth(value) > MAX_JSON_DEPTH:
@@ -74,7 +109,7 @@ def parse_form_or_json(request) -> dict:
     content_type = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
     if content_type == "application/json":
         try:
-            value = json.loads(body.decode("utf-8")) if body else {}
+            value = _loads(body) if body else {}
         except (UnicodeDecodeError, ValueError):
             raise OAuthError("invalid_request", "Invalid JSON body") from None
         if not isinstance(value, dict):
@@ -127,6 +162,10 @@ def handles_api_errors(handler: Callable) -> Callable:
             if exc.status == 401:
                 headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
             return json_response(exc.body(), exc.status, headers)
+        except RecursionError:
+            # Only pathological input nests that deep (e.g. a JWT header of 3,000 brackets).
+            log.warning("input nested too deeply in %s", handler.__name__)
+            return json_response(InvalidBody("Request input is nested too deeply").body(), 400)
         except Exception:  # noqa: BLE001 - last line of defence: no internals in responses
             log.exception("unhandled error in %s", handler.__name__)
             return json_response({"statusCode": 500, "error": "Internal Server Error",
@@ -154,6 +193,11 @@ def handles_oauth_errors(handler: Callable) -> Callable:
             log.error("api error on oauth route: %s", exc.error_code)
             return json_response({"error": "server_error",
                                   "error_description": "Internal error"}, 500, NO_STORE)
+        except RecursionError:
+            log.warning("input nested too deeply in %s", handler.__name__)
+            return json_response({"error": "invalid_request",
+                                  "error_description": "Request input is nested too deeply"},
+                                 400, NO_STORE)
         except Exception:  # noqa: BLE001
             log.exception("unhandled error in %s", handler.__name__)
             return json_response({"error": "server_error", "error_description": "Internal error"},

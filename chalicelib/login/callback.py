@@ -59,6 +59,12 @@ def handle_callback(params: dict[str, str], method: str, cookies: dict[str, str]
         return Redirect(error_redirect(tx.redirect_uri, "temporarily_unavailable",
                                        "The service is temporarily unavailable", tx.state),
                         status=303)
+    except RecursionError:
+        # A token or response nested thousands deep (the decoder recurses): bad input, no crash.
+        log.warning("login through connection %s: input nested too deeply", tx.connection_id)
+        return Redirect(error_redirect(tx.redirect_uri, "access_denied",
+                                       "The identity provider's response is malformed", tx.state),
+                        status=303)
     except Exception:  # noqa: BLE001 - no internals in a browser response
         log.exception("login through connection %s crashed", tx.connection_id)
         return Redirect(error_redirect(tx.redirect_uri, "server_error",

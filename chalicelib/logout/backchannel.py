@@ -178,5 +178,9 @@ def process_queue_once(max_messages: int = 10, wait_seconds: int = 0) -> list[st
                         type(exc).__name__)
             outcomes.append("kept")
             continue
-        sqs.delete_message(QueueUrl=queue_url(), ReceiptHandle=item["ReceiptHandle"])
+        try:
+            sqs.delete_message(QueueUrl=queue_url(), ReceiptHandle=item["ReceiptHandle"])
+        except Exception as exc:  # noqa: BLE001 - SQS will deliver it again: at least once
+            log.warning("back-channel logout message handled but not deleted: %s",
+                        type(exc).__name__)
     return outcomes

@@ -76,7 +76,10 @@ def _native(value: Any) -> Any:
 
 
 def _unavailable(exc: Exception) -> ServiceUnavailable:
-    error = getattr(exc, "response", {}).get("Error", {})
+    # BotoCoreErrors have no ``response``, and some (ReadTimeoutError, via requests' exception
+    # base) have ``response = None``: a read timeout must still become a 503, not a crash.
+    response = getattr(exc, "response", None)
+    error = response.get("Error", {}) if isinstance(response, dict) else {}
     code = error.get("Code", type(exc).__name__)
     # DynamoDB's messages name attributes and limits, not values; keep them short anyway.
     log.error("dynamodb call failed: %s %s", code, str(error.get("Message", ""))[:200])

@@ -1,0 +1,157 @@
+"""Fixtures for the login page and admin console end-to-end tests (on top of tests/e2e/conftest.py).
+
+    from tests.e2e.console_fixtures import hrd_setup_fixture, partner_idp_fixture  # noqa: F401
+
+(each fixture function is named ``<fixture>_fixture`` so importing it does not shadow the argument)
+
+- ``partner_idp``: a second real oidc-provider (account bob@partner.example), so home realm
+  discovery can be seen choosing between two identity providers.
+- ``hrd_setup``: an application and two connections shown as buttons with domain_aliases.
+- ``axe_script``: the path of axe-core's ``axe.min.js`` from tests/e2e/node_modules (``npm ci`` in
+  tests/e2e when it is missing); ``check_accessibility(page, name)`` runs it and returns the
+  serious and critical violations.
+- ``a11y_page``: a page whose context bypasses CSP, so the injected axe script may run (the pages'
+  own CSP forbids it, rightly).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import re
+import secrets
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.harness import ARTIFACTS, Broker, Management, RelyingParty
+from tests.support.idp import IdpProcess, default_idp_config, start_idp
+
+E2E_DIR = Path(__file__).resolve().parent
+AXE = E2E_DIR / "node_modules" / "axe-core" / "axe.min.js"
+
+BOB = {"sub": "bob", "email": "bob@partner.example", "email_verified": True, "name": "Bob Partner"}
+
+
+def _locked_axe_version() -> str | None:
+    lock = json.loads((E2E_DIR / "package-lock.json").read_text())
+    return lock.get("packages", {}).get("node_modules/axe-core", {}).get("version")
+
+
+def _installed_axe_version() -> str | None:
+    try:
+        return json.loads((AXE.parent / "package.json").read_text()).get("version")
+    except (OSError, ValueError):
+        return None
+
+
+def ensure_axe() -> Path:
+    """axe-core as the lockfile pins it (``npm ci`` in tests/e2e when missing or stale)."""
+    if AXE.exists() and _installed_axe_version() == _locked_axe_version():
+        return AXE
+    npm = shutil.which("npm")
+    if npm is None:
+        pytest.fail("npm not found: tests/e2e needs axe-core (npm ci in tests/e2e)", pytrace=False)
+    with open(E2E_DIR / ".npm-ci.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (AXE.exists() and _installed_axe_version() == _locked_axe_version()):
+            done = subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=E2E_DIR,
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600,
+                                  check=False)
+            if done.returncode != 0:
+                pytest.fail(f"npm ci in tests/e2e failed:\n{done.stdout}\n{done.stderr}", pytrace=False)
+    return AXE
+
+
+@pytest.fixture(scope="session", name="axe_script")
+def axe_script_fixture() -> Path:
+    return ensure_axe()
+
+
+def check_accessibility(page: Any, axe: Path, name: str) -> list[dict]:
+    """Run axe-core (WCAG 2.x A/AA rules and best practices) on the page as it is now; write the
+    full report to artifacts/axe-<name>.json; return the serious and critical violations."""
+    page.add_script_tag(path=str(axe))
+    results = page.evaluate(
+        """async () => await axe.run(document, {
+               runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa',
+                                               'wcag22aa', 'best-practice']},
+               resultTypes: ['violations']})"""
+    )
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    (ARTIFACTS / f"axe-{name}.json").write_text(json.dumps(results["violations"], indent=2))
+    return [
+        {"id": v["id"], "impact": v["impact"], "help": v["help"],
+         "nodes": [n["html"][:200] for n in v["nodes"][:5]]}
+        for v in results["violations"] if v["impact"] in ("serious", "critical")
+    ]
+
+
+@pytest.fixture(name="a11y_page")
+def a11y_page_fixture(chromium: Any) -> Iterator[Any]:
+    """A fresh context with ``bypass_csp=True`` (for the injected axe script), loopback only."""
+    context = chromium.new_context(viewport={"width": 1000, "height": 700}, bypass_csp=True)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    requests: list[str] = []
+    page.on("request", lambda req: requests.append(req.url))
+    try:
+        yield page
+    finally:
+        context.close()
+    outside = [url for url in requests if not url.startswith(("http://127.0.0.1:", "about:", "data:"))]
+    assert not outside, f"the browser left loopback: {outside}"
+
+
+@pytest.fixture(scope="session", name="partner_idp")
+def partner_idp_fixture(broker: Broker) -> Iterator[IdpProcess]:
+    config = default_idp_config(redirect_uris=[broker.issuer + "login/callback"])
+    config["accounts"] = {"bob": dict(BOB)}
+    with start_idp(config, max_seconds=900) as running:
+        yield running
+
+
+@dataclass
+class HrdSetup:
+    client: dict[str, Any]
+    corp: dict[str, Any]      # -> the stack's IdP (alice@example.com), button "Example Corp"
+    partner: dict[str, Any]   # -> partner_idp (bob@partner.example), button "Partner Inc"
+
+
+@pytest.fixture(scope="session", name="hrd_setup")
+def hrd_setup_fixture(management: Management, idp: IdpProcess, partner_idp: IdpProcess,
+              rp_app: RelyingParty) -> HrdSetup:
+    suffix = secrets.token_hex(3)
+    client = management.call("POST", "api/v2/clients", {
+        "name": f"Login page app {suffix}", "app_type": "regular_web",
+        "callbacks": [rp_app.callback_url]}, expect=201)
+
+    def connection(name: str, display: str, upstream: IdpProcess, domain: str) -> dict:
+        return management.call("POST", "api/v2/connections", {
+            "name": f"{name}-{suffix}", "strategy": "oidc", "display_name": display,
+            "show_as_button": True, "enabled_clients": [client["client_id"]],
+            "options": {"type": "back_channel", "discovery_url": upstream.issuer,
+                        "client_id": "broker-client", "client_secret": "broker-secret",
+                        "token_endpoint_auth_method": "client_secret_basic",
+                        "domain_aliases": [domain]}}, expect=201)
+
+    return HrdSetup(client, connection("corp", "Example Corp", idp, "example.com"),
+                    connection("partner", "Partner Inc", partner_idp, "partner.example"))
+
+
+def demo_url(broker: Broker) -> str | None:
+    """The one URL `make run` prints for the demo (scripts/run_local.py), if it set the demo up."""
+    for line in broker.lines:
+        match = re.match(r"^DEMO URL (\S+)", line)
+        if match:
+            return match.group(1)
+    return None
+
+
+__all__ = ["AXE", "HrdSetup", "a11y_page_fixture", "axe_script_fixture", "check_accessibility",
+           "demo_url", "ensure_axe", "hrd_setup_fixture", "partner_idp_fixture"]
