@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 IDP_STAMP := tests/idp/node_modules/.installed
+E2E_STAMP := tests/e2e/node_modules/.installed
 PORT ?= 8000
 
 .PHONY: run test lint package clean deps browser bench
@@ -18,7 +19,11 @@ $(IDP_STAMP): tests/idp/package.json tests/idp/package-lock.json
 	cd tests/idp && npm ci --no-audit --no-fund --loglevel=error
 	touch $(IDP_STAMP)
 
-deps: $(STAMP) $(IDP_STAMP)
+$(E2E_STAMP): tests/e2e/package.json tests/e2e/package-lock.json
+	cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error
+	touch $(E2E_STAMP)
+
+deps: $(STAMP) $(IDP_STAMP) $(E2E_STAMP)
 
 ## make browser: headless Chromium for tests/e2e (Debian's chromium package; needs root the first time)
 browser:

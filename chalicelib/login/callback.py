@@ -225,7 +225,8 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
     ]
     try:
         grant_store.run(operations)
-    except ConditionFailed:
+    except ConditionFailed as exc:
+        log.error("login transaction for %s cancelled: %s", connection["name"], exc.reasons)
         raise LoginFailed("server_error", "The login could not be recorded; try again") from None
     session_cookie = cookie(sessions.COOKIE, cookie_value, max_age=lifetimes.SESSION_ABSOLUTE,
                             same_site="Lax")

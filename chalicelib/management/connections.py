@@ -573,19 +573,20 @@ def set_enabled_clients(connection_id: str, body: list) -> None:
     for client_id in enable:
         if get_client(client_id) is None:
             raise _bad(f"client {client_id} does not exist", "client_id")
-    parts, values = [], {}
+    # DynamoDB refuses ADD and DELETE on one attribute in one update: two idempotent updates,
+    # each atomic on the set, so concurrent enablement changes never overwrite each other.
+    steps = []
     if enable:
-        parts.append("ADD enabled_clients :add")
-        values[":add"] = enable
+        steps.append(("ADD enabled_clients :v", enable))
     if disable:
-        parts.append("DELETE enabled_clients :del")
-        values[":del"] = disable
-    try:
-        table().update(PK, connection_id, " ".join(parts), condition="attribute_exists(pk)",
-                       values=values, return_values="NONE")
-    except ConditionFailed:
-        raise NotFound("The connection does not exist",
-                       error_code="inexistent_connection") from None
+        steps.append(("DELETE enabled_clients :v", disable))
+    for expression, value in steps:
+        try:
+            table().update(PK, connection_id, expression, condition="attribute_exists(pk)",
+                           values={":v": value}, return_values="NONE")
+        except ConditionFailed:
+            raise NotFound("The connection does not exist",
+                           error_code="inexistent_connection") from None
 
 
 def disable_client_everywhere(client_id: str) -> None:

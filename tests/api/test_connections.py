@@ -1361,3 +1361,20 @@ def test_deleting_a_client_disables_it(api, cons, make_client):
     created = cons.create(body_for(unique(), enabled_clients=[a, b]))
     assert api.call("DELETE", f"/api/v2/clients/{a}").status_code == 204
     assert cons.get(created["id"])["enabled_clients"] == [b]
+
+
+def test_enable_and_disable_in_one_call(api):
+    clients = [api.call("POST", "/api/v2/clients", body={"name": f"c{i}"}).data["client_id"]
+               for i in range(2)]
+    created = api.call("POST", "/api/v2/connections", body={
+        "name": f"mixed-{uuid.uuid4().hex[:8]}", "strategy": "oidc",
+        "enabled_clients": [clients[0]],
+        "options": {"client_id": "c", "issuer": "http://127.0.0.1:9/",
+                    "authorization_endpoint": "http://127.0.0.1:9/a",
+                    "jwks_uri": "http://127.0.0.1:9/j"}}).data
+    response = api.call("PATCH", f"/api/v2/connections/{created['id']}/clients", body=[
+        {"client_id": clients[0], "status": False}, {"client_id": clients[1], "status": True}])
+    assert response.status_code == 204, response.data
+    after = api.call("GET", f"/api/v2/connections/{created['id']}").data
+    assert after["enabled_clients"] == [clients[1]]
+    api.call("DELETE", f"/api/v2/connections/{created['id']}")
