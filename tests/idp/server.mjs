@@ -15,6 +15,8 @@
 //                           true keeps them for userinfo only unless response_type=id_token
 //     ttl                   { AccessToken: seconds, IdToken: seconds, ... } overrides
 //     provider_config       extra oidc-provider configuration (JSON), deep-merged last
+//     allow_loopback_fetch  bool: let the IdP fetch loopback URLs (a client's jwks_uri on the
+//                           broker under test); its SSRF guard stays on for other hosts
 //   IDP_MAX_SECONDS hard lifetime limit in seconds (default 900)
 //
 // Prints exactly one line "READY http://127.0.0.1:<port>" on stdout once it is
@@ -74,7 +76,7 @@ if (process.env.IDP_CONFIG) {
 
 const KNOWN_KEYS = new Set([
   'clients', 'accounts', 'jwks', 'pkce_required', 'claims', 'scopes',
-  'conform_id_token_claims', 'ttl', 'provider_config',
+  'conform_id_token_claims', 'ttl', 'provider_config', 'allow_loopback_fetch',
 ]);
 for (const key of Object.keys(cfg)) {
   if (!KNOWN_KEYS.has(key)) {
@@ -234,6 +236,18 @@ function buildConfiguration() {
     },
     clientBasedCORS: () => true,
   };
+  if (cfg.allow_loopback_fetch) {
+    // Tests only: let the IdP fetch a client's jwks_uri served by the broker on 127.0.0.1.
+    // oidc-provider's SSRF guard (a dispatcher refusing special-use addresses) stays on for
+    // every other host.
+    configuration.fetch = (url, options) => {
+      const host = new URL(url).hostname;
+      if (host === '127.0.0.1' || host === 'localhost' || host === '[::1]') {
+        delete options.dispatcher;
+      }
+      return globalThis.fetch(url, options);
+    };
+  }
   if (cfg.provider_config !== undefined) {
     if (!isPlainObject(cfg.provider_config)) {
       throw new TypeError('provider_config must be an object');
