@@ -60,7 +60,10 @@ def _make_server(app, config, host: str):
     needed by a threaded server) by swapping its class; a second swap would make the class its own
     base, so it happens once per app and is undone when the last server stops.
     """
-    from chalice.local import LocalChalice, LocalDevServer, create_local_server
+    from chalice.local import LocalChalice, LocalDevServer, ThreadedHTTPServer, create_local_server
+
+    # chalice's server queues 5 pending connections; the concurrency tests open 50 at once.
+    ThreadedHTTPServer.request_queue_size = 128
 
     with _class_lock:
         entry = _swapped.get(id(app))
