@@ -560,7 +560,7 @@ def _paths() -> dict:
         "/api/v2/connections/{connection_id}/try": {
             "parameters": [connection_id],
             "get": _op("try_connection", "connections", "A one-time link to test a login",
-                       ["read:connections"],
+                       ["read:connections", "update:connections"],
                        {"200": {**ok(_obj({"url": _str(format="uri")}, ("url",)),
                                      "Open url in a browser to try a login through the "
                                      "connection (single use, short-lived)."),

@@ -97,7 +97,8 @@ def try_connection(connection_id):
     from chalicelib.management import auth
 
     caller = auth.authenticate(bp.current_request.headers.get("authorization"))
-    auth.require(caller, "read:connections")
+    # It enables the built-in try application on the connection: a write, so update:connections.
+    auth.require(caller, "read:connections", "update:connections")
     url = create_ticket(connection_id, int(time.time()))
     return json_response({"url": url}, 200, NO_STORE)
 

@@ -313,6 +313,9 @@ def test_try_route_scopes(client, api, setup):
     denied = api.call("GET", path, token=narrow)
     assert denied.status_code == 403 and denied.data["errorCode"] == "insufficient_scope"
     reader = token_with_scopes(client, "read:connections")
+    denied = api.call("GET", path, token=reader)  # it enables the try app: a write
+    assert denied.status_code == 403 and denied.data["errorCode"] == "insufficient_scope"
+    reader = token_with_scopes(client, "read:connections update:connections")
     allowed = api.call("GET", path, token=reader)
     assert allowed.status_code == 200, allowed.data
     assert set(allowed.data) == {"url"}
