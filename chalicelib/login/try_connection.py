@@ -6,7 +6,8 @@ in clear) whose only callback is the broker's own ``/login/try/callback``. A try
 exactly the code every application uses:
 
 1. ``GET /api/v2/connections/{id}/try`` (management token, ``read:connections`` and
-   ``update:connections``) makes sure the built-in application exists and is enabled on the connection, stores a single-use *ticket*
+   ``update:connections``) makes sure the built-in application exists and is enabled on the
+   connection, stores a single-use *ticket*
    (5 minutes) and returns ``{"url": "{issuer}login/try?ticket=…"}``.
 2. ``GET /login/try?ticket=…`` consumes the ticket, binds this browser with a cookie
    (``broker_try``, HttpOnly, path ``/login/try``), stores the flow's state, nonce and PKCE
