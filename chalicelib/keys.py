@@ -169,7 +169,7 @@ def verify_jwt(token: str, *, typ: str | None = None):
     keys, loaded = load_keys()
     try:
         header = json.loads(base64.urlsafe_b64decode(token.split(".", 1)[0] + "==="))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise TokenRejected("Invalid token") from None
     if not isinstance(header, dict) or header.get("alg") != ALGORITHM:
         raise TokenRejected("Invalid token algorithm")
@@ -181,7 +181,7 @@ def verify_jwt(token: str, *, typ: str | None = None):
         raise TokenRejected("Invalid token signing key")
     try:
         return jwt.decode(token, loaded[kid], algorithms=[ALGORITHM])
-    except (JoseError, ValueError):
+    except (JoseError, ValueError, RecursionError):
         raise TokenRejected("Invalid token signature") from None
 
 

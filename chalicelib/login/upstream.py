@@ -109,6 +109,12 @@ def exchange_code(connection: dict, code: str, code_verifier: str | None,
         raise UpstreamError("The identity provider's token endpoint is unavailable",
                             "temporarily_unavailable") from None
     body = _json_object(response.content)
+    if _unavailable(response.status_code):
+        log.warning("upstream token endpoint of %s answered %s", connection["name"],
+                    response.status_code)
+        # SPEC §8: the IdP failing is an outage, not a refusal: the app may retry later.
+        raise UpstreamError("The identity provider's token endpoint is unavailable",
+                            "temporarily_unavailable")
     if response.status_code != 200 or body is None:
         code_name = (body or {}).get("error") if isinstance(body, dict) else None
         log.warning("upstream token endpoint of %s answered %s %s", connection["name"],
@@ -131,10 +137,14 @@ def _basic(auth: tuple[str, str] | None):
     return (quote(auth[0], safe=""), quote(auth[1], safe=""))
 
 
+def _unavailable(status: int) -> bool:
+    return status >= 500 or status == 429
+
+
 def _json_object(content: bytes) -> dict | None:
     try:
         value = json.loads(content.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 
@@ -155,6 +165,11 @@ def fetch_userinfo(connection: dict, access_token: str) -> dict:
         raise UpstreamError("The identity provider's userinfo endpoint is unavailable",
                             "temporarily_unavailable") from None
     body = _json_object(response.content)
+    if _unavailable(response.status_code):
+        log.warning("upstream userinfo of %s answered %s", connection["name"],
+                    response.status_code)
+        raise UpstreamError("The identity provider's userinfo endpoint is unavailable",
+                            "temporarily_unavailable")
     if response.status_code != 200 or body is None:
         raise UpstreamError("The identity provider's userinfo response was refused")
     return body
