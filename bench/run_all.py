@@ -243,6 +243,13 @@ def write_results(results: dict, outputs: dict, durations: dict, info: dict, tot
         "- Peer: `tests/idp/server.mjs` (oidc-provider, in-memory adapter) over loopback HTTP; its CPU "
         "is utime+stime from /proc/<pid>/stat around N grants (10 ms ticks, hence 300 grants).",
     ]
+    load = ROOT / "tests" / "resilience" / "LOAD_RESULTS.md"
+    if load.exists():
+        # The bounded load run (issue: resilience) writes its own figures; carry them here so
+        # every figure lives in one file.
+        lines += ["", "## Load run (copied from tests/resilience/LOAD_RESULTS.md)", ""]
+        lines += [line.replace("# ", "### ", 1) if line.startswith("#") else line
+                  for line in load.read_text().splitlines()[1:]]
     path = ROOT / "bench" / "RESULTS.md"
     path.write_text("\n".join(lines) + "\n")
     return path
