@@ -73,6 +73,7 @@ package: $(STAMP)
 	rm -rf $(OUT); \
 	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} BROKER_LOGOUT_QUEUE_NAME=broker-$(STAGE)-logout \
 	  $$pkg/bin/chalice package --stage $(STAGE) --merge-template infra/resources.yaml $(OUT); \
+	$(PY) scripts/fix_package.py $(OUT)/sam.yaml; \
 	$(VENV)/bin/cfn-lint $(OUT)/sam.yaml; \
 	echo "make package: $(OUT)/sam.yaml and $(OUT)/deployment.zip for stage $(STAGE), cfn-lint clean"
 
