@@ -105,6 +105,9 @@ class _Entry:
     attempted_at: float | None = None  # last fetch attempt, successful or not
 
 
+NO_COPY_RETRY_SECONDS = 5
+
+
 class JwksCache:
     def __init__(
         self,
@@ -142,8 +145,12 @@ class JwksCache:
             now = self._clock()
             if self._fresh(entry, now):
                 return entry.key_set  # type: ignore[return-value]
-            # Expired (or never fetched): refetch, but not more than once a minute after a failure.
-            if entry.attempted_at is None or now - entry.attempted_at >= self._min_refetch:
+            # Expired (or never fetched): refetch, but not more than once a minute after a failure
+            # while a good copy still serves; with no copy at all, every login would fail, so
+            # retry sooner (NO_COPY_RETRY_SECONDS) to recover quickly once the IdP is back.
+            wait = self._min_refetch if entry.key_set is not None else min(
+                self._min_refetch, NO_COPY_RETRY_SECONDS)
+            if entry.attempted_at is None or now - entry.attempted_at >= wait:
                 self._refresh(jwks_uri, entry, now)
             return self._usable(jwks_uri, entry, self._clock())
 

@@ -256,3 +256,30 @@ def test_default_fetch_http_error_is_a_failure(monkeypatch):
 
 def test_singleton():
     assert jc.jwks_cache() is jc.jwks_cache()
+
+
+def test_no_copy_at_all_is_retried_after_a_few_seconds():
+    """With no good copy every login fails, so recovery must not wait a whole minute."""
+    from chalicelib.login.jwks_cache import NO_COPY_RETRY_SECONDS, JwksCache, JwksUnavailable
+
+    now = [1000.0]
+    calls = []
+    answers = [RuntimeError("down"), public(RSA_A)]
+
+    def fetch(uri):
+        calls.append(uri)
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    cache = JwksCache(fetch=fetch, clock=lambda: now[0])
+    with pytest.raises(JwksUnavailable):
+        cache.key_set("https://idp.example/jwks")
+    now[0] += 1  # too soon: no new attempt
+    with pytest.raises(JwksUnavailable):
+        cache.key_set("https://idp.example/jwks")
+    assert len(calls) == 1
+    now[0] += NO_COPY_RETRY_SECONDS
+    assert cache.key_set("https://idp.example/jwks")
+    assert len(calls) == 2
