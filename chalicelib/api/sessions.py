@@ -91,9 +91,14 @@ def get_session(session_id):
 def delete_session(session_id):
     from chalicelib import revocation
 
+    from chalicelib import sessions
+
     _caller("delete:sessions")
     now = int(time.time())
-    _live_session(session_id, now)
+    if sessions.get_session(session_id, now) is None and sessions.unfinished_end(session_id) is None:
+        raise _no_session()
     # A concurrent delete may win between the read and here: the session is gone either way.
-    revocation.end_session(session_id, now, reason="session_deleted", include_offline=True)
+    # finish_interrupted: a session whose earlier ending failed half-way is finished, not a 404.
+    revocation.end_session(session_id, now, reason="session_deleted", include_offline=True,
+                           finish_interrupted=True)
     return json_response(None, 204)
