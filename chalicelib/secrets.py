@@ -101,7 +101,7 @@ class SecretStore:
                 self.create(name, value, description)
                 return
             except SecretExists:
-                pass
+                pass  # it exists: store a new version below
             try:
                 self._client().put_secret_value(SecretId=name, SecretString=value)
             except ClientError as exc:

@@ -77,7 +77,7 @@ def authorization_url(connection: dict, *, state: str, nonce: str, scope: str,
 def exchange_code(connection: dict, code: str, code_verifier: str | None,
                   client_secret: str | None) -> dict:
     """RFC 6749 §4.1.3 at the connection's token endpoint; returns the token response."""
-    from chalicelib.netguard import OutboundError, OutboundRefused, safe_post_form
+    from chalicelib.netguard import safe_post_form
 
     options = connection["options"]
     data = {"grant_type": "authorization_code", "code": code, "redirect_uri": callback_url()}
@@ -99,22 +99,9 @@ def exchange_code(connection: dict, code: str, code_verifier: str | None,
         raise UpstreamError(f"unsupported client authentication method {method}", "server_error")
     if code_verifier:
         data["code_verifier"] = code_verifier
-    try:
-        response = safe_post_form(options["token_endpoint"], data, auth=_basic(auth),
-                                  headers={"Accept": "application/json"},
-                                  allow_loopback=get_settings().allow_insecure_loopback,
-                                  max_redirects=0)
-    except (OutboundError, OutboundRefused) as exc:
-        log.warning("upstream token endpoint of %s failed: %s", connection["name"], exc)
-        raise UpstreamError("The identity provider's token endpoint is unavailable",
-                            "temporarily_unavailable") from None
-    body = _json_object(response.content)
-    if _unavailable(response.status_code):
-        log.warning("upstream token endpoint of %s answered %s", connection["name"],
-                    response.status_code)
-        # SPEC §8: the IdP failing is an outage, not a refusal: the app may retry later.
-        raise UpstreamError("The identity provider's token endpoint is unavailable",
-                            "temporarily_unavailable")
+    response, body = _call(connection, "token endpoint", lambda: safe_post_form(
+        options["token_endpoint"], data, auth=_basic(auth), headers={"Accept": "application/json"},
+        allow_loopback=get_settings().allow_insecure_loopback, max_redirects=0))
     if response.status_code != 200 or body is None:
         code_name = (body or {}).get("error") if isinstance(body, dict) else None
         log.warning("upstream token endpoint of %s answered %s %s", connection["name"],
@@ -137,8 +124,23 @@ def _basic(auth: tuple[str, str] | None):
     return (quote(auth[0], safe=""), quote(auth[1], safe=""))
 
 
-def _unavailable(status: int) -> bool:
-    return status >= 500 or status == 429
+def _call(connection: dict, what: str, send) -> tuple:
+    """Send one upstream request; (response, JSON object or None). A network failure, a 5xx or a
+    429 is an outage (SPEC §8: ``temporarily_unavailable``, the app may retry), not a refusal."""
+    from chalicelib.netguard import OutboundError, OutboundRefused
+
+    unavailable = UpstreamError(f"The identity provider's {what} is unavailable",
+                                "temporarily_unavailable")
+    try:
+        response = send()
+    except (OutboundError, OutboundRefused) as exc:
+        log.warning("upstream %s of %s failed: %s", what, connection["name"], exc)
+        raise unavailable from None
+    if response.status_code >= 500 or response.status_code == 429:
+        log.warning("upstream %s of %s answered %s", what, connection["name"],
+                    response.status_code)
+        raise unavailable
+    return response, _json_object(response.content)
 
 
 def _json_object(content: bytes) -> dict | None:
@@ -150,26 +152,14 @@ def _json_object(content: bytes) -> dict | None:
 
 
 def fetch_userinfo(connection: dict, access_token: str) -> dict:
-    from chalicelib.netguard import OutboundError, OutboundRefused, safe_get
+    from chalicelib.netguard import safe_get
 
     endpoint = connection["options"].get("userinfo_endpoint")
     if not endpoint:
         raise UpstreamError("The connection has no userinfo endpoint", "server_error")
-    try:
-        response = safe_get(endpoint, headers={"Authorization": f"Bearer {access_token}",
-                                               "Accept": "application/json"},
-                            allow_loopback=get_settings().allow_insecure_loopback,
-                            max_redirects=0)
-    except (OutboundError, OutboundRefused) as exc:
-        log.warning("upstream userinfo of %s failed: %s", connection["name"], exc)
-        raise UpstreamError("The identity provider's userinfo endpoint is unavailable",
-                            "temporarily_unavailable") from None
-    body = _json_object(response.content)
-    if _unavailable(response.status_code):
-        log.warning("upstream userinfo of %s answered %s", connection["name"],
-                    response.status_code)
-        raise UpstreamError("The identity provider's userinfo endpoint is unavailable",
-                            "temporarily_unavailable")
+    response, body = _call(connection, "userinfo endpoint", lambda: safe_get(
+        endpoint, headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+        allow_loopback=get_settings().allow_insecure_loopback, max_redirects=0))
     if response.status_code != 200 or body is None:
         raise UpstreamError("The identity provider's userinfo response was refused")
     return body

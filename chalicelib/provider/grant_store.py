@@ -75,7 +75,7 @@ def revoke_grant(grant_id: str, now: int, reason: str) -> None:
                        condition="attribute_exists(pk) AND attribute_not_exists(revoked_at)",
                        values={":now": now, ":why": reason}, return_values="NONE")
     except ConditionFailed:
-        pass
+        pass  # already revoked, or expired and gone: revocation is idempotent
 
 
 def extend_grant_operation(grant_id: str, expires_at: int) -> dict:
