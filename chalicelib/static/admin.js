@@ -91,6 +91,21 @@
     return data;
   }
 
+  // Every item of a list route: checkpoint paging (take=100, then from=<last id>) until no "next",
+  // so a tenant with more than one page (the API's default is 50) shows everything. Bounded.
+  async function listAll(path, key) {
+    const items = [];
+    let from = null;
+    for (let pages = 0; pages < 1000; pages += 1) {
+      const query = "take=100" + (from ? "&from=" + encodeURIComponent(from) : "");
+      const body = await api("GET", path + "?" + query);
+      items.push(...(body[key] || []));
+      if (!body.next) return items;
+      from = body.next;
+    }
+    return items;
+  }
+
   // ---- sign in / out ------------------------------------------------------------------------
 
   async function signIn(event) {
@@ -141,7 +156,7 @@
 
   async function loadConnections() {
     try {
-      connections = await api("GET", "api/v2/connections");
+      connections = await listAll("api/v2/connections", "connections");
       renderConnections();
     } catch (error) {
       status("connections-status", "error", "Could not list connections: " + error.message);
@@ -371,7 +386,7 @@
 
   async function loadApplications() {
     try {
-      applications = await api("GET", "api/v2/clients");
+      applications = await listAll("api/v2/clients", "clients");
       renderApplications();
     } catch (error) {
       status("applications-status", "error", "Could not list applications: " + error.message);

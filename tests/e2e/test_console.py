@@ -170,6 +170,39 @@ def test_console_creates_an_application_and_enables_it(page, broker: Broker, idp
         management.call("DELETE", f"api/v2/clients/{client_id}")
 
 
+def test_console_lists_beyond_the_first_page(page, broker: Broker, idp: IdpProcess, management: Management):
+    """The list routes answer 50 items by default: a tenant with more applications than one page of 100
+    still sees every one, in the table and in the enable form (regression: the console asked once)."""
+    from playwright.sync_api import expect
+
+    existing = management.call("GET", "api/v2/clients?include_totals=true&per_page=1", expect=200)["total"]
+    created: list[str] = []
+    connection = management.call("POST", "api/v2/connections", {
+        "name": f"paging-{secrets.token_hex(3)}", "strategy": "oidc",
+        "options": {"type": "front_channel", "discovery_url": idp.issuer, "client_id": "broker-client"}},
+        expect=201)
+    try:
+        for number in range(max(0, 101 - existing) + 1):  # bounded: at most 102 applications
+            created.append(management.call("POST", "api/v2/clients", {
+                "name": f"Paging app {number}", "app_type": "regular_web",
+                "callbacks": ["http://127.0.0.1:9/callback"]}, expect=201)["client_id"])
+        clients = management.call("GET", "api/v2/clients?include_totals=true&per_page=1", expect=200)
+        assert clients["total"] > 100
+        last = max(created)  # ids sort ascending: the largest of ours is not on the first page of 100
+        first_page = management.call("GET", "api/v2/clients?take=100", expect=200)["clients"]
+        assert last not in {c["client_id"] for c in first_page}
+
+        sign_in(page, broker)
+        expect(page.get_by_role("cell", name=last, exact=True)).to_be_visible()
+        row = page.locator(f'tr[data-connection="{connection["name"]}"]')
+        row.get_by_role("button", name="Applications").click()
+        expect(page.locator(f'#enable-list input[value="{last}"]')).to_have_count(1)
+    finally:
+        management.call("DELETE", f"api/v2/connections/{connection['id']}")
+        for client_id in created:
+            management.call("DELETE", f"api/v2/clients/{client_id}")
+
+
 def test_console_signin_failure_is_reported(page, broker: Broker):
     from playwright.sync_api import expect
 
