@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from urllib.parse import parse_qs
 
 from chalice import Blueprint, Response
@@ -18,11 +19,15 @@ FORM_OR_JSON = ["application/x-www-form-urlencoded", "application/json"]
 MAX_FORM_BYTES = 32 * 1024
 
 
-def _respond(result) -> Response:
-    from chalicelib.logout.rp_logout import SignedOut
+def _respond(result, accept_language: str | None) -> Response:
     from chalicelib.login.authorize import ErrorPage
     from chalicelib.login.pages import error_page, redirect
+    from chalicelib.logout.rp_logout import ConfirmLogout, SignedOut
 
+    if isinstance(result, ConfirmLogout):
+        from chalicelib.logout import confirm_page
+
+        return confirm_page.render(result, accept_language)
     if isinstance(result, ErrorPage):
         return error_page(result.status, result.title, result.detail)
     if isinstance(result, SignedOut):
@@ -40,7 +45,8 @@ def _browser_logout(flow, params: dict[str, list[str]]) -> Response:
     request = bp.current_request
     try:
         cookies = read_cookies(request.headers.get("cookie"))
-        return _respond(flow(params, cookies.get(sessions.COOKIE), int(time.time())))
+        return _respond(flow(params, cookies.get(sessions.COOKIE), int(time.time())),
+                        request.headers.get("accept-language"))
     except ApiError as exc:
         log.error("logout failed: %s", exc.error_code)
     except Exception:  # noqa: BLE001 - no internals in a browser response
@@ -65,7 +71,7 @@ def oidc_logout_post():
     if len(body) > MAX_FORM_BYTES:
         return error_page(413, "Request too large", "The logout request is too large.")
     params = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
-    return _browser_logout(rp_initiated_logout, params)
+    return _browser_logout(partial(rp_initiated_logout, form_post=True), params)
 
 
 @bp.route("/v2/logout", methods=["GET"])

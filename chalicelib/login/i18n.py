@@ -1,4 +1,4 @@
-"""The login page's languages: English and French (SPEC §3.5).
+"""The login and logout pages' languages: English and French (SPEC §3.5).
 
 The language is chosen from ``ui_locales`` (OIDC Core §3.1.2.1: space-separated BCP 47 tags in
 order of preference) first, then from the browser's ``Accept-Language`` (RFC 9110 §12.5.4, with
@@ -26,6 +26,13 @@ MESSAGES: dict[str, dict[str, str]] = {
                                 "Check the address.",
         "buttons_label": "Other ways to sign in",
         "application": "Signing in to {name}",
+        "logout_title": "Sign out",
+        "logout_heading": "Do you want to sign out?",
+        "logout_from_app": "{name} asks to sign you out.",
+        "logout_intro": "Signing out ends your session for every application that uses this "
+                        "sign-in.",
+        "logout_button": "Sign out",
+        "logout_stay": "If you did not ask to sign out, close this page: you stay signed in.",
     },
     "fr": {
         "title": "Connexion",
@@ -42,6 +49,14 @@ MESSAGES: dict[str, dict[str, str]] = {
                                 "{domain}. Vérifiez l'adresse.",
         "buttons_label": "Autres moyens de connexion",
         "application": "Connexion à {name}",
+        "logout_title": "Déconnexion",
+        "logout_heading": "Voulez-vous vous déconnecter ?",
+        "logout_from_app": "{name} demande à vous déconnecter.",
+        "logout_intro": "La déconnexion met fin à votre session pour toutes les applications qui "
+                        "utilisent cette connexion.",
+        "logout_button": "Se déconnecter",
+        "logout_stay": "Si vous n'avez pas demandé à vous déconnecter, fermez cette page : "
+                       "vous restez connecté.",
     },
 }
 

@@ -8,6 +8,13 @@ return URL not registered for the client gives an error page, never a redirect, 
 only then is the browser's session ended (``revocation.end_session``: its online grants die, the
 session's other applications get back-channel logout, the initiating one does not) and the session
 cookie cleared.
+
+Logout CSRF: the session cookie is ``SameSite=None`` (the IdP's form_post must carry it), so any site
+could make the browser load ``/oidc/logout``. RP-Initiated Logout §2 says the OP SHOULD ask the user
+when there is no ``id_token_hint`` (or it names another user): then the browser's session is ended
+only after the user confirms on a page whose form carries a token derived from the session cookie,
+which another site can neither read nor guess (Keycloak does the same). ``/v2/logout`` copies Auth0
+and does not ask.
 """
 from __future__ import annotations
 
@@ -21,6 +28,37 @@ from chalicelib.login.pages import expired_cookie
 from chalicelib.settings import get_settings
 
 MAX_PARAM_LENGTH = 8192
+
+
+@dataclass
+class ConfirmLogout:
+    """Ask the user before ending the browser's session: the form posts ``params`` back to
+    ``/oidc/logout`` with ``token`` as ``logout_confirm``."""
+
+    params: dict[str, str]
+    token: str
+    application: str | None = None
+    redirect_uri: str | None = None
+    ui_locales: str | None = None
+
+
+CONFIRM_PARAM = "logout_confirm"
+
+
+def confirm_token(cookie: str) -> str:
+    """The confirmation form's token: a one-way, domain-separated function of the session cookie
+    (HttpOnly, never in storage), so a page on another site cannot produce it."""
+    import base64
+    import hashlib
+
+    raw = hashlib.sha256(b"broker-logout-confirm\x00" + cookie.encode()).digest()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _confirmed(value: str | None, cookie: str) -> bool:
+    from chalicelib.tokens import same
+
+    return bool(value) and same(value, confirm_token(cookie))
 
 
 @dataclass
@@ -89,13 +127,15 @@ def _end_browser_session(cookie: str | None, now: int, *, reason: str,
     return revocation.end_session(session.sid, now, reason=reason, initiator_client=initiator)
 
 
-def rp_initiated_logout(params: dict[str, list[str]], cookie: str | None,
-                        now: int) -> ErrorPage | Redirect | SignedOut:
-    """OIDC RP-Initiated Logout 1.0 §2–§3. ``logout_hint`` and ``ui_locales`` are ignored."""
+def rp_initiated_logout(params: dict[str, list[str]], cookie: str | None, now: int, *,
+                        form_post: bool = False) -> ErrorPage | Redirect | SignedOut | ConfirmLogout:
+    """OIDC RP-Initiated Logout 1.0 §2–§3. ``logout_hint`` is ignored; ``ui_locales`` only picks
+    the confirmation page's language. A confirmation (``logout_confirm``) counts only in a form
+    POST, the way the confirmation page sends it."""
     from chalicelib.management.clients import get_client
 
     values, repeated = _single(params, ("id_token_hint", "client_id", "post_logout_redirect_uri",
-                                        "state"))
+                                        "state", CONFIRM_PARAM))
     if repeated:
         return ErrorPage(400, "Invalid request", f"The {repeated} parameter is repeated.")
     if any(len(v) > MAX_PARAM_LENGTH for v in values.values()):
@@ -124,6 +164,14 @@ def rp_initiated_logout(params: dict[str, list[str]], cookie: str | None,
             # §3: exact match with a registered URL, or no redirect at all.
             return ErrorPage(400, "Invalid post_logout_redirect_uri",
                              "The post_logout_redirect_uri is not registered for this application.")
+    live = sessions.session_from_cookie(cookie, now)
+    if live is not None and (hint is None or hint["sub"] != live.user_id):
+        # No proof that the application's user asked (or the hint names someone else): ask.
+        if not (form_post and _confirmed(values.get(CONFIRM_PARAM), cookie)):
+            kept = {k: v for k, v in values.items() if k != CONFIRM_PARAM}
+            return ConfirmLogout(params=kept, token=confirm_token(cookie),
+                                 application=(client or {}).get("name"), redirect_uri=redirect_uri,
+                                 ui_locales=(params.get("ui_locales") or [None])[0])
     ended = _end_browser_session(cookie, now, reason="rp_logout", initiator=client_id)
     hinted_sid = hint.get("sid") if hint else None
     if isinstance(hinted_sid, str) and (ended is None or ended["sid"] != hinted_sid):

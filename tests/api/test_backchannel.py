@@ -15,7 +15,7 @@ import pytest
 
 from chalicelib.logout import backchannel
 from tests.api import test_logout as flows
-from tests.api.test_logout import SIGNED_OUT, claims_of, logout_path, sign_in
+from tests.api.test_logout import SIGNED_OUT, claims_of, confirmed_logout, logout_path, sign_in
 from tests.support.bcl_receiver import BclReceiver, InvalidLogoutToken
 
 # The logout tests' fixtures: an upstream IdP, two web apps and a SPA on one connection.
@@ -111,8 +111,8 @@ def test_rp_logout_notifies_the_other_application_not_the_initiator(client, apps
                                                                      receivers):
     web_rp, other_rp = receivers(apps["web"]), receivers(apps["other"])
     browser, id_claims = sso_pair(client, apps)
-    response = browser.get(logout_path(client_id=apps["web"]["client_id"],
-                                       post_logout_redirect_uri=SIGNED_OUT))
+    response = confirmed_logout(browser, client_id=apps["web"]["client_id"],
+                                post_logout_redirect_uri=SIGNED_OUT)
     assert response.status_code == 302
     assert drain() == ["delivered"]
     assert web_rp.deliveries == []
@@ -153,7 +153,7 @@ def test_retries_until_delivered_and_logs_each_attempt(client, apps, queues, rec
                                                        delivery_log):
     other_rp = receivers(apps["other"], statuses=[503, 503, 200])
     browser, _ = sso_pair(client, apps)
-    browser.get(logout_path(client_id=apps["web"]["client_id"]))
+    confirmed_logout(browser, client_id=apps["web"]["client_id"])
     assert drain() == ["requeued", "requeued", "delivered"]
     assert [d.status for d in other_rp.deliveries] == [503, 503, 200]
     assert all(d.error is None for d in other_rp.deliveries)
@@ -173,7 +173,7 @@ def test_retries_until_delivered_and_logs_each_attempt(client, apps, queues, rec
 def test_a_400_is_final(client, apps, queues, receivers, delivery_log):
     other_rp = receivers(apps["other"], statuses=[400, 200])
     browser, _ = sso_pair(client, apps)
-    browser.get(logout_path(client_id=apps["web"]["client_id"]))
+    confirmed_logout(browser, client_id=apps["web"]["client_id"])
     assert drain() == ["rejected"]
     assert [d.status for d in other_rp.deliveries] == [400]
     assert dead_letters(queues) == []
@@ -185,7 +185,7 @@ def test_always_failing_receiver_ends_in_the_dead_letter_queue(client, apps, que
     attempts = backchannel.MAX_ATTEMPTS
     other_rp = receivers(apps["other"], statuses=[500] * (attempts + 2))
     browser, id_claims = sso_pair(client, apps)
-    browser.get(logout_path(client_id=apps["web"]["client_id"]))
+    confirmed_logout(browser, client_id=apps["web"]["client_id"])
     assert drain() == ["requeued"] * (attempts - 1) + ["dead_letter"]
     assert len(other_rp.deliveries) == attempts
     [parked] = dead_letters(queues)
@@ -201,7 +201,7 @@ def test_unreachable_receiver_is_retried(client, apps, queues, receivers, monkey
     other_rp = receivers(apps["other"])
     other_rp.stop()  # nothing listens on its port any more
     browser, _ = sso_pair(client, apps)
-    browser.get(logout_path(client_id=apps["web"]["client_id"]))
+    confirmed_logout(browser, client_id=apps["web"]["client_id"])
     assert drain() == ["requeued", "dead_letter"]
     assert len(dead_letters(queues)) == 1
     other_rp.start()  # let the fixture stop it cleanly
@@ -209,7 +209,7 @@ def test_unreachable_receiver_is_retried(client, apps, queues, receivers, monkey
 
 def test_applications_without_a_backchannel_url_get_nothing(client, apps, queues):
     browser, _ = sso_pair(client, apps)
-    browser.get(logout_path(client_id=apps["web"]["client_id"]))
+    confirmed_logout(browser, client_id=apps["web"]["client_id"])
     assert drain() == []
 
 

@@ -132,14 +132,54 @@ def logout_path(path="/oidc/logout", **params) -> str:
 
 # --- /oidc/logout --------------------------------------------------------------------------------
 
-def test_rp_logout_ends_the_session_and_redirects_with_state(client, apps):
+def confirmation_form(response) -> tuple[str, dict[str, str]]:
+    """The action and fields of the "Do you want to sign out?" page's form."""
+    from html.parser import HTMLParser
+
+    found: dict = {"action": None, "fields": {}}
+
+    class Parser(HTMLParser):
+        def handle_starttag(self, tag, attrs):
+            attributes = dict(attrs)
+            if tag == "form":
+                assert attributes.get("method") == "post"
+                found["action"] = attributes["action"]
+            if tag == "input" and attributes.get("type") == "hidden":
+                found["fields"][attributes["name"]] = attributes.get("value") or ""
+
+    assert response.status_code == 200, response.body
+    Parser().feed(response.body.decode())
+    assert found["action"], response.body
+    return found["action"], found["fields"]
+
+
+def confirm(browser, response):
+    """Press "Sign out" on the confirmation page."""
+    action, fields = confirmation_form(response)
+    assert action.endswith("/oidc/logout")
+    return browser.post_form("/oidc/logout", fields)
+
+
+def confirmed_logout(browser, **params):
+    """``/oidc/logout`` without id_token_hint from a browser with a session: asked, confirmed."""
+    return confirm(browser, browser.get(logout_path(**params)))
+
+
+def test_rp_logout_without_hint_asks_then_ends_the_session_and_redirects_with_state(client, apps):
     web, conn = apps["web"], apps["connection"]
     browser, tokens = sign_in(client, web, conn)
     old_cookie = browser.cookies["broker_session"]
     assert "code" in silent_authorize(client, web, conn, old_cookie)
-    response = browser.get(logout_path(client_id=web["client_id"],
-                                       post_logout_redirect_uri=SIGNED_OUT, state="bye-state",
-                                       ui_locales="de", logout_hint="alice"))
+    asked = browser.get(logout_path(client_id=web["client_id"],
+                                    post_logout_redirect_uri=SIGNED_OUT, state="bye-state",
+                                    ui_locales="de", logout_hint="alice"))
+    # No id_token_hint: RP-Initiated Logout §2 says ask. Nothing is ended before the answer.
+    assert "Do you want to sign out?" in asked.body.decode()
+    assert not set_cookies(asked)
+    assert "code" in silent_authorize(client, web, conn, old_cookie)
+    assert userinfo_status(client, tokens["access_token"]) == 200
+
+    response = confirm(browser, asked)
     assert response.status_code == 302
     assert response.headers["Location"] == SIGNED_OUT + "?state=bye-state"
     assert response.headers["Cache-Control"] == "no-store"
@@ -148,6 +188,94 @@ def test_rp_logout_ends_the_session_and_redirects_with_state(client, apps):
     # The old cookie no longer skips the IdP, the access token is refused.
     assert silent_authorize(client, web, conn, old_cookie)["error"] == "login_required"
     assert userinfo_status(client, tokens["access_token"]) == 401
+
+
+def test_rp_logout_with_hint_and_cookie_of_the_same_user_does_not_ask(client, apps):
+    web, conn = apps["web"], apps["connection"]
+    browser, tokens = sign_in(client, web, conn)
+    old_cookie = browser.cookies["broker_session"]
+    response = browser.get(logout_path(id_token_hint=tokens["id_token"],
+                                       post_logout_redirect_uri=SIGNED_OUT, state="s"))
+    assert response.status_code == 302
+    assert response.headers["Location"] == SIGNED_OUT + "?state=s"
+    assert_cookie_cleared(response)
+    assert silent_authorize(client, web, conn, old_cookie)["error"] == "login_required"
+
+
+def test_confirmation_page_is_strict_escaped_and_translated(client, apps):
+    web = apps["web"]
+    browser, _ = sign_in(client, web, apps["connection"])
+    evil_state = '"><script>alert(1)</script>'
+    response = browser.get(logout_path(client_id=web["client_id"], post_logout_redirect_uri=SIGNED_OUT,
+                                       state=evil_state, ui_locales="fr-CA en"))
+    body = response.body.decode()
+    assert "<script" not in body
+    assert "Voulez-vous vous déconnecter ?" in body and 'lang="fr"' in body
+    assert "web demande à vous déconnecter." in body
+    assert response.headers["Cache-Control"] == "no-store"
+    csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "frame-ancestors 'none'" in csp
+    assert "script-src" not in csp
+    # The form may post to the broker and be followed by the redirect to the app's logout URL.
+    form_action = next(d for d in csp.split(";") if d.strip().startswith("form-action")).split()
+    assert form_action[1] == "'self'" and "https://app.example.com" in form_action
+    _, fields = confirmation_form(response)
+    assert fields["state"] == evil_state  # carried back as it came, escaped in the HTML
+    assert set(fields) == {"client_id", "post_logout_redirect_uri", "state", "logout_confirm"}
+    english = browser.get(logout_path(), headers={"Accept-Language": "en-GB,fr;q=0.5"})
+    assert "Do you want to sign out?" in english.body.decode()
+
+
+def test_wrong_or_foreign_confirmation_ends_nothing(client, apps):
+    """Logout CSRF: a page on another site can make the browser GET or POST /oidc/logout with the
+    cookie, but it cannot produce the confirmation token, which is bound to the session cookie."""
+    web, conn = apps["web"], apps["connection"]
+    browser, tokens = sign_in(client, web, conn)
+    cookie = browser.cookies["broker_session"]
+    intruder, _ = sign_in(client, web, conn)  # another browser, another session
+    _, intruder_fields = confirmation_form(intruder.get(logout_path()))
+    _, own_fields = confirmation_form(browser.get(logout_path()))
+    attempts = [
+        ("post", {"logout_confirm": "x" * 43}),
+        ("post", {"logout_confirm": ""}),
+        ("post", {"logout_confirm": intruder_fields["logout_confirm"]}),  # another browser's
+        ("post", {"logout_confirm": own_fields["logout_confirm"] + "A"}),
+        ("get", {"logout_confirm": own_fields["logout_confirm"]}),  # a confirmation only by POST
+    ]
+    for method, fields in attempts:
+        if method == "post":
+            response = browser.post_form("/oidc/logout", fields)
+        else:
+            response = browser.get(logout_path(**fields))
+        assert "Do you want to sign out?" in response.body.decode(), (method, fields)
+        assert not set_cookies(response)
+        assert "code" in silent_authorize(client, web, conn, cookie), (method, fields)
+    assert userinfo_status(client, tokens["access_token"]) == 200
+    # Repeated confirmation parameter: refused like any repeated parameter.
+    repeated = browser.post_form("/oidc/logout", [("logout_confirm", own_fields["logout_confirm"])] * 2)
+    assert repeated.status_code == 400
+    assert "code" in silent_authorize(client, web, conn, cookie)
+
+
+def test_hint_of_another_user_with_a_live_cookie_asks(client, apps):
+    from chalicelib.keys import sign_jwt
+
+    web, conn = apps["web"], apps["connection"]
+    browser, tokens = sign_in(client, web, conn)
+    claims = claims_of(tokens["id_token"])
+    someone_else = sign_jwt({**claims, "sub": "oidc|elsewhere|mallory", "sid": "nope"}, typ="JWT")
+    asked = browser.get(logout_path(id_token_hint=someone_else))
+    assert "Do you want to sign out?" in asked.body.decode()
+    assert "code" in silent_authorize(client, web, conn, browser.cookies["broker_session"])
+    signed_out = confirm(browser, asked)
+    assert "You are signed out" in signed_out.body.decode()
+    assert_cookie_cleared(signed_out)
+
+
+def test_no_session_no_hint_is_the_signed_out_page_without_asking(client, apps):
+    response = client.http.get("/oidc/logout")
+    assert response.status_code == 200
+    assert "You are signed out" in response.body.decode()
 
 
 def test_rp_logout_with_only_an_id_token_hint_ends_the_hinted_session(client, apps):
@@ -192,7 +320,7 @@ def test_hint_of_another_user_does_not_end_a_session_it_does_not_own(client, app
 def test_signed_out_page_without_parameters(client, apps):
     browser, _ = sign_in(client, apps["web"], apps["connection"])
     old_cookie = browser.cookies["broker_session"]
-    response = browser.get("/oidc/logout")
+    response = confirm(browser, browser.get("/oidc/logout"))
     assert response.status_code == 200
     assert "Location" not in response.headers
     assert "You are signed out" in response.body.decode()
@@ -207,9 +335,10 @@ def test_signed_out_page_without_parameters(client, apps):
 def test_logout_by_form_post(client, apps):
     web = apps["web"]
     browser, _ = sign_in(client, web, apps["connection"])
-    response = browser.post_form("/oidc/logout", {"client_id": web["client_id"],
-                                                  "post_logout_redirect_uri": SIGNED_OUT,
-                                                  "state": "p"})
+    asked = browser.post_form("/oidc/logout", {"client_id": web["client_id"],
+                                               "post_logout_redirect_uri": SIGNED_OUT,
+                                               "state": "p"})
+    response = confirm(browser, asked)
     assert response.status_code == 302
     assert response.headers["Location"] == SIGNED_OUT + "?state=p"
     assert_cookie_cleared(response)
@@ -298,8 +427,8 @@ def test_logout_revokes_online_grants_but_offline_refresh_tokens_survive(client,
     _, other_tokens = sign_in(client, other, conn, browser=browser,
                               scope="openid offline_access")  # SSO, offline
     assert "refresh_token" not in web_tokens and "refresh_token" in other_tokens
-    response = browser.get(logout_path(client_id=web["client_id"],
-                                       post_logout_redirect_uri=SIGNED_OUT))
+    response = confirmed_logout(browser, client_id=web["client_id"],
+                                post_logout_redirect_uri=SIGNED_OUT)
     assert response.status_code == 302
     assert userinfo_status(client, web_tokens["access_token"]) == 401
     # Offline access (offline_access) survives a plain logout, as Keycloak's offline sessions do.
