@@ -18,6 +18,7 @@ from tests.e2e.harness import (
     ARTIFACTS,
     HTTP_TIMEOUT,
     Broker,
+    Management,
     RelyingParty,
     Setup,
     http_session,
@@ -213,3 +214,46 @@ def test_standard_oidc_client_from_discovery(page, broker: Broker, idp: IdpProce
         assert again.status_code == 200 and again.json()["email"] == "alice@example.com", again.text
     finally:
         oauth.close()
+
+
+def test_rp_logout_without_hint_asks_in_the_browser(page, broker: Broker, idp: IdpProcess,
+                                                   rp_app: RelyingParty, setup: Setup,
+                                                   management: Management):
+    """/oidc/logout without id_token_hint shows "Do you want to sign out?" (RP-Initiated Logout §2);
+    the session ends only on "Sign out", and the form's redirect to the application passes the CSP."""
+    from playwright.sync_api import expect
+
+    client, connection = setup.client, setup.connections["front"]
+    management.call("PATCH", f"api/v2/clients/{client['client_id']}",
+                    {"allowed_logout_urls": [rp_app.callback_url]}, expect=200)
+
+    def authorize_url(state: str, **extra: str) -> str:
+        return broker.url("authorize") + "?" + urlencode({
+            "client_id": client["client_id"], "redirect_uri": rp_app.callback_url, "response_type": "code",
+            "scope": "openid", "state": state, "nonce": secrets.token_urlsafe(8),
+            "code_challenge": pkce_pair()[1], "code_challenge_method": "S256",
+            "connection": connection["name"], **extra})
+
+    state = secrets.token_urlsafe(12)
+    browser_login(page, authorize_url(state), idp, rp_app, state, "logout-confirm")
+    logout_state = secrets.token_urlsafe(12)
+    page.goto(broker.url("oidc/logout") + "?" + urlencode({
+        "client_id": client["client_id"], "post_logout_redirect_uri": rp_app.callback_url,
+        "state": logout_state}))
+    expect(page.get_by_role("heading", name="Do you want to sign out?")).to_be_visible()
+    page.screenshot(path=str(ARTIFACTS / "logout-confirm.png"), full_page=True)
+
+    # Not yet signed out: prompt=none still gets a code through the broker session.
+    silent = secrets.token_urlsafe(12)
+    probe = page.context.new_page()
+    probe.goto(authorize_url(silent, prompt="none"))
+    assert "code" in rp_app.callback_for(silent)[0]
+    probe.close()
+
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile("^" + re.escape(rp_app.callback_url) + r"\?"))
+    assert rp_app.callback_for(logout_state)[0] == {"state": logout_state}
+
+    after = secrets.token_urlsafe(12)
+    page.goto(authorize_url(after, prompt="none"))
+    assert rp_app.callback_for(after)[0]["error"] == "login_required"
