@@ -230,6 +230,8 @@ def _response_schemas(schemas: dict) -> None:
                                                  "client_secret_post"]),
         "callbacks": _array(_str()),
         "allowed_logout_urls": _array(_str()),
+        "allowed_origins": _array(_str()),
+        "web_origins": _array(_str()),
         "grant_types": _array(_str(enum=["authorization_code", "refresh_token",
                                          "client_credentials"])),
         "oidc_logout": _obj({"backchannel_logout_urls": _array(_str())},
@@ -476,7 +478,14 @@ def _paths() -> dict:
     no_content = {"204": {"$ref": "#/components/responses/NoContent"}}
 
     return {
-        "/oauth/token": {"post": _token_operation()},
+        "/oauth/token": {"post": _token_operation(), "options": {
+            "operationId": "options_token", "tags": ["oauth"], "summary": "CORS preflight",
+            "security": [],
+            "description": "Answered for any origin; the POST itself is refused unless the "
+                           "origin is one the client allows (allowed_origins, web_origins or a "
+                           "callback URL's origin).",
+            "responses": {"204": {"description": "Preflight answer: Access-Control-Allow-Origin "
+                                                 "echoes the request's Origin."}}}},
         "/api/v2/openapi.json": {"get": _op(
             "get_openapi", "meta", "This document", None,
             {"200": ok({"type": "object", "required": ["openapi", "info", "paths"]},

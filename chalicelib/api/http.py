@@ -34,6 +34,14 @@ def json_response(body: Any, status: int = 200, headers: dict | None = None) -> 
                     headers=all_headers)
 
 
+def preflight(request, methods: str, *, echo_origin: bool) -> Response:
+    """A CORS preflight (chalicelib/provider/cors.py): 204, no body, nothing touched."""
+    from chalicelib.provider.cors import preflight_headers
+
+    return Response(body="", status_code=204,
+                    headers=preflight_headers(request.headers, methods, echo_origin=echo_origin))
+
+
 def _depth(value: Any, level: int = 0) -> int:
     if level > MAX_JSON_DEPTH:
         return level

@@ -9,7 +9,13 @@ from urllib.parse import parse_qs
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.http import NO_STORE, handles_oauth_errors, parse_form_or_json, query_params
+from chalicelib.api.http import (
+    NO_STORE,
+    handles_oauth_errors,
+    parse_form_or_json,
+    preflight,
+    query_params,
+)
 from chalicelib.errors import ApiError
 
 bp = Blueprint(__name__)
@@ -86,7 +92,20 @@ def auth0_logout():
 def revoke():
     from chalicelib.provider.revoke import revoke_request
 
+    from chalicelib.errors import OAuthError
+    from chalicelib.provider.cors import ClientCors, cross_origin
+
     request = bp.current_request
-    revoke_request(parse_form_or_json(request), request.headers.get("authorization"),
-                   int(time.time()))
-    return Response(body="", status_code=200, headers=dict(NO_STORE))
+    cors = ClientCors(cross_origin(request.headers))
+    try:
+        revoke_request(parse_form_or_json(request), request.headers.get("authorization"),
+                       int(time.time()), cors)
+    except OAuthError as exc:
+        exc.headers = {**exc.headers, **cors.headers()}
+        raise
+    return Response(body="", status_code=200, headers={**NO_STORE, **cors.headers()})
+
+
+@bp.route("/oauth/revoke", methods=["OPTIONS"])
+def revoke_preflight():
+    return preflight(bp.current_request, "POST", echo_origin=True)

@@ -61,6 +61,8 @@ class ClientFields(_Strict):
     token_endpoint_auth_method: Optional[AuthMethod] = None
     callbacks: Optional[list[str]] = Field(default=None, max_length=100)
     allowed_logout_urls: Optional[list[str]] = Field(default=None, max_length=100)
+    allowed_origins: Optional[list[str]] = Field(default=None, max_length=100)
+    web_origins: Optional[list[str]] = Field(default=None, max_length=100)
     grant_types: Optional[list[GrantType]] = Field(default=None, max_length=3)
     oidc_logout: Optional[OidcLogout] = None
     refresh_token: Optional[RefreshTokenSettings] = None
@@ -135,6 +137,29 @@ def _check_urls(urls: list[str] | None, what: str, *, native: bool, allow_loopba
             raise InvalidBody(f"Payload validation error: '{exc}' on property {what}") from None
 
 
+def _check_origins(origins: list[str] | None, what: str, *, allow_loopback: bool) -> list[str]:
+    """Browser origins (``scheme://host[:port]``) allowed to call the token endpoint with CORS, as
+    Auth0's Allowed Origins / Allowed Web Origins. Exact origins only: no path, no wildcard."""
+    from urllib.parse import urlsplit
+
+    from chalicelib.provider.cors import normalise_origin
+
+    checked: list[str] = []
+    for value in origins or []:
+        try:
+            check_web_url(value, allow_loopback_http=allow_loopback, what=what)
+        except ValueError as exc:
+            raise InvalidBody(f"Payload validation error: '{exc}' on property {what}") from None
+        parts = urlsplit(value)
+        normal = normalise_origin(f"{parts.scheme}://{parts.netloc}")
+        if parts.path not in ("", "/") or parts.query or "?" in value or normal is None:
+            raise InvalidBody(f"Payload validation error: '{what} must be origins "
+                              f"(scheme://host[:port], no path)' on property {what}")
+        if normal not in checked:
+            checked.append(normal)
+    return checked
+
+
 def _resolve(merged: dict) -> dict:
     """Apply defaults and the cross-field rules; raise InvalidBody on a violation."""
     settings = get_settings()
@@ -165,6 +190,9 @@ def _resolve(merged: dict) -> dict:
                 allow_loopback=settings.allow_insecure_loopback)
     _check_urls(merged.get("allowed_logout_urls"), "allowed_logout_urls", native=native,
                 allow_loopback=settings.allow_insecure_loopback)
+    for what in ("allowed_origins", "web_origins"):
+        merged[what] = _check_origins(merged.get(what), what,
+                                      allow_loopback=settings.allow_insecure_loopback)
     logout = merged.get("oidc_logout") or {}
     _check_urls(logout.get("backchannel_logout_urls"), "oidc_logout.backchannel_logout_urls",
                 native=False, allow_loopback=settings.allow_insecure_loopback)
@@ -198,7 +226,8 @@ def _resolve(merged: dict) -> dict:
 
 PUBLIC_FIELDS = (
     "client_id", "name", "description", "app_type", "token_endpoint_auth_method", "callbacks",
-    "allowed_logout_urls", "grant_types", "oidc_logout", "refresh_token", "jwt_configuration",
+    "allowed_logout_urls", "allowed_origins", "web_origins", "grant_types", "oidc_logout",
+    "refresh_token", "jwt_configuration",
     "is_first_party", "logo_uri", "client_metadata", "created_at", "updated_at",
 )
 

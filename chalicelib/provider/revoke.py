@@ -73,8 +73,11 @@ def _find(token: str, hint: str | None) -> FoundToken | None:
     return None
 
 
-def revoke_request(form: dict, authorization: str | None, now: int) -> None:
+def revoke_request(form: dict, authorization: str | None, now: int, cors=None) -> None:
+    """``cors``: the request's ClientCors, checked once the client is authenticated."""
     client = authenticate_client(form, authorization)
+    if cors is not None:
+        cors.check(client.record)
     token = form.get("token")
     if not token:
         raise OAuthError("invalid_request", "token is required")

@@ -3,25 +3,34 @@ from __future__ import annotations
 
 import secrets as pysecrets
 import time
+from typing import TYPE_CHECKING
 
 from chalicelib.errors import OAuthError
 from chalicelib.keys import sign_jwt
 from chalicelib.provider.client_auth import authenticate_client
 from chalicelib.settings import get_settings
 
+if TYPE_CHECKING:
+    from chalicelib.provider.cors import ClientCors
+
 MANAGEMENT_TOKEN_LIFETIME = 86400
 
 
-def token_request(form: dict, authorization: str | None, now: float | None = None) -> dict:
+def token_request(form: dict, authorization: str | None, now: float | None = None,
+                  cors: ClientCors | None = None) -> dict:
+    """``cors``: the request's CORS decision, made here once the client is authenticated and
+    before any grant is touched (chalicelib/provider/cors.py)."""
     grant_type = form.get("grant_type")
     if not grant_type:
         raise OAuthError("invalid_request", "Missing grant_type")
     if grant_type == "client_credentials":
-        return client_credentials(form, authorization, now)
+        return client_credentials(form, authorization, now, cors)
     if grant_type in ("authorization_code", "refresh_token"):
         from chalicelib.provider import code_grant, refresh_grant
 
         client = authenticate_client(form, authorization)
+        if cors is not None:
+            cors.check(client.record)
         moment = int(time.time() if now is None else now)
         if grant_type == "authorization_code":
             return code_grant.exchange(client, form, moment)
@@ -29,10 +38,13 @@ def token_request(form: dict, authorization: str | None, now: float | None = Non
     raise OAuthError("unsupported_grant_type", f"Unsupported grant_type {grant_type[:64]}")
 
 
-def client_credentials(form: dict, authorization: str | None, now: float | None = None) -> dict:
+def client_credentials(form: dict, authorization: str | None, now: float | None = None,
+                       cors: ClientCors | None = None) -> dict:
     from chalicelib.management.grants import scopes_for
 
     client = authenticate_client(form, authorization)
+    if cors is not None:
+        cors.check(client.record)
     if client.method == "none":
         raise OAuthError("unauthorized_client", "Public clients cannot use client_credentials")
     if "client_credentials" not in client.grant_types:

@@ -234,8 +234,10 @@ def test_client_list_paging(api):
 
 def test_signing_keys_current_and_next(client, api):
     keys = api.call("GET", "/api/v2/keys/signing").data
-    assert sorted(k["current"] for k in keys) == [False, True]
-    assert any(k["next"] for k in keys)
+    # One current and one next; a previous key too when another test rotated before this one.
+    assert [k["current"] for k in keys].count(True) == 1
+    assert [k["next"] for k in keys].count(True) == 1
+    assert len(keys) in (2, 3)
     for key in keys:
         assert key["cert"].startswith("-----BEGIN CERTIFICATE-----")
         assert "PKCS7" in key["pkcs7"]
