@@ -205,6 +205,9 @@ def _resolve(merged: dict) -> dict:
         raise InvalidBody("Payload validation error: 'public applications must rotate refresh "
                           "tokens' on property refresh_token.rotation_type")
     refresh["rotation_type"] = rotation
+    if rotation == "rotating" and refresh.get("expiration_type") == "non-expiring":
+        raise InvalidBody("Payload validation error: 'rotating refresh tokens must be expiring' "
+                          "on property refresh_token.expiration_type")
     refresh.setdefault("expiration_type", "expiring")
     refresh.setdefault("token_lifetime", 2_592_000)
     refresh.setdefault("idle_token_lifetime", 1_296_000)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from chalicelib.errors import OAuthError
-from chalicelib.provider import grant_store, issue
+from chalicelib.provider import grant_store, issue, lifetimes
 from chalicelib.provider.client_auth import AuthenticatedClient
 from chalicelib.store.dynamo import ConditionFailed
 from chalicelib.tokens import preview, s256, same
@@ -91,9 +91,7 @@ def exchange(client: AuthenticatedClient, form: dict, now: int) -> dict:
 
 def _new_refresh_token(app: dict, record: dict, scope: str, now: int,
                        absolute_expiry: int | None = None) -> tuple[str, list[dict]]:
-    settings = app.get("refresh_token") or {}
-    lifetime = int(settings.get("token_lifetime") or 2_592_000)
-    idle = int(settings.get("idle_token_lifetime") or 1_296_000)
+    lifetime, idle = lifetimes.refresh_token_lifetimes(app.get("refresh_token") or {})
     expiry = absolute_expiry or now + lifetime
     fields = {"grant_id": record["grant_id"], "client_id": app["client_id"],
               "user_id": record["user_id"], "sid": record["sid"], "scope": scope,

@@ -44,7 +44,7 @@ def new_grant_operations(grant_id: str, *, client_id: str, user_id: str, sid: st
             {"Put": {"Item": user_ref}}, {"Put": {"Item": client_ref}}]
 
 
-MAX_REFRESH_LIFETIME = 31_557_600  # the longest refresh_token.token_lifetime a client may set
+MAX_REFRESH_LIFETIME = lifetimes.REFRESH_MAX  # the longest a refresh token family may live
 
 
 def grants_of_client(client_id: str) -> list[str]:
@@ -142,6 +142,17 @@ def rotate_refresh_token_operation(token: str, now: int) -> dict:
                                "AND #ttl > :now AND idle_expires_at > :now",
         "ExpressionAttributeNames": {"#ttl": "ttl"},
         "ExpressionAttributeValues": {":now": now},
+    }}
+
+
+def rotated_within_check(token: str, now: int, since: int) -> dict:
+    """The presented token was rotated at or after ``since`` (the client's reuse leeway) and its
+    family has not expired."""
+    return {"ConditionCheck": {
+        "Key": {"pk": f"RT#{digest(token)}", "sk": "RT"},
+        "ConditionExpression": "rotated_at >= :since AND #ttl > :now",
+        "ExpressionAttributeNames": {"#ttl": "ttl"},
+        "ExpressionAttributeValues": {":now": now, ":since": since},
     }}
 
 

@@ -6,3 +6,23 @@ ID_TOKEN_DEFAULT = 36000         # per client: jwt_configuration.lifetime_in_sec
 SESSION_ABSOLUTE = 7 * 24 * 3600  # broker session, like Auth0's default maximum
 SESSION_IDLE = 3 * 24 * 3600
 LOGIN_TRANSACTION = 600          # SPEC §3.2: 10 minutes
+
+REFRESH_ABSOLUTE_DEFAULT = 2_592_000   # per client: refresh_token.token_lifetime (30 days)
+REFRESH_IDLE_DEFAULT = 1_296_000       # per client: refresh_token.idle_token_lifetime (15 days)
+REFRESH_MAX = 31_557_600               # one year: the longest any refresh token family lives
+
+
+def refresh_token_lifetimes(settings: dict) -> tuple[int, int]:
+    """(absolute, idle) lifetime of a client's refresh tokens. Auth0's ``expiration_type:
+    non-expiring`` and ``infinite_*`` flags are honoured as "the longest the broker allows": one
+    year, so no token lives forever and every stored item has a TTL."""
+    non_expiring = settings.get("expiration_type") == "non-expiring"
+    if non_expiring or settings.get("infinite_token_lifetime"):
+        absolute = REFRESH_MAX
+    else:
+        absolute = int(settings.get("token_lifetime") or REFRESH_ABSOLUTE_DEFAULT)
+    if non_expiring or settings.get("infinite_idle_token_lifetime"):
+        idle = absolute
+    else:
+        idle = int(settings.get("idle_token_lifetime") or REFRESH_IDLE_DEFAULT)
+    return absolute, min(idle, absolute)

@@ -2,16 +2,18 @@
 
 Rotating clients get a new refresh token each time; the old one is marked rotated in the same
 transaction that checks the grant is active and stores the new one. A rotated token presented
-again revokes the whole family (the grant). Non-rotating (confidential) clients keep their token
-and slide its idle expiry. Either way the family dies with its grant (logout, Global Token
-Revocation, user or client deletion).
+again revokes the whole family (the grant), unless it comes within the client's
+``refresh_token.leeway`` seconds of its rotation (Auth0's reuse interval: a retried request, or two
+tabs refreshing at once): then it gets another new token of the same family. Non-rotating
+(confidential) clients keep their token and slide its idle expiry. Either way the family dies
+with its grant (logout, Global Token Revocation, user or client deletion).
 """
 from __future__ import annotations
 
 import logging
 
 from chalicelib.errors import OAuthError
-from chalicelib.provider import grant_store, issue
+from chalicelib.provider import grant_store, issue, lifetimes
 from chalicelib.provider.client_auth import AuthenticatedClient
 from chalicelib.provider.code_grant import _new_refresh_token, _token_response
 from chalicelib.store.dynamo import ConditionFailed
@@ -39,11 +41,12 @@ def refresh(client: AuthenticatedClient, form: dict, now: int) -> dict:
         # RFC 6749 §6: bound to the client it was issued to. Not treated as reuse: the
         # legitimate client's family stays intact.
         raise _invalid()
-    if record.get("rotated_at"):
-        grant_store.revoke_grant(record["grant_id"], now, "refresh_token_reuse")
-        log.warning("rotated refresh token %s reused: grant %s revoked", preview(token),
-                    record["grant_id"][:8])
-        raise _invalid()
+    app = client.record
+    settings = app.get("refresh_token") or {}
+    rotating = settings.get("rotation_type", "rotating") == "rotating"
+    leeway = int(settings.get("leeway") or 0) if rotating else 0
+    if record.get("rotated_at") and not _within_leeway(record, now, leeway):
+        _reused(token, record, now)
     if int(record["idle_expires_at"]) <= now:
         raise _invalid("Refresh token expired")
     # No pre-read of the grant: the transaction below refuses a revoked grant atomically.
@@ -57,16 +60,18 @@ def refresh(client: AuthenticatedClient, form: dict, now: int) -> dict:
     user = get_user(record["user_id"])
     if user is None:
         raise _invalid()
-    app = client.record
-    settings = app.get("refresh_token") or {}
-    idle = int(settings.get("idle_token_lifetime") or 1_296_000)
-    rotating = settings.get("rotation_type", "rotating") == "rotating"
+    _, idle = lifetimes.refresh_token_lifetimes(settings)
     new_token = None
     if rotating:
         # The grant update in ops carries the "grant still active" condition.
         new_token, ops = _new_refresh_token(app, record, record["scope"], now,
                                             absolute_expiry=int(record["family_expires_at"]))
-        operations = [grant_store.rotate_refresh_token_operation(token, now), *ops]
+        if record.get("rotated_at"):
+            # Within the leeway: the token stays rotated; the check pins "rotated recently".
+            first = grant_store.rotated_within_check(token, now, now - leeway)
+        else:
+            first = grant_store.rotate_refresh_token_operation(token, now)
+        operations = [first, *ops]
     else:
         idle_expiry = min(now + idle, int(record["family_expires_at"]))
         operations = [grant_store.slide_refresh_token_operation(token, now, idle_expiry),
@@ -78,8 +83,28 @@ def refresh(client: AuthenticatedClient, form: dict, now: int) -> dict:
         grant_store.run(operations)
     except ConditionFailed:
         fresh = grant_store.find_refresh_token(token)
-        if rotating and fresh is not None and fresh.get("rotated_at"):
+        if not (rotating and fresh is not None and fresh.get("rotated_at")):
+            raise _invalid() from None
+        if record.get("rotated_at") or not _within_leeway(fresh, now, leeway):
             # A concurrent use of the same token: one wins, the other is reuse.
-            grant_store.revoke_grant(record["grant_id"], now, "refresh_token_reuse")
-        raise _invalid() from None
+            _reused(token, fresh, now)
+        # Lost the race to a concurrent use, but within the leeway: another token of the family.
+        new_token, ops = _new_refresh_token(app, fresh, fresh["scope"], now,
+                                            absolute_expiry=int(fresh["family_expires_at"]))
+        try:
+            grant_store.run([grant_store.rotated_within_check(token, now, now - leeway), *ops])
+        except ConditionFailed:
+            raise _invalid() from None
     return _token_response(app, user, record, scope, now, new_token, nonce=None)
+
+
+def _within_leeway(record: dict, now: int, leeway: int) -> bool:
+    return leeway > 0 and now - int(record["rotated_at"]) <= leeway
+
+
+def _reused(token: str, record: dict, now: int) -> None:
+    """RFC 9700 §4.14.2: a rotated token presented again revokes its whole family."""
+    grant_store.revoke_grant(record["grant_id"], now, "refresh_token_reuse")
+    log.warning("rotated refresh token %s reused: grant %s revoked", preview(token),
+                record["grant_id"][:8])
+    raise _invalid()

@@ -115,6 +115,34 @@ def test_concurrent_uses_of_one_refresh_token(live_url, spa_login):  # noqa: F81
     assert statuses.count(400) == PARALLEL - 1, statuses
 
 
+def test_concurrent_uses_within_the_leeway_all_succeed(api, live_url, spa_login):  # noqa: F811
+    """Two tabs (here twenty) refreshing with the same token at once, with Auth0's reuse interval
+    set: every one gets a distinct new token and the family stays alive."""
+    spa, login = spa_login
+    patched = api.call("PATCH", f"/api/v2/clients/{spa['client_id']}",
+                       body={"refresh_token": {"rotation_type": "rotating", "leeway": 60}})
+    assert patched.status_code == 200, patched.data
+    browser, method, params, verifier = login()
+    code = _code_from(browser, method, params)
+    tokens = requests.post(f"{live_url}/oauth/token", timeout=30, data={
+        "grant_type": "authorization_code", "code": code, "redirect_uri": APP_CALLBACK,
+        "code_verifier": verifier, "client_id": spa["client_id"]}).json()
+    form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+            "client_id": spa["client_id"]}
+
+    def refresh():
+        return requests.post(f"{live_url}/oauth/token", data=form, timeout=30)
+
+    results = _parallel(refresh)
+    assert [r.status_code for r in results] == [200] * PARALLEL, [r.text for r in results]
+    issued = {r.json()["refresh_token"] for r in results}
+    assert len(issued) == PARALLEL
+    for token in issued:  # every one of them works: nothing was revoked
+        response = requests.post(f"{live_url}/oauth/token", timeout=30, data={
+            "grant_type": "refresh_token", "refresh_token": token, "client_id": spa["client_id"]})
+        assert response.status_code == 200, response.text
+
+
 def test_concurrent_callbacks_with_one_state(live_url, spa_login):  # noqa: F811
     spa, login = spa_login
     browser, method, params, verifier = login()

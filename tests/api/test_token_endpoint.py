@@ -276,3 +276,96 @@ def test_management_token_still_works(client):
     token = json.loads(response.body)["access_token"]
     listed = client.http.get("/api/v2/clients", headers={"Authorization": f"Bearer {token}"})
     assert listed.status_code == 200
+
+
+# ------------------------------------------------------------- refresh-token policy per client
+
+class Clock:
+    """The token endpoint's clock, moved by the test."""
+
+    def __init__(self, monkeypatch):
+        self.now = time.time()
+        monkeypatch.setattr(token_module, "time", types.SimpleNamespace(time=lambda: self.now))
+
+
+def _spa_tokens(client, api, setup, **refresh_settings):
+    app = setup["spa"]
+    patched = api.call("PATCH", f"/api/v2/clients/{app['client_id']}",
+                       body={"refresh_token": refresh_settings})
+    assert patched.status_code == 200, patched.data
+    code, verifier = login(client, setup, app, scope="openid offline_access")
+    tokens = exchange(client, app, code, verifier)
+    assert tokens.status_code == 200, tokens.data
+    return app, tokens.data
+
+
+def test_reuse_within_the_clients_leeway_gets_another_token(client, api, setup, monkeypatch):
+    """Auth0's reuse interval (refresh_token.leeway): a rotated token used again within it is a
+    retry, not an attack; after it, reuse revokes the family as before."""
+    app, tokens = _spa_tokens(client, api, setup, rotation_type="rotating", leeway=30)
+    clock = Clock(monkeypatch)
+    first = tokens["refresh_token"]
+    second = refresh(client, app, first)
+    assert second.status_code == 200, second.data
+    clock.now += 10
+    retried = refresh(client, app, first)  # within 30 s of the rotation
+    assert retried.status_code == 200, retried.data
+    third = retried.data["refresh_token"]
+    assert third not in (first, second.data["refresh_token"])
+    assert refresh(client, app, second.data["refresh_token"]).status_code == 200  # family alive
+    fourth = refresh(client, app, third)
+    assert fourth.status_code == 200, fourth.data
+    clock.now += 25  # 35 s after the first rotation
+    assert_invalid_grant(refresh(client, app, first))
+    # Outside the leeway it is reuse: the whole family died.
+    assert_invalid_grant(refresh(client, app, fourth.data["refresh_token"]))
+
+
+def test_without_leeway_the_first_reuse_revokes_the_family(client, api, setup):
+    app, tokens = _spa_tokens(client, api, setup, rotation_type="rotating", leeway=0)
+    first = tokens["refresh_token"]
+    second = refresh(client, app, first)
+    assert second.status_code == 200
+    assert_invalid_grant(refresh(client, app, first))
+    assert_invalid_grant(refresh(client, app, second.data["refresh_token"]))
+
+
+def test_refresh_token_lifetimes_are_the_clients(client, api, setup, monkeypatch):
+    app = setup["web"]
+    day = 86400
+    api.call("PATCH", f"/api/v2/clients/{app['client_id']}", body={"refresh_token": {
+        "rotation_type": "non-rotating", "token_lifetime": 10 * day, "idle_token_lifetime": 2 * day}})
+    code, verifier = login(client, setup, app, scope="openid offline_access")
+    rt = exchange(client, app, code, verifier).data["refresh_token"]
+    clock = Clock(monkeypatch)
+    clock.now += 1.5 * day
+    assert refresh(client, app, rt).status_code == 200  # slides the idle expiry
+    clock.now += 3 * day
+    assert_invalid_grant(refresh(client, app, rt))  # idle for 3 days > 2
+    monkeypatch.undo()
+
+    # non-expiring (Auth0's legacy default for confidential clients): the broker's maximum, a year.
+    api.call("PATCH", f"/api/v2/clients/{app['client_id']}", body={"refresh_token": {
+        "rotation_type": "non-rotating", "expiration_type": "non-expiring"}})
+    code, verifier = login(client, setup, app, scope="openid offline_access")
+    rt = exchange(client, app, code, verifier).data["refresh_token"]
+    clock = Clock(monkeypatch)
+    clock.now += 200 * day  # far beyond the 30- and 15-day defaults
+    assert refresh(client, app, rt).status_code == 200
+    clock.now += 200 * day  # beyond a year since issue
+    assert_invalid_grant(refresh(client, app, rt))
+
+
+@pytest.mark.parametrize("settings", [
+    {"rotation_type": "rotating", "expiration_type": "non-expiring"},
+    {"expiration_type": "non-expiring"},  # a SPA rotates by default
+    {"leeway": 61},
+    {"leeway": -1},
+])
+def test_refresh_settings_that_cannot_hold_are_refused(api, setup, settings):
+    app = setup["spa"]
+    before = api.call("GET", f"/api/v2/clients/{app['client_id']}").data["refresh_token"]
+    response = api.call("PATCH", f"/api/v2/clients/{app['client_id']}", body={"refresh_token": settings})
+    assert response.status_code == 400, response.data
+    assert response.data["errorCode"] == "invalid_body"
+    assert api.call("GET", f"/api/v2/clients/{app['client_id']}").data["refresh_token"] == before
