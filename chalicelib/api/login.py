@@ -17,22 +17,25 @@ FORM = ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain"
 
 
 def _page(result):
-    from chalicelib.login.authorize import ErrorPage
-    from chalicelib.login.pages import error_page, redirect
+    from chalicelib.login.authorize import ErrorPage, FormPost
+    from chalicelib.login.pages import error_page, form_post_page, redirect
 
     if isinstance(result, ErrorPage):
         return error_page(result.status, result.title, result.detail)
+    if isinstance(result, FormPost):
+        return form_post_page(result.action, result.fields, result.cookies)
     return redirect(result.location, result.status, result.cookies)
 
 
 def _unavailable(app_request=None, state=None):
     """SPEC §8: once the redirect_uri is trusted, outages go back to the application."""
-    from chalicelib.login.authorize import error_redirect
-    from chalicelib.login.pages import error_page, redirect
+    from chalicelib.login.authorize import error_to_app
+    from chalicelib.login.pages import error_page
 
     if app_request is not None:
-        return redirect(error_redirect(app_request.redirect_uri, "temporarily_unavailable",
-                                       "The service is temporarily unavailable", state))
+        return _page(error_to_app(app_request.redirect_uri, app_request.response_mode,
+                                  "temporarily_unavailable",
+                                  "The service is temporarily unavailable", state))
     return error_page(503, "Temporarily unavailable", "Please try again in a moment.")
 
 
@@ -71,8 +74,8 @@ def authorize():
                                                    cookies.get(BINDING_COOKIE), now,
                                                    force_login=force))
         except flow.AppError as exc:
-            return _page(flow.Redirect(flow.error_redirect(app_request.redirect_uri, exc.error,
-                                                           exc.description, app_request.state)))
+            return _page(flow.error_to_app(app_request.redirect_uri, app_request.response_mode,
+                                           exc.error, exc.description, app_request.state))
     except ApiError as exc:
         if exc.status == 503:
             return _unavailable(app_request, app_request.state if app_request else None)
@@ -97,7 +100,7 @@ def _login_page(app_request, choice, request):
 def _single_sign_on(app_request, session, now: int):
     """A live broker session for the chosen connection: no trip upstream (SSO)."""
     from chalicelib import sessions
-    from chalicelib.login.authorize import AppError, Redirect, success_redirect
+    from chalicelib.login.authorize import AppError, code_to_app
     from chalicelib.login.complete import code_operations
     from chalicelib.provider import grant_store
     from chalicelib.store.dynamo import ConditionFailed
@@ -113,7 +116,7 @@ def _single_sign_on(app_request, session, now: int):
         grant_store.run(operations)
     except ConditionFailed:
         raise AppError("login_required", "The session ended; log in again") from None
-    return Redirect(success_redirect(app_request.redirect_uri, code, app_request.state))
+    return code_to_app(app_request.redirect_uri, app_request.response_mode, code, app_request.state)
 
 
 @bp.route("/login/callback", methods=["GET", "POST"], content_types=FORM)

@@ -39,6 +39,19 @@ class Redirect:
     status: int = 302
 
 
+@dataclass
+class FormPost:
+    """``response_mode=form_post`` (OAuth 2.0 Form Post Response Mode): an auto-submitting form
+    that POSTs ``fields`` to the application's ``action`` (its redirect_uri)."""
+
+    action: str
+    fields: dict[str, str]
+    cookies: list[str] = field(default_factory=list)
+
+
+RESPONSE_MODES = ("query", "form_post")
+
+
 class AppError(Exception):
     """An error reported to the application's redirect_uri."""
 
@@ -63,6 +76,35 @@ class AppRequest:
     login_hint: str | None
     connection_name: str | None
     raw: dict[str, str]
+    response_mode: str = "query"  # how the answer reaches redirect_uri (validated later)
+
+
+def to_app(redirect_uri: str, response_mode: str | None, params: dict[str, str], state: str | None,
+           *, cookies: list[str] | None = None, status: int = 302) -> Redirect | FormPost:
+    """The answer to the application, with ``state`` and ``iss`` (RFC 9207), in its response
+    mode: a redirect with a query (default) or an auto-submitted form POST."""
+    from urllib.parse import urlencode
+
+    fields = dict(params)
+    if state is not None:
+        fields["state"] = state
+    fields["iss"] = get_settings().issuer
+    if response_mode == "form_post":
+        return FormPost(action=redirect_uri, fields=fields, cookies=list(cookies or []))
+    separator = "&" if "?" in redirect_uri else "?"
+    return Redirect(redirect_uri + separator + urlencode(fields), cookies=list(cookies or []),
+                    status=status)
+
+
+def error_to_app(redirect_uri: str, response_mode: str | None, error: str, description: str,
+                 state: str | None, **kwargs) -> Redirect | FormPost:
+    return to_app(redirect_uri, response_mode,
+                  {"error": error, "error_description": description[:300]}, state, **kwargs)
+
+
+def code_to_app(redirect_uri: str, response_mode: str | None, code: str, state: str | None,
+                **kwargs) -> Redirect | FormPost:
+    return to_app(redirect_uri, response_mode, {"code": code}, state, **kwargs)
 
 
 def error_redirect(redirect_uri: str, error: str, description: str, state: str | None) -> str:
@@ -120,6 +162,8 @@ def parse_request(params: dict[str, list[str]]) -> AppRequest | ErrorPage:
                          code_challenge_method=None, prompt=set(), max_age=None,
                          audience=values.get("audience"), login_hint=values.get("login_hint"),
                          connection_name=values.get("connection"), raw=values)
+    if repeated != "response_mode" and values.get("response_mode") in RESPONSE_MODES:
+        request.response_mode = values["response_mode"]
     if repeated:
         raise_to_app = AppError("invalid_request", f"The {repeated} parameter is repeated")
         return _attach(request, raw_error=raise_to_app)
@@ -139,8 +183,8 @@ def validate_request(request: AppRequest) -> None:
     values, client = request.raw, request.client
     if values.get("response_type") != "code":
         raise AppError("unsupported_response_type", "Only response_type=code is supported")
-    if values.get("response_mode") not in (None, "query"):
-        raise AppError("invalid_request", "Only response_mode=query is supported")
+    if values.get("response_mode") not in (None, *RESPONSE_MODES):
+        raise AppError("invalid_request", "Only response_mode=query or form_post is supported")
     if "authorization_code" not in (client.get("grant_types") or []):
         raise AppError("unauthorized_client", "The application may not use the authorization code grant")
     if request.state is not None and len(request.state) > 2048:
@@ -279,7 +323,7 @@ def start_upstream_login(request: AppRequest, connection: dict, browser_binding:
     scope = upstream_scope(connection)
     tx = LoginTransaction(
         connection_id=connection["id"], client_id=request.client["client_id"],
-        redirect_uri=request.redirect_uri, response_mode="query", scope=request.scope,
+        redirect_uri=request.redirect_uri, response_mode=request.response_mode, scope=request.scope,
         state=request.state, nonce=request.nonce, code_challenge=request.code_challenge,
         code_challenge_method=request.code_challenge_method, upstream_nonce=nonce,
         upstream_code_verifier=verifier, browser_digest=digest(binding), created_at=now,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from chalicelib.errors import ApiError
-from chalicelib.login.authorize import ErrorPage, Redirect, error_redirect, success_redirect
+from chalicelib.login.authorize import ErrorPage, FormPost, Redirect, code_to_app, error_to_app
 from chalicelib.login.transactions import (
     BINDING_COOKIE,
     LoginTransaction,
@@ -34,7 +34,7 @@ class LoginFailed(Exception):
 
 
 def handle_callback(params: dict[str, str], method: str, cookies: dict[str, str],
-                    now: int) -> ErrorPage | Redirect:
+                    now: int) -> ErrorPage | Redirect | FormPost:
     try:
         tx = consume_transaction(params.get("state"), cookies.get(BINDING_COOKIE), now)
     except TransactionError as exc:
@@ -44,34 +44,32 @@ def handle_callback(params: dict[str, str], method: str, cookies: dict[str, str]
     except LoginFailed as exc:
         log.info("login through connection %s failed: %s (%s)", tx.connection_id, exc.error,
                  exc.description)
-        return Redirect(error_redirect(tx.redirect_uri, exc.error, exc.description, tx.state),
-                        status=303)
+        return error_to_app(tx.redirect_uri, tx.response_mode, exc.error, exc.description, tx.state,
+                            status=303)
     except UpstreamError as exc:
         log.info("login through connection %s failed upstream: %s", tx.connection_id,
                  exc.description)
-        return Redirect(error_redirect(tx.redirect_uri, exc.error, exc.description, tx.state),
-                        status=303)
+        return error_to_app(tx.redirect_uri, tx.response_mode, exc.error, exc.description, tx.state,
+                            status=303)
     except ApiError as exc:
         # SPEC §8: the transaction named a validated redirect_uri, so a dependency failure
         # (DynamoDB, Secrets Manager) goes back to the application, not to a dead-end page.
         log.warning("login through connection %s failed on a dependency: %s", tx.connection_id,
                     exc.error_code)
-        return Redirect(error_redirect(tx.redirect_uri, "temporarily_unavailable",
-                                       "The service is temporarily unavailable", tx.state),
-                        status=303)
+        return error_to_app(tx.redirect_uri, tx.response_mode, "temporarily_unavailable",
+                            "The service is temporarily unavailable", tx.state, status=303)
     except RecursionError:
         # A token or response nested thousands deep (the decoder recurses): bad input, no crash.
         log.warning("login through connection %s: input nested too deeply", tx.connection_id)
-        return Redirect(error_redirect(tx.redirect_uri, "access_denied",
-                                       "The identity provider's response is malformed", tx.state),
-                        status=303)
+        return error_to_app(tx.redirect_uri, tx.response_mode, "access_denied",
+                            "The identity provider's response is malformed", tx.state, status=303)
     except Exception:  # noqa: BLE001 - no internals in a browser response
         log.exception("login through connection %s crashed", tx.connection_id)
-        return Redirect(error_redirect(tx.redirect_uri, "server_error",
-                                       "The login could not be completed", tx.state), status=303)
+        return error_to_app(tx.redirect_uri, tx.response_mode, "server_error",
+                            "The login could not be completed", tx.state, status=303)
 
 
-def _complete(tx: LoginTransaction, params: dict[str, str], method: str, now: int) -> Redirect:
+def _complete(tx: LoginTransaction, params: dict[str, str], method: str, now: int) -> Redirect | FormPost:
     from chalicelib.management.connections import cached_connection
     from chalicelib.management.clients import cached_client
 
@@ -188,7 +186,7 @@ def _userinfo(connection: dict, access_token: str | None, claims: dict) -> dict 
 
 
 def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
-            userinfo: dict | None, now: int, raw_id_token: str | None = None) -> Redirect:
+            userinfo: dict | None, now: int, raw_id_token: str | None = None) -> Redirect | FormPost:
     from chalicelib import sessions, users
     from chalicelib.login.complete import code_operations
     from chalicelib.login.mapping import apply_root_attribute_policy, map_claims
@@ -231,6 +229,6 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
     session_cookie = cookie(sessions.COOKIE, cookie_value, max_age=lifetimes.SESSION_ABSOLUTE,
                             same_site="Lax")
 
-    return Redirect(success_redirect(tx.redirect_uri, code, tx.state),
-                    # The binding cookie stays until it expires: another tab's login may need it.
-                    cookies=[session_cookie], status=303)
+    # The binding cookie stays until it expires: another tab's login may need it.
+    return code_to_app(tx.redirect_uri, tx.response_mode, code, tx.state, cookies=[session_cookie],
+                       status=303)

@@ -65,8 +65,36 @@ def expired_cookie(name: str, path: str = "/") -> str:
     return f"{name}=; Path={path}; Max-Age=0; HttpOnly; Secure; SameSite=None"
 
 
+FORM_POST_SCRIPT = "document.forms[0].submit();"
+
+
+def form_post_page(action: str, fields: dict[str, str], cookies: list[str] | None = None) -> Response:
+    """OAuth 2.0 Form Post Response Mode §2: an HTML form that the browser POSTs to the
+    application's redirect_uri at once. The CSP allows exactly this one script (by hash) and a
+    form target of the application's origin; without JavaScript a Continue button does it."""
+    from chalicelib.login.login_page import origin
+
+    esc = html.escape
+    inputs = "".join(f'<input type="hidden" name="{esc(name)}" value="{esc(value)}">'
+                     for name, value in fields.items())
+    body = ('<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>Continue</title>'
+            '<meta name="referrer" content="no-referrer"></head><body>'
+            f'<form method="post" action="{esc(action)}">{inputs}'
+            '<noscript><p>JavaScript is off: press Continue to return to the application.</p>'
+            '<button type="submit">Continue</button></noscript></form>'
+            f"<script>{FORM_POST_SCRIPT}</script></body></html>")
+    target = origin(action) or "'none'"
+    csp = (f"default-src 'none'; script-src {style_hash(FORM_POST_SCRIPT)}; form-action {target}; "
+           "frame-ancestors 'none'; base-uri 'none'")
+    headers: dict = {"Content-Type": "text/html; charset=utf-8", **SECURITY_HEADERS,
+                     "Content-Security-Policy": csp}
+    if cookies:
+        headers["Set-Cookie"] = cookies
+    return Response(body=body, status_code=200, headers=headers)
+
+
 def style_hash(style: str) -> str:
-    """A CSP ``'sha256-…'`` source for one inline ``<style>`` block."""
+    """A CSP ``'sha256-…'`` source for one inline ``<style>`` or ``<script>`` block."""
     import base64
     import hashlib
 

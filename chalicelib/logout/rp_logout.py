@@ -9,12 +9,12 @@ only then is the browser's session ended (``revocation.end_session``: its online
 session's other applications get back-channel logout, the initiating one does not) and the session
 cookie cleared.
 
-Logout CSRF: the session cookie is ``SameSite=None`` (the IdP's form_post must carry it), so any site
-could make the browser load ``/oidc/logout``. RP-Initiated Logout §2 says the OP SHOULD ask the user
-when there is no ``id_token_hint`` (or it names another user): then the browser's session is ended
-only after the user confirms on a page whose form carries a token derived from the session cookie,
-which another site can neither read nor guess (Keycloak does the same). ``/v2/logout`` copies Auth0
-and does not ask.
+Logout CSRF: the session cookie is ``SameSite=Lax``, so a top-level navigation from any site (a
+link, ``window.location``) carries it to ``/oidc/logout``. RP-Initiated Logout §2 says the OP
+SHOULD ask the user when there is no ``id_token_hint`` (or it names another user): then the
+browser's session is ended only after the user confirms on a page whose form carries a token
+derived from the session cookie, which another site can neither read nor guess (Keycloak does the
+same). ``/v2/logout`` copies Auth0 and does not ask.
 """
 from __future__ import annotations
 

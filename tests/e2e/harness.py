@@ -217,19 +217,28 @@ class RelyingParty:
     def __init__(self) -> None:
         self.callbacks: list[dict[str, str]] = []
         self.urls: list[str] = []
+        self.methods: list[str] = []  # GET (query) or POST (form_post), per callback
         self._cond = threading.Condition()
         app = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                self._callback("GET", urlsplit(self.path).query)
+
+            def do_POST(self) -> None:  # noqa: N802 - response_mode=form_post
+                length = min(int(self.headers.get("Content-Length") or 0), 65536)
+                self._callback("POST", self.rfile.read(length).decode("utf-8", "replace"))
+
+            def _callback(self, method: str, encoded: str) -> None:
                 split = urlsplit(self.path)
                 if split.path != "/callback":
                     self.send_error(404)
                     return
-                params = {k: v[0] for k, v in parse_qs(split.query).items()}
+                params = {k: v[0] for k, v in parse_qs(encoded).items()}
                 with app._cond:
                     app.callbacks.append(params)
                     app.urls.append(app.base_url + self.path)
+                    app.methods.append(method)
                     app._cond.notify_all()
                 if "code" in params:
                     body = "<h1>Signed in</h1><p>The application received an authorization code.</p>"

@@ -257,3 +257,33 @@ def test_rp_logout_without_hint_asks_in_the_browser(page, broker: Broker, idp: I
     after = secrets.token_urlsafe(12)
     page.goto(authorize_url(after, prompt="none"))
     assert rp_app.callback_for(after)[0]["error"] == "login_required"
+
+
+def test_form_post_response_mode_in_the_browser(page, broker: Broker, idp: IdpProcess, rp_app: RelyingParty,
+                                                setup: Setup):
+    """response_mode=form_post: Chromium runs the broker's auto-submit page under its CSP (one
+    script by hash, form-action the application's origin) and POSTs the code to the application."""
+    client, connection = setup.client, setup.connections["back"]
+    state = secrets.token_urlsafe(16)
+    verifier, challenge = pkce_pair()
+    authorize_url = broker.url("authorize") + "?" + urlencode({
+        "client_id": client["client_id"], "redirect_uri": rp_app.callback_url, "response_type": "code",
+        "response_mode": "form_post", "scope": "openid", "state": state,
+        "nonce": secrets.token_urlsafe(8), "code_challenge": challenge, "code_challenge_method": "S256",
+        "connection": connection["name"], "prompt": "login"})
+    page.goto(authorize_url)
+    page.wait_for_selector("#login")
+    page.fill("#login", "alice")
+    page.click("#submit")
+    page.wait_for_url(rp_app.callback_url)  # a POST: no query
+    expect_text = page.get_by_text("Signed in")
+    from playwright.sync_api import expect
+
+    expect(expect_text).to_be_visible()
+    params, _ = rp_app.callback_for(state)
+    index = rp_app.callbacks.index(params)
+    assert rp_app.methods[index] == "POST"
+    assert params["iss"] == broker.issuer and params["state"] == state
+    tokens = token_request(broker, client, {"grant_type": "authorization_code", "code": params["code"],
+                                            "redirect_uri": rp_app.callback_url, "code_verifier": verifier})
+    assert tokens["id_token"]
