@@ -161,6 +161,24 @@ def test_login_page_is_accessible(a11y_page, axe_script, broker: Broker, rp_app:
     assert check_accessibility(a11y_page, axe_script, "login-page-fr") == []
 
 
+def test_logout_confirmation_page_is_accessible(a11y_page, axe_script, broker: Broker, idp: IdpProcess,
+                                                rp_app: RelyingParty, hrd_setup: HrdSetup):
+    """The "Do you want to sign out?" page (/oidc/logout without id_token_hint), in both languages."""
+    from playwright.sync_api import expect
+
+    _, challenge = pkce_pair()
+    a11y_page.goto(authorize_url(broker, hrd_setup.client, rp_app, "a11y-logout", challenge,
+                                 connection=hrd_setup.corp["name"]))
+    sign_in_at_idp(a11y_page, idp, "alice")
+    a11y_page.wait_for_url(re.compile("^" + re.escape(rp_app.callback_url) + r"\?"))
+    a11y_page.goto(broker.url("oidc/logout") + "?" + urlencode({"client_id": hrd_setup.client["client_id"]}))
+    expect(a11y_page.get_by_role("heading", name="Do you want to sign out?")).to_be_visible()
+    assert check_accessibility(a11y_page, axe_script, "logout-confirm") == []
+    a11y_page.goto(broker.url("oidc/logout") + "?ui_locales=fr")
+    expect(a11y_page.get_by_role("heading", name="Voulez-vous vous déconnecter ?")).to_be_visible()
+    assert check_accessibility(a11y_page, axe_script, "logout-confirm-fr") == []
+
+
 def test_make_run_demo_url_logs_in_end_to_end(page, broker: Broker):
     """scripts/run_local.py started the demo IdP and printed one URL: it works for a newcomer."""
     from playwright.sync_api import expect
