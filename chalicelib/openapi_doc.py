@@ -439,10 +439,17 @@ def _p(*names: str) -> list[dict]:
 
 def _op(op_id: str, tag: str, summary: str, scopes: list[str] | None, responses: dict, *,
         parameters: list | None = None, body: str | None = None, body_required: bool = True,
-        description: str = "") -> dict:
+        description: str = "", any_scope: bool = False) -> dict:
+    """``scopes``: all required, or with ``any_scope`` any one of them."""
     operation: dict[str, Any] = {"operationId": op_id, "tags": [tag], "summary": summary}
     if scopes is None:
         operation["security"] = []
+    elif any_scope:
+        scope_text = "Scopes: any of " + ", ".join(f"`{s}`" for s in scopes) + "."
+        description = f"{scope_text} {description}".strip()
+        operation["security"] = [{scheme: [s]} for s in scopes
+                                 for scheme in ("managementToken", "bearerAuth")]
+        operation["x-any-of-scopes"] = scopes
     else:
         scope_text = "Scopes: " + ", ".join(f"`{s}`" for s in scopes) + "."
         description = f"{scope_text} {description}".strip()
@@ -543,28 +550,30 @@ def _paths() -> dict:
         "/api/v2/connections/{connection_id}/keys": {
             "parameters": [connection_id],
             "get": _op("get_connection_keys", "connections", "The connection's private_key_jwt keys",
-                       ["read:connections"],
+                       ["read:connections_keys", "read:connections"],
                        {"200": ok(_array(_ref("ConnectionKey")), "Current, next and previous."),
                         **_errors(401, 403, 404, 503)},
-                       description="Generated on first use. (Auth0: read:connections_keys.)"),
+                       description="Generated on first use.", any_scope=True),
             "post": _op("post_connection_keys", "connections",
-                        "Create the connection's private_key_jwt keys", ["update:connections"],
+                        "Create the connection's private_key_jwt keys",
+                        ["create:connections_keys", "update:connections"],
                         {"201": ok(_array(_ref("ConnectionKey")), "The new current and next keys."),
                          **_errors(400, 401, 403, 404, 409, 413, 503)},
                         body="ConnectionKeyRequest", body_required=False,
-                        description="409 (connection_keys_exist) when it has keys already. "
-                                    "(Auth0: create:connections_keys.)"),
+                        description="409 (connection_keys_exist) when it has keys already.",
+                        any_scope=True),
         },
         "/api/v2/connections/{connection_id}/keys/rotate": {
             "parameters": [connection_id],
             "post": _op("rotate_connection_keys", "connections",
-                        "Rotate the connection's private_key_jwt keys", ["update:connections"],
+                        "Rotate the connection's private_key_jwt keys",
+                        ["update:connections_keys", "update:connections"],
                         {"201": ok(_ref("ConnectionKeyRotated"), "The new next key."),
                          **_errors(400, 401, 403, 404, 413, 503)},
                         body="ConnectionKeyRequest", body_required=False,
                         description="next becomes current, current becomes previous (still "
                                     "published), a new next key is made; older previous keys "
-                                    "are retired. (Auth0: update:connections_keys.)"),
+                                    "are retired.", any_scope=True),
         },
         "/api/v2/connections/{connection_id}/try": {
             "parameters": [connection_id],

@@ -21,14 +21,17 @@ from chalicelib.management.connections import cached_connection_by_name, require
 bp = Blueprint(__name__)
 JSON = ["application/json", "text/plain", "application/x-www-form-urlencoded",
         "application/octet-stream"]
-READ_SCOPE = "read:connections"  # Auth0: read:connections_keys
-WRITE_SCOPE = "update:connections"  # Auth0: create:connections_keys / update:connections_keys
+# Auth0's own scopes, or the connection scopes (which already let a caller change the connection).
+READ_SCOPES = ("read:connections_keys", "read:connections")
+CREATE_SCOPES = ("create:connections_keys", "update:connections")
+ROTATE_SCOPES = ("update:connections_keys", "update:connections")
 JWKS_CACHE = {"Cache-Control": "public, max-age=300"}
 
 
 def _caller(*scopes: str) -> auth.Caller:
+    """Authenticated, with any one of ``scopes``."""
     caller = auth.authenticate(bp.current_request.headers.get("authorization"))
-    auth.require(caller, *scopes)
+    auth.require_any(caller, *scopes)
     return caller
 
 
@@ -53,7 +56,7 @@ def connection_jwks(name):
 @bp.route("/api/v2/connections/{connection_id}/keys", methods=["GET"])
 @handles_api_errors
 def list_connection_keys(connection_id):
-    _caller(READ_SCOPE)
+    _caller(*READ_SCOPES)
     connection = require_connection(connection_id)
     return json_response([keys.key_view(k) for k in keys.list_keys(connection)])
 
@@ -61,7 +64,7 @@ def list_connection_keys(connection_id):
 @bp.route("/api/v2/connections/{connection_id}/keys", methods=["POST"], content_types=JSON)
 @handles_api_errors
 def create_connection_keys(connection_id):
-    _caller(WRITE_SCOPE)
+    _caller(*CREATE_SCOPES)
     body = _optional_body()
     connection = require_connection(connection_id)
     return json_response([keys.key_view(k) for k in keys.provision(connection, body)], 201)
@@ -70,7 +73,7 @@ def create_connection_keys(connection_id):
 @bp.route("/api/v2/connections/{connection_id}/keys/rotate", methods=["POST"], content_types=JSON)
 @handles_api_errors
 def rotate_connection_keys(connection_id):
-    _caller(WRITE_SCOPE)
+    _caller(*ROTATE_SCOPES)
     body = _optional_body()
     connection = require_connection(connection_id)
     return json_response(keys.key_view(keys.rotate(connection, body), rotate_response=True), 201)

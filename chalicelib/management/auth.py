@@ -16,6 +16,8 @@ MANAGEMENT_SCOPES = (
     "read:users", "delete:users",
     "read:sessions", "delete:sessions",
     "read:signing_keys", "create:signing_keys", "update:signing_keys",
+    # Auth0's scopes for the connection key routes; read:/update:connections work there too.
+    "read:connections_keys", "create:connections_keys", "update:connections_keys",
 )
 
 LEEWAY_SECONDS = 0  # our own tokens: our own clock
@@ -68,6 +70,12 @@ def authenticate(authorization: str | None, now: float | None = None) -> Caller:
     if not clients_module.client_is_active(client_id):
         raise InvalidToken("The token's client no longer exists")
     return Caller(client_id=client_id, scopes=frozenset(scope.split()))
+
+
+def require_any(caller: Caller, *scopes: str) -> None:
+    """Any one of the listed scopes is enough."""
+    if not any(caller.has(s) for s in scopes):
+        raise InsufficientScope(f"Insufficient scope, expected any of: {' '.join(scopes)}")
 
 
 def require(caller: Caller, *scopes: str) -> None:

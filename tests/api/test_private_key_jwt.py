@@ -428,3 +428,23 @@ def test_key_routes_need_scopes(client, connection):
     nobody = Api(client, token_with_scopes(client, "read:clients"))
     assert nobody.call("GET", f"/api/v2/connections/{cid}/keys").status_code == 403
     assert reader.call("GET", f"/api/v2/connections/{cid}/keys", token=None).status_code == 401
+
+
+def test_auth0s_connections_keys_scopes_work_too(client, connection):
+    """Auth0 guards these routes with read:/create:/update:connections_keys: a client granted only
+    those (and nothing about connections) can use exactly the matching route."""
+    cid = connection["id"]
+    keys_reader = Api(client, token_with_scopes(client, "read:connections_keys"))
+    listed = keys_reader.call("GET", f"/api/v2/connections/{cid}/keys")
+    assert listed.status_code == 200, listed.data
+    denied = keys_reader.call("POST", f"/api/v2/connections/{cid}/keys/rotate")
+    assert denied.status_code == 403 and denied.data["errorCode"] == "insufficient_scope"
+    assert keys_reader.call("GET", f"/api/v2/connections/{cid}").status_code == 403  # not the connection
+    rotator = Api(client, token_with_scopes(client, "update:connections_keys"))
+    rotated = rotator.call("POST", f"/api/v2/connections/{cid}/keys/rotate")
+    assert rotated.status_code == 201, rotated.data
+    assert rotator.call("GET", f"/api/v2/connections/{cid}/keys").status_code == 403
+    creator = Api(client, token_with_scopes(client, "create:connections_keys"))
+    assert creator.call("POST", f"/api/v2/connections/{cid}/keys/rotate").status_code == 403
+    exists = creator.call("POST", f"/api/v2/connections/{cid}/keys")  # allowed; it has keys already
+    assert exists.status_code == 409, exists.data
