@@ -98,7 +98,7 @@ def revoke_user(user_id: str, now: int, reason: str) -> dict:
 
 
 def delete_user(user_id: str, now: int) -> None:
-    from chalicelib.users import PK
+    from chalicelib.users import key
 
     revoke_user(user_id, now, "user_deleted")
-    table().delete(PK, user_id)
+    table().delete(*key(user_id))

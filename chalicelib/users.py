@@ -1,8 +1,13 @@
 """User profiles: ``oidc|{connection}|{sub}`` with root and mapped attributes (SPEC §2.4).
 
-Profiles live in one partition (``USERS``) so the Management API can list them with a strongly
-consistent query; what hangs off a user (sessions, grants) lives in the ``USER#{user_id}``
-partition, so revoking "everything of a user" is one query.
+Each profile is its own item, ``USER#{user_id}`` / ``PROFILE``, in the partition that also holds
+what hangs off the user (session and grant refs), so revoking "everything of a user" is one query
+and no partition key is shared by all logins (a single ``USERS`` partition would cap the whole
+broker at one partition's write rate). Two sparse, keys-only global secondary indexes
+(infra/resources.yaml) list a connection's users (``users``: ``list_pk`` = ``USERS#{connection}#``
+one of 4 shards, ``list_sk`` = the user id) and find them by email for Global Token Revocation
+(``user_email``: ``email_key`` = ``{connection}|{casefolded email}``). Keys-only projections are
+written only when a key changes (a new user, a new email), not on every login.
 """
 from __future__ import annotations
 
@@ -11,7 +16,25 @@ import datetime as dt
 from chalicelib.errors import NotFound
 from chalicelib.store.dynamo import table
 
-PK = "USERS"
+PROFILE = "PROFILE"
+LIST_INDEX, LIST_SHARDS = "users", 4
+EMAIL_INDEX = "user_email"
+
+
+def key(user_id: str) -> tuple[str, str]:
+    return f"USER#{user_id}", PROFILE
+
+
+def _list_pk(connection_name: str, user_id: str) -> str:
+    import hashlib
+
+    shard = int(hashlib.sha256(user_id.encode()).hexdigest()[:8], 16) % LIST_SHARDS
+    return f"USERS#{connection_name}#{shard}"
+
+
+def email_key(connection_name: str, email: str) -> str:
+    """The ``user_email`` index key; capped well inside DynamoDB's 2 KB key limit."""
+    return f"{connection_name}|{email.strip().casefold()}"[:512]
 
 
 def user_id_for(connection_name: str, sub: str) -> str:
@@ -26,7 +49,7 @@ def iso(epoch: float) -> str:
 def get_user(user_id: str) -> dict | None:
     if not isinstance(user_id, str) or not user_id or len(user_id) > 512:
         return None
-    return table().get(PK, user_id)
+    return table().get(*key(user_id))
 
 
 def require_user(user_id: str) -> dict:
@@ -36,11 +59,26 @@ def require_user(user_id: str) -> dict:
     return user
 
 
-def list_users(connection: str | None = None) -> list[dict]:
-    users = list(table().query(PK))
-    if connection is not None:
-        users = [u for u in users if u.get("connection") == connection]
-    return users
+def list_user_ids(connection_names: list[str]) -> list[str]:
+    """The ids of every user of these connections, sorted: their shards of the keys-only
+    ``users`` index, merged. The caller pages the ids and reads only the page's profiles."""
+    prefix = "USER#"
+    found: set[str] = set()
+    for name in connection_names:
+        for shard in range(LIST_SHARDS):
+            for item in table().query_index(LIST_INDEX, "list_pk", f"USERS#{name}#{shard}"):
+                if item.get("sk") == PROFILE and item["pk"].startswith(prefix):
+                    found.add(item["pk"][len(prefix):])
+    return sorted(found)
+
+
+def user_ids_by_email(connection_name: str, email: str) -> list[str]:
+    """The users of one connection with this email (case-insensitive), from the index; each is
+    read again by the caller (the index is eventually consistent and holds keys only)."""
+    prefix = "USER#"
+    return sorted(item["pk"][len(prefix):] for item in
+                  table().query_index(EMAIL_INDEX, "email_key", email_key(connection_name, email))
+                  if item.get("sk") == PROFILE and item["pk"].startswith(prefix))
 
 
 def user_update_operation(user_id: str, connection: dict, sub: str, attributes: dict,
@@ -50,14 +88,24 @@ def user_update_operation(user_id: str, connection: dict, sub: str, attributes: 
                  "iss": connection["options"]["issuer"], "isSocial": False}]
     values = {":attrs": attributes, ":now": iso(now), ":one": 1, ":identities": identity,
               ":connection": connection["name"], ":connection_id": connection["id"],
-              ":uid": user_id}
+              ":uid": user_id, ":list_pk": _list_pk(connection["name"], user_id)}
+    email = attributes.get("email")
+    if isinstance(email, str) and email.strip():
+        values[":email_key"] = email_key(connection["name"], email)
+        email_clause = ", email_key = :email_key"
+        remove = ""
+    else:
+        email_clause = ""
+        remove = " REMOVE email_key"
+    pk, sk = key(user_id)
     return {"Update": {
-        "Key": {"pk": PK, "sk": user_id},
+        "Key": {"pk": pk, "sk": sk},
         "UpdateExpression": (
             "SET attributes = :attrs, updated_at = :now, last_login = :now, "
             "identities = :identities, #conn = :connection, connection_id = :connection_id, "
-            "user_id = :uid, created_at = if_not_exists(created_at, :now) "
-            "ADD logins_count :one"
+            "user_id = :uid, created_at = if_not_exists(created_at, :now), "
+            f"list_pk = :list_pk, list_sk = :uid{email_clause}"
+            f"{remove} ADD logins_count :one"
         ),
         "ExpressionAttributeNames": {"#conn": "connection"},
         "ExpressionAttributeValues": values,

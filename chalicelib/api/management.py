@@ -256,12 +256,22 @@ def list_users():
     params = query_params(bp.current_request)
     check_known(params, {"page", "per_page", "include_totals", "connection", "fields",
                          "include_fields", "search_engine"})
-    found = [users.view(u) for u in users.list_users(connection=one(params, "connection"))]
-    paged = page(found, params, "users", "user_id")
+    connection = one(params, "connection")
+    if connection is not None:
+        names = [connection]
+    else:
+        from chalicelib.management.connections import list_connections
+
+        names = [c["name"] for c in list_connections()]
+    # Page the ids (from the keys-only index), then read only the page's profiles.
+    ids = [{"user_id": user_id} for user_id in users.list_user_ids(names)]
+    paged = page(ids, params, "users", "user_id")
+    chunk = paged if isinstance(paged, list) else paged["users"]
+    found = [users.view(u) for u in (users.get_user(i["user_id"]) for i in chunk) if u is not None]
     known = USER_FIELDS + tuple(sorted({k for u in found for k in u}))
     if isinstance(paged, list):
-        return json_response(select_fields(paged, params, known))
-    paged["users"] = select_fields(paged["users"], params, known)
+        return json_response(select_fields(found, params, known))
+    paged["users"] = select_fields(found, params, known)
     return json_response(paged)
 
 

@@ -331,12 +331,15 @@ def _users(connection: dict, fmt: str, value: str) -> list[str]:
             return []
         user = users.get_user(users.user_id_for(name, value))
         return [user["user_id"]] if user is not None and user.get("connection") == name else []
-    wanted = value.casefold()
+    wanted = value.strip().casefold()
     found = []
-    for user in users.list_users(connection=name):
-        email = (user.get("attributes") or {}).get("email")
-        if isinstance(email, str) and email.strip().casefold() == wanted:
-            found.append(user["user_id"])
+    for user_id in users.user_ids_by_email(name, value):
+        # The index is eventually consistent: confirm on the item itself.
+        user = users.get_user(user_id)
+        email = (user or {}).get("attributes", {}).get("email")
+        if (user is not None and user.get("connection") == name and isinstance(email, str)
+                and email.strip().casefold() == wanted):
+            found.append(user_id)
     return found
 
 

@@ -535,6 +535,16 @@ def _delete_items(connection_id: str, name: str) -> None:
 def delete_connection(connection_id: str) -> None:
     forget_cached_connections()
     current = require_connection(connection_id)
+    # SPEC §8, no orphans: its users go first (each one's sessions end, every grant is revoked,
+    # back-channel logout is queued), so a failure half-way leaves the connection in place and a
+    # repeated DELETE finishes the job. Auth0 deletes a connection's users with it too.
+    import time
+
+    from chalicelib import revocation, users
+
+    now = int(time.time())
+    for user_id in users.list_user_ids([current["name"]]):
+        revocation.delete_user(user_id, now)
     _delete_items(connection_id, current["name"])
     if current.get("client_secret_set"):
         secret_store().schedule_deletion(

@@ -200,6 +200,26 @@ class Table:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def query_index(self, index: str, key: str, value: str) -> Iterator[dict]:
+        """Every live item whose ``key`` equals ``value`` in a global secondary index (GSIs are
+        eventually consistent: a write may take a moment to show)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "IndexName": index,
+            "KeyConditionExpression": "#k = :v",
+            "ExpressionAttributeNames": {"#k": key},
+            "ExpressionAttributeValues": to_dynamo({":v": value}),
+        }
+        while True:
+            page = self._call("query", **kwargs)
+            for raw in page.get("Items", []):
+                item = self._alive(from_dynamo(raw))
+                if item is not None:
+                    yield item
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
     def transact(self, operations: list[dict]) -> None:
         """All-or-nothing write of several items (each op in DynamoDB's TransactItems shape,
         but with plain-dict ``Item``/``Key``/``ExpressionAttributeValues``)."""

@@ -113,6 +113,10 @@ def test_local_table_equals_template(endpoint, stage):
         assert result["resources"][logical_id]["name"] == name
         table = dynamodb.describe_table(TableName=name)["Table"]
         assert table["KeySchema"] == props["KeySchema"]
+        made = {i["IndexName"]: (i["KeySchema"], i["Projection"]["ProjectionType"])
+                for i in table.get("GlobalSecondaryIndexes", [])}
+        assert made == {i["IndexName"]: (i["KeySchema"], i["Projection"]["ProjectionType"])
+                        for i in props.get("GlobalSecondaryIndexes", [])}
         assert _by_name(table["AttributeDefinitions"]) == _by_name(props["AttributeDefinitions"])
         assert table["BillingModeSummary"]["BillingMode"] == props["BillingMode"]
         assert table.get("DeletionProtectionEnabled", False) == props.get("DeletionProtectionEnabled", False)
@@ -135,9 +139,15 @@ def test_template_is_what_the_store_expects():
         {"AttributeName": "sk", "KeyType": "RANGE"},
     ]
     assert _by_name(props["AttributeDefinitions"]) == [
-        {"AttributeName": "pk", "AttributeType": "S"},
-        {"AttributeName": "sk", "AttributeType": "S"},
+        {"AttributeName": name, "AttributeType": "S"}
+        for name in ("email_key", "list_pk", "list_sk", "pk", "sk")
     ]
+    # chalicelib/users.py: the two keys-only user indexes it queries.
+    indexes = {i["IndexName"]: i for i in props["GlobalSecondaryIndexes"]}
+    assert indexes["users"]["KeySchema"] == [{"AttributeName": "list_pk", "KeyType": "HASH"},
+                                             {"AttributeName": "list_sk", "KeyType": "RANGE"}]
+    assert indexes["user_email"]["KeySchema"] == [{"AttributeName": "email_key", "KeyType": "HASH"}]
+    assert {i["Projection"]["ProjectionType"] for i in indexes.values()} == {"KEYS_ONLY"}
     assert props["BillingMode"] == "PAY_PER_REQUEST"
     assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
     assert provision.template_tables("prod")["BrokerTable"]["TableName"] == "broker-prod"

@@ -573,7 +573,9 @@ def test_resources_are_exactly_this_stage(stage):
     for action in ("GetItem", "Query", "PutItem", "UpdateItem", "DeleteItem", "ConditionCheckItem"):
         assert allows(policy, f"dynamodb:{action}", table)
         assert not allows(policy, f"dynamodb:{action}", table + "-other")
-        assert not allows(policy, f"dynamodb:{action}", table + "/index/by-email")
+        # The table's indexes (users, user_email) can be queried, nothing else done to them.
+        assert allows(policy, f"dynamodb:{action}", table + "/index/user_email") == (action == "Query")
+        assert not allows(policy, f"dynamodb:{action}", table + "-other/index/user_email")
     for name in ("admin_secret", "signing_secret", "connection_secret"):
         assert allows(policy, "secretsmanager:GetSecretValue", secret(n[name])), name
     for action in ("CreateSecret", "PutSecretValue", "RestoreSecret"):
