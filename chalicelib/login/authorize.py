@@ -162,8 +162,9 @@ def parse_request(params: dict[str, list[str]]) -> AppRequest | ErrorPage:
                          code_challenge_method=None, prompt=set(), max_age=None,
                          audience=values.get("audience"), login_hint=values.get("login_hint"),
                          connection_name=values.get("connection"), raw=values)
-    if repeated != "response_mode" and values.get("response_mode") in RESPONSE_MODES:
-        request.response_mode = values["response_mode"]
+    if repeated != "response_mode" and values.get("response_mode") in RESPONSE_MODES and (
+            redirect_uri.startswith(("https://", "http://"))):
+        request.response_mode = values["response_mode"]  # a form cannot POST to a custom scheme
     if repeated:
         raise_to_app = AppError("invalid_request", f"The {repeated} parameter is repeated")
         return _attach(request, raw_error=raise_to_app)
@@ -185,6 +186,9 @@ def validate_request(request: AppRequest) -> None:
         raise AppError("unsupported_response_type", "Only response_type=code is supported")
     if values.get("response_mode") not in (None, *RESPONSE_MODES):
         raise AppError("invalid_request", "Only response_mode=query or form_post is supported")
+    if values.get("response_mode") == "form_post" and not request.redirect_uri.startswith(
+            ("https://", "http://")):
+        raise AppError("invalid_request", "response_mode=form_post needs an http(s) redirect_uri")
     if "authorization_code" not in (client.get("grant_types") or []):
         raise AppError("unauthorized_client", "The application may not use the authorization code grant")
     if request.state is not None and len(request.state) > 2048:

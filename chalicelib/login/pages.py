@@ -70,10 +70,10 @@ FORM_POST_SCRIPT = "document.forms[0].submit();"
 
 def form_post_page(action: str, fields: dict[str, str], cookies: list[str] | None = None) -> Response:
     """OAuth 2.0 Form Post Response Mode §2: an HTML form that the browser POSTs to the
-    application's redirect_uri at once. The CSP allows exactly this one script (by hash) and a
-    form target of the application's origin; without JavaScript a Continue button does it."""
-    from chalicelib.login.login_page import origin
-
+    application's redirect_uri at once. The CSP allows exactly this one script (by hash); it sets
+    no ``form-action``, because browsers apply it to the redirects after the POST too and the
+    application may well redirect elsewhere (the page holds one fixed, escaped form). Without
+    JavaScript a Continue button does it."""
     esc = html.escape
     inputs = "".join(f'<input type="hidden" name="{esc(name)}" value="{esc(value)}">'
                      for name, value in fields.items())
@@ -83,8 +83,7 @@ def form_post_page(action: str, fields: dict[str, str], cookies: list[str] | Non
             '<noscript><p>JavaScript is off: press Continue to return to the application.</p>'
             '<button type="submit">Continue</button></noscript></form>'
             f"<script>{FORM_POST_SCRIPT}</script></body></html>")
-    target = origin(action) or "'none'"
-    csp = (f"default-src 'none'; script-src {style_hash(FORM_POST_SCRIPT)}; form-action {target}; "
+    csp = (f"default-src 'none'; script-src {style_hash(FORM_POST_SCRIPT)}; "
            "frame-ancestors 'none'; base-uri 'none'")
     headers: dict = {"Content-Type": "text/html; charset=utf-8", **SECURITY_HEADERS,
                      "Content-Security-Policy": csp}

@@ -26,7 +26,27 @@ def _invalid(description: str = "Invalid refresh token") -> OAuthError:
     return OAuthError("invalid_grant", description)
 
 
+class _Conflict(Exception):
+    """DynamoDB cancelled the transaction only because another one held an item (concurrent
+    uses of one family touch the same grant item): a lost race, not a failed condition."""
+
+
+def _conflict_only(exc: ConditionFailed) -> bool:
+    return "TransactionConflict" in exc.reasons and "ConditionalCheckFailed" not in exc.reasons
+
+
 def refresh(client: AuthenticatedClient, form: dict, now: int) -> dict:
+    """One retry after a transaction conflict (it re-reads the token, so a concurrent rotation is
+    then seen for what it is); a second conflict is a 503 the client may retry."""
+    for _ in range(2):
+        try:
+            return _refresh_once(client, form, now)
+        except _Conflict:
+            log.info("refresh transaction conflicted with a concurrent one; retrying")
+    raise OAuthError("temporarily_unavailable", "Concurrent use of this token family; retry", 503)
+
+
+def _refresh_once(client: AuthenticatedClient, form: dict, now: int) -> dict:
     from chalicelib.users import get_user
 
     token = form.get("refresh_token")
@@ -62,16 +82,14 @@ def refresh(client: AuthenticatedClient, form: dict, now: int) -> dict:
         raise _invalid()
     _, idle = lifetimes.refresh_token_lifetimes(settings)
     new_token = None
-    if rotating:
+    if rotating and record.get("rotated_at"):
+        # Within the leeway: the token stays rotated; the check pins "rotated recently".
+        new_token, operations = _reissue(app, record, token, now, leeway)
+    elif rotating:
         # The grant update in ops carries the "grant still active" condition.
         new_token, ops = _new_refresh_token(app, record, record["scope"], now,
                                             absolute_expiry=int(record["family_expires_at"]))
-        if record.get("rotated_at"):
-            # Within the leeway: the token stays rotated; the check pins "rotated recently".
-            first = grant_store.rotated_within_check(token, now, now - leeway)
-        else:
-            first = grant_store.rotate_refresh_token_operation(token, now)
-        operations = [first, *ops]
+        operations = [grant_store.rotate_refresh_token_operation(token, now), *ops]
     else:
         idle_expiry = min(now + idle, int(record["family_expires_at"]))
         operations = [grant_store.slide_refresh_token_operation(token, now, idle_expiry),
@@ -81,7 +99,9 @@ def refresh(client: AuthenticatedClient, form: dict, now: int) -> dict:
     issue.prepare_signing()
     try:
         grant_store.run(operations)
-    except ConditionFailed:
+    except ConditionFailed as exc:
+        if _conflict_only(exc):
+            raise _Conflict() from None
         fresh = grant_store.find_refresh_token(token)
         if not (rotating and fresh is not None and fresh.get("rotated_at")):
             raise _invalid() from None
@@ -89,13 +109,24 @@ def refresh(client: AuthenticatedClient, form: dict, now: int) -> dict:
             # A concurrent use of the same token: one wins, the other is reuse.
             _reused(token, fresh, now)
         # Lost the race to a concurrent use, but within the leeway: another token of the family.
-        new_token, ops = _new_refresh_token(app, fresh, fresh["scope"], now,
-                                            absolute_expiry=int(fresh["family_expires_at"]))
+        new_token, operations = _reissue(app, fresh, token, now, leeway)
         try:
-            grant_store.run([grant_store.rotated_within_check(token, now, now - leeway), *ops])
-        except ConditionFailed:
+            grant_store.run(operations)
+        except ConditionFailed as again:
+            if _conflict_only(again):
+                raise _Conflict() from None
             raise _invalid() from None
     return _token_response(app, user, record, scope, now, new_token, nonce=None)
+
+
+def _reissue(app: dict, record: dict, token: str, now: int, leeway: int) -> tuple[str, list[dict]]:
+    """Another token of the family for a token rotated within the leeway. The grant is only
+    checked, not updated (its expiry cannot change), so concurrent reissues touch no common item
+    for writing."""
+    new_token, (put, _extend) = _new_refresh_token(
+        app, record, record["scope"], now, absolute_expiry=int(record["family_expires_at"]))
+    return new_token, [grant_store.rotated_within_check(token, now, now - leeway), put,
+                       grant_store.grant_is_active_check(record["grant_id"], now)]
 
 
 def _within_leeway(record: dict, now: int, leeway: int) -> bool:

@@ -369,3 +369,34 @@ def test_refresh_settings_that_cannot_hold_are_refused(api, setup, settings):
     assert response.status_code == 400, response.data
     assert response.data["errorCode"] == "invalid_body"
     assert api.call("GET", f"/api/v2/clients/{app['client_id']}").data["refresh_token"] == before
+
+
+@pytest.mark.parametrize("conflicts", [1, 2])
+def test_a_transaction_conflict_is_a_lost_race_not_reuse(client, api, setup, monkeypatch, conflicts):
+    """On AWS, concurrent uses of one family (two tabs within the leeway, sibling tokens) make
+    DynamoDB cancel a transaction with TransactionConflict. That must never count as reuse: one
+    retry, then 503 temporarily_unavailable, and the family stays alive either way."""
+    from chalicelib.provider import grant_store
+    from chalicelib.store.dynamo import ConditionFailed
+
+    app, tokens = _spa_tokens(client, api, setup, rotation_type="rotating", leeway=30)
+    first = tokens["refresh_token"]
+    second = refresh(client, app, first)
+    assert second.status_code == 200
+    real_run, left = grant_store.run, [conflicts]
+
+    def conflicting_run(operations):
+        if left[0] > 0:
+            left[0] -= 1
+            raise ConditionFailed(["None", "TransactionConflict", "None"])
+        return real_run(operations)
+
+    monkeypatch.setattr(grant_store, "run", conflicting_run)
+    retried = refresh(client, app, first)  # within the leeway
+    if conflicts == 1:
+        assert retried.status_code == 200, retried.data
+    else:
+        assert retried.status_code == 503 and retried.data["error"] == "temporarily_unavailable"
+    monkeypatch.undo()
+    # Nothing was revoked: the newest token of the family still works.
+    assert refresh(client, app, second.data["refresh_token"]).status_code == 200
