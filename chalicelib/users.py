@@ -59,26 +59,27 @@ def require_user(user_id: str) -> dict:
     return user
 
 
+def _profile_ids(items) -> set[str]:
+    """The user ids of the profile items among index entries (keys only)."""
+    return {item["pk"][len("USER#"):] for item in items
+            if item.get("sk") == PROFILE and item["pk"].startswith("USER#")}
+
+
 def list_user_ids(connection_names: list[str]) -> list[str]:
     """The ids of every user of these connections, sorted: their shards of the keys-only
     ``users`` index, merged. The caller pages the ids and reads only the page's profiles."""
-    prefix = "USER#"
     found: set[str] = set()
     for name in connection_names:
         for shard in range(LIST_SHARDS):
-            for item in table().query_index(LIST_INDEX, "list_pk", f"USERS#{name}#{shard}"):
-                if item.get("sk") == PROFILE and item["pk"].startswith(prefix):
-                    found.add(item["pk"][len(prefix):])
+            found |= _profile_ids(table().query_index(LIST_INDEX, "list_pk", f"USERS#{name}#{shard}"))
     return sorted(found)
 
 
 def user_ids_by_email(connection_name: str, email: str) -> list[str]:
     """The users of one connection with this email (case-insensitive), from the index; each is
     read again by the caller (the index is eventually consistent and holds keys only)."""
-    prefix = "USER#"
-    return sorted(item["pk"][len(prefix):] for item in
-                  table().query_index(EMAIL_INDEX, "email_key", email_key(connection_name, email))
-                  if item.get("sk") == PROFILE and item["pk"].startswith(prefix))
+    return sorted(_profile_ids(table().query_index(EMAIL_INDEX, "email_key",
+                                                   email_key(connection_name, email))))
 
 
 def user_update_operation(user_id: str, connection: dict, sub: str, attributes: dict,

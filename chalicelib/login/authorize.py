@@ -107,28 +107,6 @@ def code_to_app(redirect_uri: str, response_mode: str | None, code: str, state: 
     return to_app(redirect_uri, response_mode, {"code": code}, state, **kwargs)
 
 
-def error_redirect(redirect_uri: str, error: str, description: str, state: str | None) -> str:
-    from urllib.parse import urlencode
-
-    params = {"error": error, "error_description": description[:300]}
-    if state is not None:
-        params["state"] = state
-    params["iss"] = get_settings().issuer
-    separator = "&" if "?" in redirect_uri else "?"
-    return redirect_uri + separator + urlencode(params)
-
-
-def success_redirect(redirect_uri: str, code: str, state: str | None) -> str:
-    from urllib.parse import urlencode
-
-    params = {"code": code}
-    if state is not None:
-        params["state"] = state
-    params["iss"] = get_settings().issuer
-    separator = "&" if "?" in redirect_uri else "?"
-    return redirect_uri + separator + urlencode(params)
-
-
 def _single(params: dict[str, list[str]]) -> tuple[dict[str, str], str | None]:
     values: dict[str, str] = {}
     repeated = None

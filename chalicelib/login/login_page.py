@@ -94,6 +94,20 @@ def content_security_policy(form_targets: list[str]) -> str:
             f"form-action {' '.join(sources)}; frame-ancestors 'none'; base-uri 'none'")
 
 
+def page_headers(csp: str, lang: str) -> dict[str, str]:
+    """The headers of a server-rendered page in ``lang`` under ``csp`` (login and logout pages)."""
+    return {
+        "Content-Type": "text/html; charset=utf-8",
+        "Content-Security-Policy": csp,
+        "X-Frame-Options": "DENY",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+        "Content-Language": lang,
+        "Vary": "Accept-Language",
+    }
+
+
 def forwarded_params(raw: dict[str, str]) -> list[tuple[str, str]]:
     """The application's validated parameters, as the page passes them back to /authorize."""
     return [(name, value) for name, value in raw.items()
@@ -170,14 +184,5 @@ def render(*, raw_params: dict[str, str], client: dict, redirect_uri: str,
             f'<body><main>{"".join(parts)}</main></body></html>')
     targets = [settings.issuer, redirect_uri,
                *[(c.get("options") or {}).get("authorization_endpoint") for c in connections]]
-    headers = {
-        "Content-Type": "text/html; charset=utf-8",
-        "Content-Security-Policy": content_security_policy(targets),
-        "X-Frame-Options": "DENY",
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
-        "Cache-Control": "no-store",
-        "Content-Language": lang,
-        "Vary": "Accept-Language",
-    }
-    return Response(body=body, status_code=200, headers=headers)
+    return Response(body=body, status_code=200,
+                    headers=page_headers(content_security_policy(targets), lang))

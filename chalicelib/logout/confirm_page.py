@@ -9,7 +9,7 @@ import html
 from chalice import Response
 
 from chalicelib.login import i18n
-from chalicelib.login.login_page import STYLE, content_security_policy
+from chalicelib.login.login_page import STYLE, content_security_policy, page_headers
 from chalicelib.logout.rp_logout import CONFIRM_PARAM, ConfirmLogout
 from chalicelib.settings import get_settings
 
@@ -36,14 +36,6 @@ def render(confirm: ConfirmLogout, accept_language: str | None) -> Response:
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f'<meta name="referrer" content="no-referrer"><style>{STYLE}</style></head>'
             f'<body><main>{"".join(parts)}</main></body></html>')
-    headers = {
-        "Content-Type": "text/html; charset=utf-8",
-        "Content-Security-Policy": content_security_policy([settings.issuer, confirm.redirect_uri]),
-        "X-Frame-Options": "DENY",
-        "X-Content-Type-Options": "nosniff",
-        "Referrer-Policy": "no-referrer",
-        "Cache-Control": "no-store",
-        "Content-Language": lang,
-        "Vary": "Accept-Language, Cookie",
-    }
+    headers = page_headers(content_security_policy([settings.issuer, confirm.redirect_uri]), lang)
+    headers["Vary"] = "Accept-Language, Cookie"  # the form carries a value derived from the cookie
     return Response(body=body, status_code=200, headers=headers)

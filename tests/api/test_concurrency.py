@@ -97,20 +97,21 @@ def test_concurrent_redemptions_of_one_code(live_url, spa_login):  # noqa: F811
     assert all(r.json()["error"] == "invalid_grant" for r in results if r.status_code != 200)
 
 
-def test_concurrent_uses_of_one_refresh_token(live_url, spa_login):  # noqa: F811
+def _parallel_refreshes(base_url, spa_login):
+    """A fresh login's refresh token, presented PARALLEL times at once over HTTP."""
     spa, login = spa_login
     browser, method, params, verifier = login()
     code = _code_from(browser, method, params)
-    tokens = requests.post(f"{live_url}/oauth/token", timeout=30, data={
+    tokens = requests.post(f"{base_url}/oauth/token", timeout=30, data={
         "grant_type": "authorization_code", "code": code, "redirect_uri": APP_CALLBACK,
         "code_verifier": verifier, "client_id": spa["client_id"]}).json()
     form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
             "client_id": spa["client_id"]}
+    return _parallel(lambda: requests.post(f"{base_url}/oauth/token", data=form, timeout=30))
 
-    def refresh():
-        return requests.post(f"{live_url}/oauth/token", data=form, timeout=30)
 
-    statuses = sorted(r.status_code for r in _parallel(refresh))
+def test_concurrent_uses_of_one_refresh_token(live_url, spa_login):  # noqa: F811
+    statuses = sorted(r.status_code for r in _parallel_refreshes(live_url, spa_login))
     assert statuses.count(200) == 1, statuses
     assert statuses.count(400) == PARALLEL - 1, statuses
 
@@ -118,22 +119,11 @@ def test_concurrent_uses_of_one_refresh_token(live_url, spa_login):  # noqa: F81
 def test_concurrent_uses_within_the_leeway_all_succeed(api, live_url, spa_login):  # noqa: F811
     """Two tabs (here twenty) refreshing with the same token at once, with Auth0's reuse interval
     set: every one gets a distinct new token and the family stays alive."""
-    spa, login = spa_login
+    spa, _ = spa_login
     patched = api.call("PATCH", f"/api/v2/clients/{spa['client_id']}",
                        body={"refresh_token": {"rotation_type": "rotating", "leeway": 60}})
     assert patched.status_code == 200, patched.data
-    browser, method, params, verifier = login()
-    code = _code_from(browser, method, params)
-    tokens = requests.post(f"{live_url}/oauth/token", timeout=30, data={
-        "grant_type": "authorization_code", "code": code, "redirect_uri": APP_CALLBACK,
-        "code_verifier": verifier, "client_id": spa["client_id"]}).json()
-    form = {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
-            "client_id": spa["client_id"]}
-
-    def refresh():
-        return requests.post(f"{live_url}/oauth/token", data=form, timeout=30)
-
-    results = _parallel(refresh)
+    results = _parallel_refreshes(live_url, spa_login)
     assert [r.status_code for r in results] == [200] * PARALLEL, [r.text for r in results]
     issued = {r.json()["refresh_token"] for r in results}
     assert len(issued) == PARALLEL

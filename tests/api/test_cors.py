@@ -4,13 +4,12 @@ consumed. Real logins through oidc-provider, the broker through Chalice's test c
 from __future__ import annotations
 
 import json
-import uuid
 from urllib.parse import urlencode
 
 import pytest
 
 from tests.api import test_logout as flows
-from tests.api.test_logout import APP_CALLBACK, claims_of, new_app
+from tests.api.test_logout import APP_CALLBACK, claims_of, new_app, new_connection
 from tests.support.flow import (
     Browser,
     authorize_path,
@@ -31,15 +30,9 @@ BROKER_ORIGIN = "http://127.0.0.1:8000"
 @pytest.fixture()
 def spa(api, idp):
     app = new_app(api, "cors-spa", app_type="spa", allowed_origins=[EXTRA_ORIGIN + "/"])
-    connection = api.call("POST", "/api/v2/connections", body={
-        "name": f"cors-{uuid.uuid4().hex[:8]}", "strategy": "oidc",
-        "enabled_clients": [app["client_id"]],
-        "options": {"type": "back_channel", "discovery_url": idp.issuer,
-                    "client_id": "broker-client", "client_secret": "broker-secret",
-                    "token_endpoint_auth_method": "client_secret_basic"}})
-    assert connection.status_code == 201, connection.data
-    yield app, connection.data
-    api.call("DELETE", f"/api/v2/connections/{connection.data['id']}")
+    connection = new_connection(api, idp, "cors", [app["client_id"]])
+    yield app, connection
+    api.call("DELETE", f"/api/v2/connections/{connection['id']}")
     api.call("DELETE", f"/api/v2/clients/{app['client_id']}")
 
 

@@ -47,21 +47,27 @@ def new_app(api, name: str, app_type: str = "regular_web", **fields) -> dict:
     return response.data
 
 
+def new_connection(api, idp, prefix: str, enabled: list[str]) -> dict:
+    """A back-channel (code flow) connection to the test IdP, enabled for ``enabled``."""
+    response = api.call("POST", "/api/v2/connections", body={
+        "name": f"{prefix}-{uuid.uuid4().hex[:8]}", "strategy": "oidc", "enabled_clients": enabled,
+        "options": {"type": "back_channel", "discovery_url": idp.issuer,
+                    "client_id": "broker-client", "client_secret": "broker-secret",
+                    "token_endpoint_auth_method": "client_secret_basic"}})
+    assert response.status_code == 201, response.data
+    return response.data
+
+
 @pytest.fixture()
 def apps(api, idp):
     """Two confidential apps and a SPA on one back-channel (code flow) connection."""
     web = new_app(api, "web", allowed_logout_urls=[SIGNED_OUT])
     other = new_app(api, "other", allowed_logout_urls=[OTHER_SIGNED_OUT])
     spa = new_app(api, "spa", app_type="spa")
-    connection = api.call("POST", "/api/v2/connections", body={
-        "name": f"corp-{uuid.uuid4().hex[:8]}", "strategy": "oidc",
-        "enabled_clients": [web["client_id"], other["client_id"], spa["client_id"]],
-        "options": {"type": "back_channel", "discovery_url": idp.issuer,
-                    "client_id": "broker-client", "client_secret": "broker-secret",
-                    "token_endpoint_auth_method": "client_secret_basic"}})
-    assert connection.status_code == 201, connection.data
-    yield {"web": web, "other": other, "spa": spa, "connection": connection.data, "idp": idp}
-    api.call("DELETE", f"/api/v2/connections/{connection.data['id']}")
+    connection = new_connection(api, idp, "corp",
+                                [web["client_id"], other["client_id"], spa["client_id"]])
+    yield {"web": web, "other": other, "spa": spa, "connection": connection, "idp": idp}
+    api.call("DELETE", f"/api/v2/connections/{connection['id']}")
     for app in (web, other, spa):
         api.call("DELETE", f"/api/v2/clients/{app['client_id']}")
 

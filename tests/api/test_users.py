@@ -2,13 +2,12 @@
 keys-only ``users`` index (per connection, sharded), and deleted with its connection (SPEC §2.4, §8)."""
 from __future__ import annotations
 
-import uuid
 from urllib.parse import quote
 
 import pytest
 
 from tests.api import test_logout as flows
-from tests.api.test_logout import claims_of, new_app, refresh, sign_in, silent_authorize
+from tests.api.test_logout import claims_of, new_app, new_connection, refresh, sign_in, silent_authorize
 
 idp = flows.idp
 
@@ -16,16 +15,7 @@ idp = flows.idp
 @pytest.fixture()
 def two_connections(api, idp):
     app = new_app(api, "users-app", grant_types=["authorization_code", "refresh_token"])
-    made = []
-    for label in ("a", "b"):
-        response = api.call("POST", "/api/v2/connections", body={
-            "name": f"users-{label}-{uuid.uuid4().hex[:8]}", "strategy": "oidc",
-            "enabled_clients": [app["client_id"]],
-            "options": {"type": "back_channel", "discovery_url": idp.issuer,
-                        "client_id": "broker-client", "client_secret": "broker-secret",
-                        "token_endpoint_auth_method": "client_secret_basic"}})
-        assert response.status_code == 201, response.data
-        made.append(response.data)
+    made = [new_connection(api, idp, f"users-{label}", [app["client_id"]]) for label in ("a", "b")]
     yield app, made[0], made[1]
     for connection in made:
         api.call("DELETE", f"/api/v2/connections/{connection['id']}")

@@ -211,6 +211,16 @@ class Management:
 # ---- the relying-party application -----------------------------------------------------------------
 
 
+def send_html(handler: BaseHTTPRequestHandler, payload: bytes) -> None:
+    """A 200 text/html answer, never cached, from a test server's request handler."""
+    handler.send_response(200)
+    handler.send_header("Content-Type", "text/html; charset=utf-8")
+    handler.send_header("Content-Length", str(len(payload)))
+    handler.send_header("Cache-Control", "no-store")
+    handler.end_headers()
+    handler.wfile.write(payload)
+
+
 class RelyingParty:
     """A web application on 127.0.0.1: /callback records what it gets and shows "Signed in"."""
 
@@ -247,12 +257,7 @@ class RelyingParty:
                            f"{html.escape(params.get('error_description', ''))}</p>"
                 payload = f"<!doctype html><html><head><title>Test app</title></head><body>{body}" \
                           f"</body></html>".encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(payload)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(payload)
+                send_html(self, payload)
 
             def log_message(self, format, *args):  # noqa: A002 - signature of the base class
                 pass

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.harness import ARTIFACTS, HTTP_TIMEOUT, Broker, Management, Setup, http_session
+from tests.e2e.harness import ARTIFACTS, HTTP_TIMEOUT, Broker, Management, Setup, http_session, send_html
 from tests.support.idp import IdpProcess
 
 pytestmark = pytest.mark.e2e
@@ -79,12 +79,7 @@ class SpaServer:
                     self.send_error(404)
                     return
                 payload = SPA_PAGE.replace("__CONFIG__", json.dumps(server.config)).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.send_header("Content-Length", str(len(payload)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(payload)
+                send_html(self, payload)
 
             def log_message(self, format, *args):  # noqa: A002 - signature of the base class
                 pass
