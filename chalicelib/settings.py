@@ -46,6 +46,17 @@ class Settings:
         """An absolute URL on the broker, always built from the issuer (never from ``Host``)."""
         return self.issuer + path.lstrip("/")
 
+    def connection_callback_url(self, connection_name: str) -> str:
+        """The redirect URI the broker sends to a connection's IdP (SPEC §3.2): one per
+        connection, so an answer can only be read for the connection it was meant for (RFC 9700
+        §4.4 mix-up defence). Connection names are ``[a-zA-Z0-9-]`` only: no escaping needed."""
+        return self.url(f"login/callback/{connection_name}")
+
+    @property
+    def shared_callback_url(self) -> str:
+        """Auth0's single callback URL, kept for IdPs registered that way (SPEC §3.3)."""
+        return self.url("login/callback")
+
 
 def _parse_bool(name: str, raw: str | None, default: bool) -> bool:
     if raw is None:
