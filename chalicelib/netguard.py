@@ -99,6 +99,24 @@ _NAT64_WKP = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix
 _PRIVATE = tuple(
     ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7")
 )
+# IANA special-purpose ranges that are not globally reachable, spelled out here rather than left to
+# the interpreter's is_global (whose tables change between Python releases). RFC 6890 and updates.
+_NOT_PUBLIC = tuple((ipaddress.ip_network(n), why) for n, why in (
+    ("192.0.0.0/24", "IETF protocol assignments (RFC 6890)"),
+    ("192.0.2.0/24", "documentation (RFC 5737)"),
+    ("192.88.99.0/24", "6to4 relay anycast (RFC 7526)"),
+    ("198.18.0.0/15", "benchmarking (RFC 2544)"),
+    ("198.51.100.0/24", "documentation (RFC 5737)"),
+    ("203.0.113.0/24", "documentation (RFC 5737)"),
+    ("240.0.0.0/4", "reserved (RFC 1112)"),
+    ("64:ff9b:1::/48", "local-use NAT64 (RFC 8215)"),
+    ("100::/64", "discard-only (RFC 6666)"),
+    ("2001::/23", "IETF protocol assignments (RFC 2928)"),
+    ("2001:db8::/32", "documentation (RFC 3849)"),
+    ("3fff::/20", "documentation (RFC 9637)"),
+    ("5f00::/16", "SRv6 SIDs (RFC 9602)"),
+    ("fec0::/10", "site-local (deprecated, RFC 3879)"),
+))
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
 
 
@@ -152,6 +170,9 @@ def _classify(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, allow_loopbac
         return "shared address space (100.64.0.0/10)"
     if any(addr in net for net in _PRIVATE if net.version == addr.version):
         return "private"
+    for net, why in _NOT_PUBLIC:
+        if net.version == addr.version and addr in net:
+            return f"not a public address: {why}"
     if addr.is_reserved:  # 240.0.0.0/4 incl. broadcast, IPv4-compatible ::a.b.c.d, ...
         return "reserved"
     if addr.is_private or not addr.is_global:  # documentation, benchmarking, Teredo, ...

@@ -68,6 +68,34 @@ REFUSED = [
     ("64:ff9b::10.0.0.5", "private"),
     ("2002:a00:5::1", "private"),
     ("::10.0.0.5", "reserved"),
+    # special-purpose ranges named explicitly (not left to the interpreter's is_global tables)
+    ("fec0::1", "site-local"),
+    ("feff:ffff::1", "site-local"),
+    ("192.88.99.1", "6to4 relay anycast"),
+    ("192.88.99.255", "6to4 relay anycast"),
+    ("198.19.255.254", "benchmarking"),
+    ("198.51.100.7", "documentation"),
+    ("203.0.113.7", "documentation"),
+    ("192.0.0.8", "IETF protocol assignments"),
+    ("2001:db8:ffff::1", "documentation"),
+    ("3fff::1", "documentation"),
+    ("64:ff9b:1::808:808", "local-use NAT64"),
+    ("100::1", "discard-only"),
+    ("2001:20::1", "IETF protocol assignments"),
+    ("5f00::1", "SRv6"),
+    # non-public IPv4 inside NAT64 and 6to4 spellings
+    ("64:ff9b::c0a8:101", "private"),
+    ("64:ff9b::6440:1", "shared address space"),
+    ("64:ff9b::c612:1", "benchmarking"),
+    ("64:ff9b::c058:6301", "6to4 relay anycast"),
+    ("64:ff9b::f000:1", "reserved"),
+    ("2002:c0a8:101::1", "private"),
+    ("2002:6440:1::1", "shared address space"),
+    ("2002:c612:1::1", "benchmarking"),
+    ("2002:c058:6301::1", "6to4 relay anycast"),
+    ("2002:f000:1::1", "reserved"),
+    ("2002:7f00:1::1", "loopback"),
+    ("2002:a9fe:a9fe::1", "metadata"),
     # loopback (not allowed here)
     ("127.0.0.1", "loopback"),
     ("127.1.2.3", "loopback"),
@@ -100,7 +128,9 @@ def test_loopback_only_when_allowed(ip):
 
 @pytest.mark.parametrize(
     "ip",
-    ["8.8.8.8", "1.1.1.1", "93.184.216.34", "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808"],
+    ["8.8.8.8", "1.1.1.1", "93.184.216.34", "2606:4700:4700::1111", "::ffff:8.8.8.8", "64:ff9b::808:808",
+     "2002:808:808::1", "2001:4860:4860::8888", "2a00:1450::1", "192.88.100.1", "198.20.0.1",
+     "100.128.0.1"],
 )
 def test_public_addresses_pass(ip):
     check_address(ip, allow_loopback=False)
@@ -246,6 +276,14 @@ def resolver_for(mapping):
         ("fd00:ec2::254", "cloud metadata"),
         ("::ffff:10.0.0.5", "private"),
         ("127.0.0.1", "loopback"),
+        ("fec0::5", "site-local"),
+        ("192.88.99.1", "6to4 relay anycast"),
+        ("100.64.0.1", "shared address space"),
+        ("198.18.0.1", "benchmarking"),
+        ("240.0.0.1", "reserved"),
+        ("2001:db8::1", "documentation"),
+        ("64:ff9b::a00:5", "private"),
+        ("2002:a00:5::1", "private"),
     ],
 )
 @pytest.mark.parametrize("call", ["get", "post"])
@@ -380,3 +418,59 @@ def test_error_classes_are_distinct():
     assert not issubclass(OutboundError, OutboundRefused)
     assert not issubclass(OutboundRefused, OutboundError)
     assert issubclass(ResponseTooLarge, OutboundRefused)
+
+
+# --------------------------------------------------------------------------- the urllib3 seam
+
+# netguard replaces urllib3's private HTTPConnection._new_conn (resolve-and-connect) and relies on
+# both connect() methods calling it. A private method may change in any release, so urllib3 is
+# pinned and these recorded fingerprints make an upgrade fail here until the seam is re-read.
+URLLIB3_SEAM = {
+    "HTTPConnection._new_conn": ("(self) -> 'socket.socket'",
+                                 "83e6a5dd7db98a0aa4a1e6db300238324b3d5289c12fb53c839953ec5c04a077"),
+    "HTTPConnection.connect": ("(self) -> 'None'",
+                               "b70c63e7308857b15acd339999f35996b1788e3ca6fdbe754ac50390593febcb"),
+    "HTTPSConnection.connect": ("(self) -> 'None'",
+                                "2a2e1795406d7f38155fe9eabb52b87fdb12b17ed83d31d80e45e591180334ff"),
+}
+
+
+def _pinned(package: str) -> str:
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    for line in (root / "requirements.txt").read_text().splitlines():
+        name, _, version = line.split("#", 1)[0].strip().partition("==")
+        if name.lower() == package:
+            return version
+    raise AssertionError(f"{package} is not pinned in requirements.txt")
+
+
+def test_urllib3_is_the_pinned_version():
+    import urllib3
+
+    assert urllib3.__version__ == _pinned("urllib3")
+
+
+@pytest.mark.parametrize("qualname", sorted(URLLIB3_SEAM))
+def test_urllib3_seam_unchanged(qualname):
+    import hashlib
+    import inspect
+
+    from urllib3 import connection
+
+    owner, method = qualname.split(".")
+    function = getattr(getattr(connection, owner), method)
+    assert function.__qualname__ == qualname, f"{qualname} is now inherited or moved"
+    signature, digest = URLLIB3_SEAM[qualname]
+    assert str(inspect.signature(function)) == signature
+    assert hashlib.sha256(inspect.getsource(function).encode()).hexdigest() == digest, (
+        f"urllib3's {qualname} changed: re-check netguard's _GuardedConnectionMixin, then re-record")
+
+
+def test_guarded_connections_override_the_seam():
+    from urllib3.connection import HTTPConnection
+
+    for cls in (netguard._GuardedHTTPConnection, netguard._GuardedHTTPSConnection):
+        assert cls._new_conn is netguard._GuardedConnectionMixin._new_conn
+        assert cls._new_conn is not HTTPConnection._new_conn
