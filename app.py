@@ -12,6 +12,7 @@ from chalicelib.api import (
     oauth,
     openapi,
     provider,
+    resource_servers,
     sessions,
 )
 from chalicelib.logs import configure_logging
@@ -28,4 +29,5 @@ app.register_blueprint(gtr.bp)
 app.register_blueprint(logout.bp)
 app.register_blueprint(sessions.bp)
 app.register_blueprint(connection_keys.bp)
+app.register_blueprint(resource_servers.bp)
 app.register_blueprint(console.bp)

@@ -173,22 +173,37 @@ def validate_request(request: AppRequest) -> None:
         raise AppError("invalid_request", "state is too long")
     if request.nonce is not None and len(request.nonce) > 512:
         raise AppError("invalid_request", "nonce is too long")
-    request.scope = _scope(values.get("scope"), client)
+    request.scope = _scope(values.get("scope"), client, _audience(request))
     _pkce(request, values)
     _prompt(request, values.get("prompt"))
     _max_age(request, values.get("max_age"))
-    if request.audience is not None:
-        settings = get_settings()
-        if request.audience == settings.management_audience or len(request.audience) > 600:
-            raise AppError("invalid_request", "This audience cannot be requested here")
     if request.login_hint is not None and len(request.login_hint) > 512:
         raise AppError("invalid_request", "login_hint is too long")
 
 
-def _scope(raw: str | None, client: dict) -> str:
+def _audience(request: AppRequest):
+    """SPEC §3.1: a registered API's identifier, or none. Anything else (another application's
+    client_id, an unregistered string, the Management API) would get a broker-signed token for
+    an audience that never agreed to it."""
+    from chalicelib.management.resource_servers import cached_resource_server
+
+    if request.audience is None:
+        return None
+    server = cached_resource_server(request.audience)
+    if server is None or request.audience == get_settings().management_audience:
+        raise AppError("invalid_request", "unknown audience")
+    return server
+
+
+def _scope(raw: str | None, client: dict, server=None) -> str:
+    """OpenID scopes plus the scopes the API defines; offline_access only when the client may
+    have refresh tokens and the API (if any) allows them (SPEC §2.5)."""
     requested = (raw or "openid").split()
-    granted = [s for s in dict.fromkeys(requested) if s in OIDC_SCOPES]
-    if "offline_access" in granted and "refresh_token" not in (client.get("grant_types") or []):
+    known = set(OIDC_SCOPES) | (server.scope_values() if server is not None else set())
+    granted = [s for s in dict.fromkeys(requested) if s in known]
+    offline = "refresh_token" in (client.get("grant_types") or []) and (
+        server is None or server.allow_offline_access)
+    if "offline_access" in granted and not offline:
         granted.remove("offline_access")
     if not granted:
         raise AppError("invalid_scope", "No supported scope was requested")

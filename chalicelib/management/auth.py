@@ -18,6 +18,8 @@ MANAGEMENT_SCOPES = (
     "read:signing_keys", "create:signing_keys", "update:signing_keys",
     # Auth0's scopes for the connection key routes; read:/update:connections work there too.
     "read:connections_keys", "create:connections_keys", "update:connections_keys",
+    "read:resource_servers", "create:resource_servers", "update:resource_servers",
+    "delete:resource_servers",
 )
 
 LEEWAY_SECONDS = 0  # our own tokens: our own clock

@@ -10,7 +10,9 @@ from chalicelib.errors import Conflict, InvalidBody, NotFound
 from chalicelib.management.auth import MANAGEMENT_SCOPES
 from chalicelib.management.validation import validate
 from chalicelib.settings import get_settings
+from chalicelib.store import resource_servers
 from chalicelib.store.dynamo import ConditionFailed, table
+from chalicelib.store.resource_servers import ResourceServer
 
 PK = "CLIENT_GRANTS"
 KEY_PK = "CLIENT_GRANT_KEY"
@@ -42,6 +44,22 @@ def _check_scopes(audience: str, scopes: list[str]) -> list[str]:
     return sorted(set(scopes))
 
 
+def _api_for(audience: str, scopes: list[str]) -> ResourceServer | None:
+    """The registered API a grant is for (None for the Management API). Auth0 answers 404 for an
+    unregistered audience; a grant may only carry scopes the API defines (SPEC §2.5)."""
+    if audience == get_settings().management_audience:
+        return None
+    server = resource_servers.get_by_identifier(audience)
+    if server is None:
+        raise NotFound("The resource server does not exist",
+                       error_code="inexistent_resource_server")
+    unknown = sorted(set(scopes) - server.scope_values())
+    if unknown:
+        raise InvalidBody(f"Payload validation error: 'scope {unknown[0]} is not defined by the "
+                          f"resource server' on property scope")
+    return server
+
+
 def view(item: dict) -> dict:
     return {"id": item["id"], "client_id": item["client_id"], "audience": item["audience"],
             "scope": item.get("scope", [])}
@@ -55,18 +73,30 @@ def create_grant(body: dict) -> dict:
     if client.get("token_endpoint_auth_method") == "none":
         raise InvalidBody("Public applications cannot get client grants")
     scopes = _check_scopes(data.audience, data.scope)
+    server = _api_for(data.audience, scopes)
     grant_id = "cgr_" + "".join(pysecrets.choice(ALNUM) for _ in range(16))
     record = {"id": grant_id, "client_id": data.client_id, "audience": data.audience,
               "scope": scopes}
+    if server is not None:
+        # Ties the grant to this registration: an API deleted and registered again under the
+        # same identifier does not inherit grants that survived its deletion.
+        record["resource_server_id"] = server.id
     unique_key = f"{data.client_id}|{data.audience}"
+    operations = [
+        {"Put": {"Item": {"pk": KEY_PK, "sk": unique_key, "grant_id": grant_id},
+                 "ConditionExpression": "attribute_not_exists(pk)"}},
+        {"Put": {"Item": {"pk": PK, "sk": grant_id, **record},
+                 "ConditionExpression": "attribute_not_exists(pk)"}},
+    ]
+    if server is not None:
+        # A grant cannot be written for an API being deleted at the same moment.
+        operations.append(resource_servers.still_exists_check(server.identifier, server.id))
     try:
-        table().transact([
-            {"Put": {"Item": {"pk": KEY_PK, "sk": unique_key, "grant_id": grant_id},
-                     "ConditionExpression": "attribute_not_exists(pk)"}},
-            {"Put": {"Item": {"pk": PK, "sk": grant_id, **record},
-                     "ConditionExpression": "attribute_not_exists(pk)"}},
-        ])
-    except ConditionFailed:
+        table().transact(operations)
+    except ConditionFailed as exc:
+        if server is not None and exc.reasons[-1:] == ["ConditionalCheckFailed"]:
+            raise NotFound("The resource server does not exist",
+                           error_code="inexistent_resource_server") from None
         raise Conflict("A client grant for this client and audience already exists",
                        error_code="client_grant_conflict") from None
     return view(record)
@@ -94,6 +124,7 @@ def update_grant(grant_id: str, body: dict) -> dict:
     data = validate(GrantUpdate, body)
     item = require_grant(grant_id)
     scopes = _check_scopes(item["audience"], data.scope)
+    _api_for(item["audience"], scopes)
     try:
         updated = table().update(PK, grant_id, "SET #s = :s", condition="attribute_exists(pk)",
                                  names={"#s": "scope"}, values={":s": scopes})
@@ -116,13 +147,24 @@ def delete_grants_of_client(client_id: str) -> None:
         delete_grant(grant["id"])
 
 
+def delete_grants_of_audience(audience: str) -> None:
+    for grant in list_grants(audience=audience):
+        try:
+            delete_grant(grant["id"])
+        except NotFound:
+            pass  # deleted concurrently
+
+
+def grant_for(client_id: str, audience: str) -> dict | None:
+    """The stored grant of ``client_id`` for ``audience`` (never the bootstrap admin's)."""
+    key = table().get(KEY_PK, f"{client_id}|{audience}")
+    return table().get(PK, key["grant_id"]) if key else None
+
+
 def scopes_for(client_id: str, audience: str) -> list[str] | None:
     """The scopes granted to ``client_id`` for ``audience``; None when there is no grant."""
     settings = get_settings()
     if settings.admin_client_id and client_id == settings.admin_client_id:
         return list(MANAGEMENT_SCOPES) if audience == settings.management_audience else None
-    key = table().get(KEY_PK, f"{client_id}|{audience}")
-    if key is None:
-        return None
-    item = table().get(PK, key["grant_id"])
+    item = grant_for(client_id, audience)
     return item.get("scope", []) if item else None

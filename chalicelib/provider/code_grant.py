@@ -12,7 +12,9 @@ import logging
 from chalicelib.errors import OAuthError
 from chalicelib.provider import grant_store, issue, lifetimes
 from chalicelib.provider.client_auth import AuthenticatedClient
+from chalicelib.management.resource_servers import token_scope
 from chalicelib.store.dynamo import ConditionFailed
+from chalicelib.store.resource_servers import ResourceServer, still_exists_check
 from chalicelib.tokens import preview, s256, same
 
 log = logging.getLogger(__name__)
@@ -66,27 +68,56 @@ def exchange(client: AuthenticatedClient, form: dict, now: int) -> dict:
     app = client.record or get_client(client.client_id)
     if user is None or app is None:
         raise _invalid_grant("The user or client no longer exists")
-    scope = record["scope"]
+    server = resource_server_of(record)
+    scope = record["scope"] if server is None else token_scope(record["scope"], server)
+    if server is not None:
+        record = {**record, "audience_id": server.id}  # rides on the refresh tokens
     operations = [grant_store.consume_code_operation(code, now)]
     refresh_token = None
     if "offline_access" in scope.split() and "refresh_token" in app.get("grant_types", []):
         # The grant update in rt_ops carries the "grant still active" condition.
         refresh_token, rt_ops = _new_refresh_token(app, record, scope, now)
         operations += rt_ops
+    elif server is not None and (server.access_token_lifetime(app.get("app_type"))
+                                 > lifetimes.ACCESS_TOKEN + lifetimes.AUTHORIZATION_CODE):
+        operations.append(grant_store.keep_grant_until_operation(
+            record["grant_id"], now + server.access_token_lifetime(app.get("app_type"))))
     else:
         operations.append(grant_store.grant_is_active_check(record["grant_id"], now))
+    if server is not None:
+        # Last, so a failure here is told apart: the API was deleted (SPEC §2.5).
+        operations.append(still_exists_check(server.identifier, server.id))
     # Everything that can fail on a dependency runs before the one transaction that consumes the
     # code, so a failure leaves the code redeemable; after it only local work (signing) remains.
     issue.prepare_signing()
     try:
         grant_store.run(operations)
-    except ConditionFailed:
+    except ConditionFailed as exc:
+        if server is not None and exc.reasons[-1:] == ["ConditionalCheckFailed"]:
+            raise _invalid_grant("The API this code was issued for no longer exists") from None
         # Lost a race: another redemption won, or the grant was revoked meanwhile.
         fresh = grant_store.find_code(code, now)
         if fresh is not None and fresh.get("consumed_at"):
             grant_store.revoke_grant(record["grant_id"], now, "code_reuse")
         raise _invalid_grant("Invalid or expired authorization code") from None
-    return _token_response(app, user, record, scope, now, refresh_token, nonce=record.get("nonce"))
+    return _token_response(app, user, record, scope, now, refresh_token, nonce=record.get("nonce"),
+                           server=server)
+
+
+def resource_server_of(record: dict) -> ResourceServer | None:
+    """The API a code's or refresh token's tokens are for; a deleted one (or one deleted and
+    registered again: another id) gives no more tokens (SPEC §2.5). Read through the login
+    cache; the token transaction re-checks it (still_exists_check)."""
+    from chalicelib.management.resource_servers import cached_resource_server
+
+    audience = record.get("audience")
+    if not audience:
+        return None
+    server = cached_resource_server(audience)
+    expected = record.get("audience_id")
+    if server is None or (expected is not None and server.id != expected):
+        raise _invalid_grant("The API this grant was issued for no longer exists")
+    return server
 
 
 def _new_refresh_token(app: dict, record: dict, scope: str, now: int,
@@ -96,7 +127,7 @@ def _new_refresh_token(app: dict, record: dict, scope: str, now: int,
     fields = {"grant_id": record["grant_id"], "client_id": app["client_id"],
               "user_id": record["user_id"], "sid": record["sid"], "scope": scope,
               "auth_time": record["auth_time"], "audience": record.get("audience"),
-              "family_expires_at": expiry}
+              "audience_id": record.get("audience_id"), "family_expires_at": expiry}
     token, op = grant_store.new_refresh_token_operation(
         {k: v for k, v in fields.items() if v is not None}, now, absolute_expiry=expiry,
         idle_lifetime=idle)
@@ -104,11 +135,13 @@ def _new_refresh_token(app: dict, record: dict, scope: str, now: int,
 
 
 def _token_response(app: dict, user: dict, record: dict, scope: str, now: int,
-                    refresh_token: str | None, nonce: str | None) -> dict:
+                    refresh_token: str | None, nonce: str | None,
+                    server: ResourceServer | None = None) -> dict:
     access, expires_in = issue.access_token(
         user_id=user["user_id"], client_id=app["client_id"], scope=scope,
         audience=record.get("audience"), sid=record["sid"], grant_id=record["grant_id"],
-        auth_time=int(record["auth_time"]), now=now)
+        auth_time=int(record["auth_time"]), now=now,
+        lifetime=server.access_token_lifetime(app.get("app_type")) if server else None)
     body = {"access_token": access, "token_type": "Bearer", "expires_in": expires_in,
             "scope": scope}
     if "openid" in scope.split():

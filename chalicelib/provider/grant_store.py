@@ -58,6 +58,19 @@ def grant_is_active_check(grant_id: str, now: int) -> dict:
     }}
 
 
+def keep_grant_until_operation(grant_id: str, expires_at: int) -> dict:
+    """As :func:`grant_is_active_check`, and the grant then lives until ``expires_at``: an API's
+    access token may outlive the default one the grant was sized for (/userinfo checks it).
+    Only for a later expiry than the grant's (the caller's duty)."""
+    return {"Update": {
+        "Key": {"pk": f"GRANT#{grant_id}", "sk": "GRANT"},
+        "UpdateExpression": "SET #ttl = :exp",
+        "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(revoked_at)",
+        "ExpressionAttributeNames": {"#ttl": "ttl"},
+        "ExpressionAttributeValues": {":exp": expires_at},
+    }}
+
+
 def get_grant(grant_id: str) -> dict | None:
     if not grant_id or len(grant_id) > 64:
         return None

@@ -28,8 +28,11 @@ def userinfo_audience() -> str:
 
 
 def access_token(*, user_id: str, client_id: str, scope: str, audience: str | None, sid: str,
-                 grant_id: str, auth_time: int, now: int) -> tuple[str, int]:
+                 grant_id: str, auth_time: int, now: int,
+                 lifetime: int | None = None) -> tuple[str, int]:
+    """``lifetime``: the API's (SPEC §2.5) when ``audience`` is one; else the broker's default."""
     settings = get_settings()
+    lifetime = lifetime or lifetimes.ACCESS_TOKEN
     audiences = []
     if audience:
         audiences.append(audience)
@@ -42,14 +45,14 @@ def access_token(*, user_id: str, client_id: str, scope: str, audience: str | No
         "client_id": client_id,
         "azp": client_id,
         "iat": now,
-        "exp": now + lifetimes.ACCESS_TOKEN,
+        "exp": now + lifetime,
         "jti": random_token(16),
         "scope": scope,
         "sid": sid,
         "gid": grant_id,
         "auth_time": auth_time,
     }
-    return sign_jwt(claims, typ="at+jwt"), lifetimes.ACCESS_TOKEN
+    return sign_jwt(claims, typ="at+jwt"), lifetime
 
 
 def profile_claims(user: dict, scope: str) -> dict:

@@ -15,8 +15,10 @@ import logging
 from chalicelib.errors import OAuthError
 from chalicelib.provider import grant_store, issue, lifetimes
 from chalicelib.provider.client_auth import AuthenticatedClient
-from chalicelib.provider.code_grant import _new_refresh_token, _token_response
+from chalicelib.provider.code_grant import _new_refresh_token, _token_response, resource_server_of
+from chalicelib.management.resource_servers import token_scope
 from chalicelib.store.dynamo import ConditionFailed
+from chalicelib.store.resource_servers import still_exists_check
 from chalicelib.tokens import preview
 
 log = logging.getLogger(__name__)
@@ -71,12 +73,18 @@ def _refresh_once(client: AuthenticatedClient, form: dict, now: int) -> dict:
         raise _invalid("Refresh token expired")
     # No pre-read of the grant: the transaction below refuses a revoked grant atomically.
     scope = record["scope"]
+    server = resource_server_of(record)
+    if server is not None and not server.allow_offline_access:
+        raise _invalid("The API no longer allows refresh tokens")
     requested = form.get("scope")
     if requested is not None:
         wanted = requested.split()
         if not set(wanted) <= set(scope.split()):
             raise OAuthError("invalid_scope", "The requested scope exceeds the original grant")
         scope = " ".join(s for s in scope.split() if s in wanted)
+    if server is not None:
+        # Only the scopes the API still defines (SPEC §2.5).
+        scope = token_scope(scope, server)
     user = get_user(record["user_id"])
     if user is None:
         raise _invalid()
@@ -94,6 +102,9 @@ def _refresh_once(client: AuthenticatedClient, form: dict, now: int) -> dict:
         idle_expiry = min(now + idle, int(record["family_expires_at"]))
         operations = [grant_store.slide_refresh_token_operation(token, now, idle_expiry),
                       grant_store.grant_is_active_check(record["grant_id"], now)]
+    if server is not None:
+        # A deleted API gets no more tokens, even if this container's cache still has it.
+        operations.append(still_exists_check(server.identifier, server.id))
     # As for codes: the keys are loaded before the transaction rotates (or slides) the token, so
     # a dependency failure leaves the presented refresh token usable.
     issue.prepare_signing()
@@ -102,6 +113,8 @@ def _refresh_once(client: AuthenticatedClient, form: dict, now: int) -> dict:
     except ConditionFailed as exc:
         if _conflict_only(exc):
             raise _Conflict() from None
+        if server is not None and exc.reasons[-1:] == ["ConditionalCheckFailed"]:
+            raise _invalid("The API this grant was issued for no longer exists") from None
         fresh = grant_store.find_refresh_token(token)
         if not (rotating and fresh is not None and fresh.get("rotated_at")):
             raise _invalid() from None
@@ -110,13 +123,15 @@ def _refresh_once(client: AuthenticatedClient, form: dict, now: int) -> dict:
             _reused(token, fresh, now)
         # Lost the race to a concurrent use, but within the leeway: another token of the family.
         new_token, operations = _reissue(app, fresh, token, now, leeway)
+        if server is not None:
+            operations.append(still_exists_check(server.identifier, server.id))
         try:
             grant_store.run(operations)
         except ConditionFailed as again:
             if _conflict_only(again):
                 raise _Conflict() from None
             raise _invalid() from None
-    return _token_response(app, user, record, scope, now, new_token, nonce=None)
+    return _token_response(app, user, record, scope, now, new_token, nonce=None, server=server)
 
 
 def _reissue(app: dict, record: dict, token: str, now: int, leeway: int) -> tuple[str, list[dict]]:

@@ -40,8 +40,6 @@ def token_request(form: dict, authorization: str | None, now: float | None = Non
 
 def client_credentials(form: dict, authorization: str | None, now: float | None = None,
                        cors: ClientCors | None = None) -> dict:
-    from chalicelib.management.grants import scopes_for
-
     client = authenticate_client(form, authorization)
     if cors is not None:
         cors.check(client.record)
@@ -53,10 +51,7 @@ def client_credentials(form: dict, authorization: str | None, now: float | None 
     audience = form.get("audience")
     if not audience:
         raise OAuthError("invalid_request", "audience is required")
-    granted = scopes_for(client.client_id, audience)
-    if granted is None:
-        raise OAuthError("access_denied",
-                         f"Client has not been granted scopes for {audience[:256]}", 403)
+    granted, lifetime = _granted(client.client_id, audience)
     requested = form.get("scope")
     if requested is not None:
         wanted = requested.split()
@@ -74,7 +69,7 @@ def client_credentials(form: dict, authorization: str | None, now: float | None 
         "sub": f"{client.client_id}@clients",
         "aud": audience,
         "iat": now,
-        "exp": now + MANAGEMENT_TOKEN_LIFETIME,
+        "exp": now + lifetime,
         "jti": pysecrets.token_urlsafe(16),
         "client_id": client.client_id,
         "azp": client.client_id,
@@ -82,5 +77,31 @@ def client_credentials(form: dict, authorization: str | None, now: float | None 
         "gty": "client-credentials",
     }
     token = sign_jwt(claims, typ="at+jwt")  # RFC 9068 §2.1
-    return {"access_token": token, "token_type": "Bearer", "expires_in": MANAGEMENT_TOKEN_LIFETIME,
+    return {"access_token": token, "token_type": "Bearer", "expires_in": lifetime,
             "scope": scope}
+
+
+def _granted(client_id: str, audience: str) -> tuple[list[str], int]:
+    """(granted scopes, token lifetime) for the Management API or a registered API (SPEC §2.1,
+    §2.5): an API needs to exist and the client a grant for this very registration of it."""
+    from chalicelib.management.grants import grant_for, scopes_for
+    from chalicelib.store import resource_servers
+
+    def denied(description: str) -> OAuthError:
+        return OAuthError("access_denied", description, 403)
+
+    if audience == get_settings().management_audience:
+        granted = scopes_for(client_id, audience)
+        if granted is None:
+            raise denied(f"Client has not been granted scopes for {audience[:256]}")
+        return granted, MANAGEMENT_TOKEN_LIFETIME
+    # Read, not cached: the token endpoint sees a deleted API at once.
+    server = resource_servers.get_by_identifier(audience)
+    if server is None:
+        raise denied(f"Service not found: {audience[:256]}")
+    grant = grant_for(client_id, audience)
+    if grant is None or grant.get("resource_server_id") != server.id:
+        raise denied(f"Client has not been granted scopes for {audience[:256]}")
+    # Only scopes the API still defines: removing one from the API takes it out of new tokens.
+    defined = server.scope_values()
+    return [s for s in grant.get("scope", []) if s in defined], server.token_lifetime

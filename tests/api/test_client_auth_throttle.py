@@ -6,13 +6,23 @@ import json
 from chalicelib.provider import client_auth
 from tests.conftest import get_token
 
+AUDIENCE = "https://api.example.com/"
+
+
+def _grant(api, machine) -> None:
+    if not [s for s in api.call("GET", "/api/v2/resource-servers").data
+            if s["identifier"] == AUDIENCE]:
+        api.call("POST", "/api/v2/resource-servers", body={
+            "identifier": AUDIENCE, "scopes": [{"value": "read:x"}]})
+    grant = api.call("POST", "/api/v2/client-grants", body={
+        "client_id": machine["client_id"], "audience": AUDIENCE, "scope": ["read:x"]})
+    assert grant.status_code == 201, grant.data
+
 
 def test_failed_authentications_are_slowed_down(client, api, monkeypatch):
     machine = api.call("POST", "/api/v2/clients", body={"name": "brute",
                                                         "app_type": "non_interactive"}).data
-    api.call("POST", "/api/v2/client-grants", body={
-        "client_id": machine["client_id"], "audience": "https://api.example.com/",
-        "scope": ["read:x"]})
+    _grant(api, machine)
     monkeypatch.setattr(client_auth, "FAILURE_LIMIT", 3)
     for _ in range(3):
         response = get_token(client, machine["client_id"], "wrong",
@@ -32,9 +42,7 @@ def test_failed_authentications_are_slowed_down(client, api, monkeypatch):
 def test_window_expiry_lets_the_client_in_again(client, api, monkeypatch):
     machine = api.call("POST", "/api/v2/clients", body={"name": "brute2",
                                                         "app_type": "non_interactive"}).data
-    api.call("POST", "/api/v2/client-grants", body={
-        "client_id": machine["client_id"], "audience": "https://api.example.com/",
-        "scope": ["read:x"]})
+    _grant(api, machine)
     monkeypatch.setattr(client_auth, "FAILURE_LIMIT", 2)
     for _ in range(2):
         get_token(client, machine["client_id"], "wrong", audience="https://api.example.com/")

@@ -164,6 +164,12 @@ def test_client_grants_crud_and_scopes(client, api):
     _err(api.call("POST", "/api/v2/client-grants",
                   body={"client_id": cid, "audience": "https://api.example.com/",
                         "scope": ["bad scope"]}), 400, "invalid_body")
+    # SPEC §2.5: an audience must be a registered API (Auth0's 404), nothing is written.
+    _err(api.call("POST", "/api/v2/client-grants",
+                  body={"client_id": cid, "audience": "https://unregistered.example.com/",
+                        "scope": ["read:x"]}), 404, "inexistent_resource_server")
+    assert api.call("GET", "/api/v2/client-grants?audience=https://unregistered.example.com/"
+                    ).data == []
     _err(api.call("POST", "/api/v2/client-grants",
                   body={"client_id": "nobody", "audience": audience, "scope": []}), 404,
          "inexistent_client")
@@ -196,8 +202,11 @@ def test_management_scopes_must_exist(api):
 def test_deleting_a_client_removes_its_grants_and_enablements(api):
     machine = _new(api, app_type="non_interactive")
     cid = machine["client_id"]
-    api.call("POST", "/api/v2/client-grants", body={
-        "client_id": cid, "audience": "https://api.example.com/", "scope": ["read:x"]})
+    audience = f"https://api-{uuid.uuid4().hex[:8]}.example.com/"
+    assert api.call("POST", "/api/v2/resource-servers", body={
+        "identifier": audience, "scopes": [{"value": "read:x"}]}).status_code == 201
+    assert api.call("POST", "/api/v2/client-grants", body={
+        "client_id": cid, "audience": audience, "scope": ["read:x"]}).status_code == 201
     connection = api.call("POST", "/api/v2/connections", body={
         "name": f"del-{uuid.uuid4().hex[:8]}", "strategy": "oidc", "enabled_clients": [cid],
         "options": {"client_id": "c", "issuer": "http://127.0.0.1:9/",

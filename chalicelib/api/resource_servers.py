@@ -1,0 +1,59 @@
+"""``/api/v2/resource-servers``: APIs the broker mints access tokens for (SPEC §2.5)."""
+from __future__ import annotations
+
+from chalice import Blueprint
+
+from chalicelib.api.http import handles_api_errors, json_response, parse_json, query_params
+from chalicelib.management import auth
+from chalicelib.management import resource_servers as servers
+from chalicelib.management.paging import check_known, page
+
+bp = Blueprint(__name__)
+# As in api/management.py: Chalice would answer other types with its own 415 body.
+JSON = ["application/json", "text/plain", "application/x-www-form-urlencoded",
+        "application/octet-stream"]
+
+
+def _caller(scope: str) -> None:
+    caller = auth.authenticate(bp.current_request.headers.get("authorization"))
+    auth.require(caller, scope)
+
+
+@bp.route("/api/v2/resource-servers", methods=["GET"])
+@handles_api_errors
+def list_resource_servers():
+    _caller("read:resource_servers")
+    params = query_params(bp.current_request)
+    check_known(params, {"page", "per_page", "include_totals", "from", "take"})
+    return json_response(page(servers.list_resource_servers(), params, "resource_servers", "id"))
+
+
+@bp.route("/api/v2/resource-servers", methods=["POST"], content_types=JSON)
+@handles_api_errors
+def create_resource_server():
+    _caller("create:resource_servers")
+    return json_response(servers.create_resource_server(parse_json(bp.current_request)), 201)
+
+
+@bp.route("/api/v2/resource-servers/{server_id}", methods=["GET"])
+@handles_api_errors
+def get_resource_server(server_id):
+    _caller("read:resource_servers")
+    check_known(query_params(bp.current_request), set())
+    return json_response(servers.view(servers.require_resource_server(server_id)))
+
+
+@bp.route("/api/v2/resource-servers/{server_id}", methods=["PATCH"], content_types=JSON)
+@handles_api_errors
+def update_resource_server(server_id):
+    _caller("update:resource_servers")
+    return json_response(servers.update_resource_server(server_id,
+                                                        parse_json(bp.current_request)))
+
+
+@bp.route("/api/v2/resource-servers/{server_id}", methods=["DELETE"])
+@handles_api_errors
+def delete_resource_server(server_id):
+    _caller("delete:resource_servers")
+    servers.delete_resource_server(server_id)
+    return json_response(None, 204)
