@@ -4,6 +4,12 @@ The key set lives in one Secrets Manager secret as JSON: each key has a ``status
 (signs), ``next`` (published ahead of rotation so relying parties cache it early) or ``previous``
 (still published so tokens it signed keep verifying). It is generated on first use; concurrent first
 uses race on ``CreateSecret`` and the loser reads the winner's keys.
+
+Each container reads the set through the Secrets Manager cache (minutes), so after a rotation in one
+container the others still hold the old set for a while. Verification therefore accepts ``next``
+keys as well (another container's new ``current``), and a ``kid`` outside the cached set makes one
+re-read of the secret, at most once per :data:`REREAD_SECONDS` per container, so a stream of
+random ``kid`` values costs at most one Secrets Manager call per interval.
 """
 from __future__ import annotations
 
@@ -15,10 +21,20 @@ import secrets as pysecrets
 import threading
 from dataclasses import dataclass
 
-from chalicelib.secrets import SecretExists, SecretNotFound, secret_store, signing_keys_secret_name
+from chalicelib.secrets import (
+    SecretExists,
+    SecretNotFound,
+    SecretStore,
+    secret_store,
+    signing_keys_secret_name,
+)
 from chalicelib.settings import get_settings
 
 ALGORITHM = "RS256"
+# Keys whose signatures we accept: a key is `next` here while it may already be `current` in
+# another container's fresher copy of the set, and `previous` while tokens it signed still live.
+VERIFYING_STATUSES = ("current", "next", "previous")
+REREAD_SECONDS = 30
 
 
 @dataclass(frozen=True)
@@ -113,10 +129,14 @@ def _decode(raw: str) -> tuple[list[SigningKey], dict]:
     return keys, loaded
 
 
-def load_keys() -> tuple[list[SigningKey], dict]:
-    settings = get_settings()
-    name = signing_keys_secret_name(settings.secret_prefix)
-    store = secret_store()
+def _secret_name() -> str:
+    return signing_keys_secret_name(get_settings().secret_prefix)
+
+
+def load_keys(store: SecretStore | None = None) -> tuple[list[SigningKey], dict]:
+    """The key set as this container caches it; ``store`` is the container's secret store."""
+    name = _secret_name()
+    store = store or secret_store()
     try:
         return _decode(store.get(name))
     except SecretNotFound:
@@ -129,8 +149,17 @@ def load_keys() -> tuple[list[SigningKey], dict]:
         return _decode(fresh)
 
 
-def signing_keys() -> list[SigningKey]:
-    return load_keys()[0]
+def _reread_keys(store: SecretStore | None) -> tuple[list[SigningKey], dict]:
+    """The key set fresh from Secrets Manager, rate-limited per container (see the module doc)."""
+    store = store or secret_store()
+    try:
+        return _decode(store.reread(_secret_name(), at_most_every=REREAD_SECONDS))
+    except SecretNotFound:
+        raise TokenRejected("Invalid token signing key") from None
+
+
+def signing_keys(store: SecretStore | None = None) -> list[SigningKey]:
+    return load_keys(store)[0]
 
 
 def current_key() -> SigningKey:
@@ -146,10 +175,10 @@ def public_jwks() -> dict:
     return {"keys": [k.public_jwk for k in keys if k.status in order]}
 
 
-def sign_jwt(claims: dict, typ: str = "JWT") -> str:
+def sign_jwt(claims: dict, typ: str = "JWT", *, store: SecretStore | None = None) -> str:
     from joserfc import jwt
 
-    keys, loaded = load_keys()
+    keys, loaded = load_keys(store)
     key = next(k for k in keys if k.status == "current")
     return jwt.encode({"alg": ALGORITHM, "kid": key.kid, "typ": typ}, claims, loaded[key.kid],
                       algorithms=[ALGORITHM])
@@ -159,14 +188,18 @@ class TokenRejected(Exception):
     """The token is not one of ours, or not valid; the message is safe to show."""
 
 
-def verify_jwt(token: str, *, typ: str | None = None):
+def _verifying(keys: list[SigningKey]) -> set[str]:
+    return {k.kid for k in keys if k.status in VERIFYING_STATUSES}
+
+
+def verify_jwt(token: str, *, typ: str | None = None, store: SecretStore | None = None):
     """Verify a JWT signed by one of our published keys; returns joserfc's token (header, claims)."""
     from joserfc import jwt
     from joserfc.errors import JoseError
 
     if not isinstance(token, str) or token.count(".") != 2 or len(token) > 8192:
         raise TokenRejected("Invalid token")
-    keys, loaded = load_keys()
+    keys, loaded = load_keys(store)
     try:
         header = json.loads(base64.urlsafe_b64decode(token.split(".", 1)[0] + "==="))
     except (ValueError, UnicodeDecodeError, RecursionError):
@@ -175,24 +208,32 @@ def verify_jwt(token: str, *, typ: str | None = None):
         raise TokenRejected("Invalid token algorithm")
     if typ is not None and header.get("typ") != typ:
         raise TokenRejected("Invalid token type")
-    usable = {k.kid for k in keys if k.status in ("current", "previous")}
     kid = header.get("kid")
-    if kid not in usable:
+    if not isinstance(kid, str) or not 0 < len(kid) <= 128:
         raise TokenRejected("Invalid token signing key")
+    if kid not in _verifying(keys):
+        # Perhaps a key another container made current after ours cached the set: one re-read,
+        # rate-limited per container, before refusing (SPEC §2.4).
+        keys, loaded = _reread_keys(store)
+        if kid not in _verifying(keys):
+            raise TokenRejected("Invalid token signing key")
     try:
         return jwt.decode(token, loaded[kid], algorithms=[ALGORITHM])
     except (JoseError, ValueError, RecursionError):
         raise TokenRejected("Invalid token signature") from None
 
 
-def rotate() -> SigningKey:
+def rotate(store: SecretStore | None = None) -> SigningKey:
     """next → current, current → previous, a new next; older previous keys are retired.
 
-    Read-modify-write on the secret: rotations are rare admin actions.
+    Read-modify-write on the secret: rotations are rare admin actions. The set is read past this
+    container's cache, so a rotation builds on the latest one made anywhere, and the write leaves
+    the new set in this container's cache at once.
     """
-    settings = get_settings()
-    name = signing_keys_secret_name(settings.secret_prefix)
-    keys = signing_keys()
+    name = _secret_name()
+    store = store or secret_store()
+    store.forget(name)
+    keys = signing_keys(store)
     now = _iso(_now())
     rotated: list[SigningKey] = []
     promoted = None
@@ -206,7 +247,7 @@ def rotate() -> SigningKey:
         promoted = generate_key("current")
         rotated.append(promoted)
     rotated.append(generate_key("next"))
-    secret_store().put(name, _encode(rotated))
+    store.put(name, _encode(rotated))
     return promoted
 
 

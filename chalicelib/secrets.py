@@ -44,6 +44,8 @@ class SecretStore:
         self._clock = clock
         self._cache: dict[str, _Cached] = {}
         self._lock = threading.Lock()
+        self._rereads: dict[str, float] = {}  # name -> when it was last re-read past the cache
+        self._reread_lock = threading.Lock()
 
     def _client(self):
         return self._client_factory()
@@ -58,6 +60,21 @@ class SecretStore:
         with self._lock:
             self._cache[name] = _Cached(value, now + CACHE_SECONDS)
         return value
+
+    def reread(self, name: str, *, at_most_every: float) -> str:
+        """The value fresh from Secrets Manager, past the cache (which then holds it), unless this
+        name was re-read less than ``at_most_every`` seconds ago: then the cached value. Callers
+        that input controls (an unknown ``kid``) cannot make more than one call per interval;
+        concurrent callers wait for the re-read in progress and share its result."""
+        with self._reread_lock:
+            now = self._clock()
+            last = self._rereads.get(name)
+            if last is None or not 0 <= now - last < at_most_every:
+                self._rereads[name] = now
+                value = self._fetch(name)
+                self._remember(name, value)
+                return value
+        return self.get(name)
 
     def _fetch(self, name: str) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
