@@ -155,13 +155,17 @@ def _response_schemas(schemas: dict) -> None:
         "id_token_signed_response_algs": _array(_str(enum=list(ASYMMETRIC_ALGS)), minItems=1),
         "send_back_channel_nonce": _bool(),
         "oidc_metadata": {"type": "object", "description": "The discovery document as fetched."},
+        "callback_url": _str(readOnly=True, description="The connection's own redirect URI, to "
+                                                        "register at the upstream IdP."),
     }
     schemas["ConnectionOptions"] = _obj(
         options_properties,
         ("type", "client_id", "issuer", "authorization_endpoint", "jwks_uri", "scope",
          "connection_settings", "attribute_map", "set_user_root_attributes",
-         "token_endpoint_auth_method", "id_token_signed_response_algs", "send_back_channel_nonce"),
-        description="The stored options. client_secret is write-only: never returned.")
+         "token_endpoint_auth_method", "id_token_signed_response_algs", "send_back_channel_nonce",
+         "callback_url"),
+        description="The stored options. client_secret is write-only: never returned. "
+                    "callback_url is read-only.")
     connection_properties = {
         "id": _str(pattern="^con_[A-Za-z0-9]{16}$"),
         "name": _str(minLength=1, maxLength=128),
@@ -180,8 +184,9 @@ def _response_schemas(schemas: dict) -> None:
                     "properties are present; options only with the read:connections_options scope.")
     schemas["ConnectionFull"] = {"allOf": [_ref("Connection"), {"required": [
         "id", "name", "strategy", "display_name", "show_as_button", "is_domain_connection",
-        "realms", "metadata", "enabled_clients", "options"]}],
-        "description": "A connection as returned by create and update (options included)."}
+        "realms", "metadata", "enabled_clients"]}],
+        "description": "A connection as returned by create and update: every property; options "
+                       "only with the read:connections_options scope, as on a GET."}
     schemas["ConnectionList"] = _list_schema("connections", "Connection")
     key_properties = {
         "kid": _str(),

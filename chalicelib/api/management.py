@@ -36,7 +36,6 @@ def list_connections():
                          "fields", "include_fields"})
     strategies = params.get("strategy")
     name = one(params, "name")
-    with_options = caller.has("read:connections_options")
     if name is not None:
         found = connections.get_connection_by_name(name)
         items = [found] if found else []
@@ -44,7 +43,7 @@ def list_connections():
         items = connections.list_connections()
     if strategies:
         items = [i for i in items if i["strategy"] in strategies]
-    views = [connections.view(i, with_options=with_options) for i in items]
+    views = [connections.view(i, caller.scopes) for i in items]
     paged = page(views, params, "connections", "id")
     if isinstance(paged, list):
         return json_response(select_fields(paged, params, CONNECTION_FIELDS))
@@ -55,9 +54,9 @@ def list_connections():
 @bp.route("/api/v2/connections", methods=["POST"], content_types=JSON)
 @handles_api_errors
 def create_connection():
-    _caller("create:connections")
+    caller = _caller("create:connections")
     body = parse_json(bp.current_request)
-    return json_response(connections.create_connection(body), 201)
+    return json_response(connections.view(connections.create_connection(body), caller.scopes), 201)
 
 
 @bp.route("/api/v2/connections/{connection_id}", methods=["GET"])
@@ -67,7 +66,7 @@ def get_connection(connection_id):
     params = query_params(bp.current_request)
     check_known(params, {"fields", "include_fields"})
     item = connections.require_connection(connection_id)
-    view = connections.view(item, with_options=caller.has("read:connections_options"))
+    view = connections.view(item, caller.scopes)
     return json_response(select_fields([view], params, CONNECTION_FIELDS)[0])
 
 
@@ -78,7 +77,8 @@ def update_connection(connection_id):
     body = parse_json(bp.current_request)
     if "options" in body:
         auth.require(caller, "update:connections_options")
-    return json_response(connections.update_connection(connection_id, body))
+    return json_response(connections.view(connections.update_connection(connection_id, body),
+                                          caller.scopes))
 
 
 @bp.route("/api/v2/connections/{connection_id}", methods=["DELETE"])

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import secrets as pysecrets
@@ -11,7 +12,7 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chalicelib.errors import InvalidBody, NotFound
-from chalicelib.management.validation import check_web_url, validate
+from chalicelib.management.validation import check_stored_url, validate
 from chalicelib.settings import get_settings
 from chalicelib.store.dynamo import ConditionFailed, table
 
@@ -123,18 +124,8 @@ def secret_matches(secret: str, stored: str | None) -> bool:
 
 def _check_urls(urls: list[str] | None, what: str, *, native: bool, allow_loopback: bool) -> None:
     for url in urls or []:
-        if native and "://" not in url.split("?")[0] and ":" in url:
-            # RFC 8252 §7.1: private-use URI schemes (reverse domain) for native apps.
-            scheme = url.split(":", 1)[0]
-            if "." in scheme and all(part.isalnum() or "-" in part for part in scheme.split(".")):
-                if "#" in url or "*" in url:
-                    raise InvalidBody(f"Payload validation error: '{what} must not contain a "
-                                      f"fragment or wildcard' on property {what}")
-                continue
-        try:
-            check_web_url(url, allow_loopback_http=allow_loopback or native, what=what)
-        except ValueError as exc:
-            raise InvalidBody(f"Payload validation error: '{exc}' on property {what}") from None
+        check_stored_url(url, field=what, allow_loopback_http=allow_loopback or native,
+                         private_scheme=native)
 
 
 def _check_origins(origins: list[str] | None, what: str, *, allow_loopback: bool) -> list[str]:
@@ -146,10 +137,7 @@ def _check_origins(origins: list[str] | None, what: str, *, allow_loopback: bool
 
     checked: list[str] = []
     for value in origins or []:
-        try:
-            check_web_url(value, allow_loopback_http=allow_loopback, what=what)
-        except ValueError as exc:
-            raise InvalidBody(f"Payload validation error: '{exc}' on property {what}") from None
+        check_stored_url(value, field=what, allow_loopback_http=allow_loopback)
         parts = urlsplit(value)
         normal = normalise_origin(f"{parts.scheme}://{parts.netloc}")
         if parts.path not in ("", "/") or parts.query or "?" in value or normal is None:
@@ -242,6 +230,39 @@ def view(item: dict, secret: str | None = None) -> dict:
     return body
 
 
+# Login paths (/authorize, the callback) read the application through a short cache; the token
+# endpoint never does, so a rotated secret or a deleted client takes effect there at once.
+# Every write below drops it in this container (SPEC §8); other containers expire it within 30 s.
+CONFIG_CACHE_SECONDS = 30
+_client_cache = None
+
+
+def cached_client(client_id: str) -> dict | None:
+    global _client_cache
+    if _client_cache is None:
+        from chalicelib.ttl_cache import TtlCache
+
+        _client_cache = TtlCache(CONFIG_CACHE_SECONDS)
+    return _client_cache.get((get_settings().table_name, client_id), lambda: get_client(client_id))
+
+
+def forget_cached_clients() -> None:
+    if _client_cache is not None:
+        _client_cache.clear()
+
+
+def _drops_cached_clients(write):
+    """Run an administrator's write, then drop the cache, also when the write failed half-way."""
+    @functools.wraps(write)
+    def wrapper(*args, **kwargs):
+        try:
+            return write(*args, **kwargs)
+        finally:
+            forget_cached_clients()
+    return wrapper
+
+
+@_drops_cached_clients
 def create_client(body: dict) -> dict:
     data = validate(ClientCreate, body).model_dump(exclude_none=True)
     record = _resolve(data)
@@ -259,26 +280,6 @@ def get_client(client_id: str) -> dict | None:
     if not isinstance(client_id, str) or not client_id or len(client_id) > 128:
         return None
     return table().get(PK, client_id)
-
-
-# Login paths (/authorize, the callback) read the application through a short cache; the token
-# endpoint never does, so a rotated secret or a deleted client takes effect there at once.
-CONFIG_CACHE_SECONDS = 30
-_client_cache = None
-
-
-def cached_client(client_id: str) -> dict | None:
-    global _client_cache
-    if _client_cache is None:
-        from chalicelib.ttl_cache import TtlCache
-
-        _client_cache = TtlCache(CONFIG_CACHE_SECONDS)
-    return _client_cache.get((get_settings().table_name, client_id), lambda: get_client(client_id))
-
-
-def forget_cached_clients() -> None:
-    if _client_cache is not None:
-        _client_cache.clear()
 
 
 def require_client(client_id: str) -> dict:
@@ -306,6 +307,7 @@ def _without_nulls(value):
     return value
 
 
+@_drops_cached_clients
 def update_client(client_id: str, body: dict) -> dict:
     if isinstance(body, dict) and "name" in body and body["name"] is None:
         raise InvalidBody("Payload validation error: 'name cannot be removed' on property name")
@@ -337,7 +339,6 @@ def update_client(client_id: str, body: dict) -> dict:
         # Becoming confidential: it needs a secret, shown once, as on create.
         secret = new_client_secret()
         record["client_secret_hash"] = hash_secret(secret)
-    forget_cached_clients()
     try:
         table().put({"pk": PK, "sk": client_id, **record}, condition="attribute_exists(pk)")
     except ConditionFailed:
@@ -345,6 +346,7 @@ def update_client(client_id: str, body: dict) -> dict:
     return view(record, secret)
 
 
+@_drops_cached_clients
 def rotate_secret(client_id: str) -> dict:
     current = require_client(client_id)
     if current.get("token_endpoint_auth_method") == "none":
@@ -361,9 +363,9 @@ def rotate_secret(client_id: str) -> dict:
     return view(updated or current, secret)
 
 
+@_drops_cached_clients
 def delete_client(client_id: str) -> None:
-    """D    forget_cached_clients()
-elete the client, its grants and its connection enablements (no orphans)."""
+    """Delete the client, its grants and its connection enablements (no orphans)."""
     require_client(client_id)
     from chalicelib.management import connections, grants
 

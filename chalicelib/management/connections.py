@@ -6,6 +6,7 @@ The upstream ``client_secret`` goes to Secrets Manager only; the item records on
 """
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import secrets as pysecrets
@@ -15,7 +16,7 @@ from typing import Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chalicelib.errors import Conflict, InvalidBody, NotFound
-from chalicelib.management.validation import check_web_url, validate
+from chalicelib.management.validation import check_stored_url, validate
 from chalicelib.secrets import connection_secret_name, secret_store
 from chalicelib.settings import get_settings
 from chalicelib.store.dynamo import ConditionFailed, table
@@ -99,6 +100,12 @@ class Options(_Strict):
     send_back_channel_nonce: bool = True
     # Read-only (SPEC §2.2): accepted so a GET → edit → PATCH round trip works, then ignored.
     oidc_metadata: Optional[dict] = None
+    # Read-only too, but a value that differs from the real one is a mistake worth a 400: the
+    # administrator may believe the broker will use it (check_read_only_options).
+    callback_url: Optional[str] = Field(
+        default=None, max_length=2048, json_schema_extra={"readOnly": True},
+        description="Read-only: the connection's own redirect URI. Accepted unchanged (a GET "
+                    "sent back by PATCH), refused when different.")
 
 
 class ConnectionFields(_Strict):
@@ -172,11 +179,16 @@ def _split_scope(raw: Union[str, list[str]]) -> list[str]:
 
 
 def _check_url(value: str, where: str) -> str:
-    try:
-        return check_web_url(value, allow_loopback_http=get_settings().allow_insecure_loopback,
-                             what=where)
-    except ValueError as exc:
-        raise _bad(str(exc), where) from None
+    return check_stored_url(value, field=where,
+                            allow_loopback_http=get_settings().allow_insecure_loopback)
+
+
+def check_read_only_options(options: Options, name: str) -> None:
+    """``callback_url`` is computed from the name; sent back unchanged it is ignored."""
+    if options.callback_url is not None and (
+            options.callback_url != get_settings().connection_callback_url(name)):
+        raise _bad("callback_url is read-only: it is the connection's own redirect URI",
+                   "options.callback_url")
 
 
 def _check_attribute_map(mapping: AttributeMap | None) -> dict:
@@ -332,7 +344,12 @@ def _needs_secret(options: dict) -> bool:
             and options["token_endpoint_auth_method"] in ("client_secret_post", "client_secret_basic"))
 
 
-def view(item: dict, *, with_options: bool) -> dict:
+OPTIONS_SCOPE = "read:connections_options"
+
+
+def view(item: dict, scopes: frozenset[str] | set[str]) -> dict:
+    """The connection as every route returns it: ``options`` only for a caller holding
+    read:connections_options (SPEC §2.2), with the read-only ``callback_url`` added."""
     body = {
         "id": item["id"],
         "name": item["name"],
@@ -344,9 +361,57 @@ def view(item: dict, *, with_options: bool) -> dict:
         "metadata": item.get("metadata", {}),
         "enabled_clients": sorted(item.get("enabled_clients") or []),
     }
-    if with_options:
-        body["options"] = dict(item.get("options", {}))
+    if OPTIONS_SCOPE in scopes:
+        body["options"] = {**item.get("options", {}),
+                           "callback_url": get_settings().connection_callback_url(item["name"])}
     return body
+
+
+# Login paths read connection configuration through a short cache (SPEC §3, issue: caches):
+# a warm container does not re-read it per request. Every write below drops it in this container
+# (SPEC §8: by id, by name and the per-client enabled lists); other containers see a change within
+# CONFIG_CACHE_SECONDS.
+CONFIG_CACHE_SECONDS = 30
+_config_cache = None
+
+
+def _cache():
+    global _config_cache
+    if _config_cache is None:
+        from chalicelib.ttl_cache import TtlCache
+
+        _config_cache = TtlCache(CONFIG_CACHE_SECONDS)
+    return _config_cache
+
+
+def cached_connection(connection_id: str) -> dict | None:
+    return _cache().get(("id", get_settings().table_name, connection_id),
+                        lambda: get_connection(connection_id))
+
+
+def cached_connection_by_name(name: str) -> dict | None:
+    return _cache().get(("name", get_settings().table_name, name),
+                        lambda: get_connection_by_name(name))
+
+
+def cached_enabled_connections_for(client_id: str) -> list[dict]:
+    return _cache().get(("enabled", get_settings().table_name, client_id),
+                        lambda: enabled_connections_for(client_id))
+
+
+def forget_cached_connections() -> None:
+    _cache().clear()
+
+
+def _drops_cached_connections(write):
+    """Run an administrator's write, then drop the cache, also when the write failed half-way."""
+    @functools.wraps(write)
+    def wrapper(*args, **kwargs):
+        try:
+            return write(*args, **kwargs)
+        finally:
+            forget_cached_connections()
+    return wrapper
 
 
 def _check_enabled_clients(client_ids: list[str] | None) -> list[str] | None:
@@ -361,11 +426,13 @@ def _check_enabled_clients(client_ids: list[str] | None) -> list[str] | None:
     return unique
 
 
+@_drops_cached_connections
 def create_connection(body: dict) -> dict:
-    forget_cached_connections()
+    """Create it; returns the stored record (shape it with ``view``)."""
     data = validate(ConnectionCreate, body)
     if data.strategy != "oidc":
         raise _bad(f"strategy {data.strategy} is not supported: only oidc", "strategy")
+    check_read_only_options(data.options, data.name)
     options = resolve_options(data.options, None)
     secret = data.options.client_secret
     if _needs_secret(options) and not secret:
@@ -406,7 +473,7 @@ def create_connection(body: dict) -> dict:
             _delete_items(connection_id, data.name)
             raise
     record["enabled_clients"] = enabled
-    return view(record, with_options=True)
+    return record
 
 
 def get_connection(connection_id: str) -> dict | None:
@@ -434,43 +501,9 @@ def list_connections() -> list[dict]:
     return list(table().query(PK))
 
 
-# Login paths read connection configuration through a short cache (SPEC §3, issue: caches):
-# a warm container does not re-read it per request. Writes in this container clear it; other
-# containers see a change within CONFIG_CACHE_SECONDS.
-CONFIG_CACHE_SECONDS = 30
-_config_cache = None
-
-
-def _cache():
-    global _config_cache
-    if _config_cache is None:
-        from chalicelib.ttl_cache import TtlCache
-
-        _config_cache = TtlCache(CONFIG_CACHE_SECONDS)
-    return _config_cache
-
-
-def cached_connection(connection_id: str) -> dict | None:
-    return _cache().get(("id", get_settings().table_name, connection_id),
-                        lambda: get_connection(connection_id))
-
-
-def cached_connection_by_name(name: str) -> dict | None:
-    return _cache().get(("name", get_settings().table_name, name),
-                        lambda: get_connection_by_name(name))
-
-
-def cached_enabled_connections_for(client_id: str) -> list[dict]:
-    return _cache().get(("enabled", get_settings().table_name, client_id),
-                        lambda: enabled_connections_for(client_id))
-
-
-def forget_cached_connections() -> None:
-    _cache().clear()
-
-
+@_drops_cached_connections
 def update_connection(connection_id: str, body: dict) -> dict:
-    forget_cached_connections()
+    """Apply a PATCH; returns the stored record (shape it with ``view``)."""
     data = validate(ConnectionUpdate, body)
     current = require_connection(connection_id)
     if data.name is not None and data.name != current["name"]:
@@ -486,6 +519,7 @@ def update_connection(connection_id: str, body: dict) -> dict:
         if value is not None:
             sets[field] = value
     if data.options is not None:
+        check_read_only_options(data.options, current["name"])
         # PATCH replaces options as a whole (as Auth0 does), except that an absent
         # client_secret keeps the stored one instead of wiping it.
         options = resolve_options(data.options, current.get("options"))
@@ -522,7 +556,7 @@ def update_connection(connection_id: str, body: dict) -> dict:
         except ConditionFailed:
             raise NotFound("The connection does not exist",
                            error_code="inexistent_connection") from None
-    return view(current, with_options=True)
+    return current
 
 
 def _delete_items(connection_id: str, name: str) -> None:
@@ -532,8 +566,8 @@ def _delete_items(connection_id: str, name: str) -> None:
     ])
 
 
+@_drops_cached_connections
 def delete_connection(connection_id: str) -> None:
-    forget_cached_connections()
     current = require_connection(connection_id)
     # SPEC §8, no orphans: its users go first (each one's sessions end, every grant is revoked,
     # back-channel logout is queued), so a failure half-way leaves the connection in place and a
@@ -567,8 +601,8 @@ class EnablementItem(_Strict):
     status: bool
 
 
+@_drops_cached_connections
 def set_enabled_clients(connection_id: str, body: list) -> None:
-    forget_cached_connections()
     if not isinstance(body, list) or not 1 <= len(body) <= 50:
         raise InvalidBody("Payload validation error: 'expected an array of 1 to 50 items' on "
                           "property body")
@@ -599,8 +633,8 @@ def set_enabled_clients(connection_id: str, body: list) -> None:
                            error_code="inexistent_connection") from None
 
 
+@_drops_cached_connections
 def disable_client_everywhere(client_id: str) -> None:
-    forget_cached_connections()
     for item in list_connections():
         if client_id in (item.get("enabled_clients") or []):
             try:

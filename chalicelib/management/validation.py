@@ -2,12 +2,16 @@
 from __future__ import annotations
 
 import ipaddress
+import re
+import unicodedata
 from typing import Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
 
 from chalicelib.errors import InvalidBody
+
+MAX_URL_LENGTH = 2048
 
 
 def _location(loc: tuple) -> str:
@@ -44,29 +48,70 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
-def check_web_url(value: str, *, allow_loopback_http: bool, what: str) -> str:
-    """An absolute https URL (http only on loopback when allowed); no fragment, no userinfo."""
-    if not isinstance(value, str) or len(value) > 2048:
-        raise ValueError(f"{what} must be a URL of at most 2048 characters")
+# RFC 3986 §2: a URI is ASCII, and these printable characters never appear in one unencoded.
+# Browsers read a backslash as a slash, and quotes and angle brackets break out of HTML.
+_NOT_IN_URIS = frozenset('"<>\\^`{|}')
+# RFC 8252 §7.1: a native app's private-use scheme is a reverse domain name (com.example.app).
+_PRIVATE_SCHEME = re.compile(r"^[a-z][a-z0-9-]*(\.[a-z0-9][a-z0-9-]*)+$")
+
+
+def _raw_problem(value: str) -> str | None:
+    """What is wrong with the raw characters, before any parser can strip or fold them:
+    urlsplit silently drops TAB, CR and LF (WHATWG URL), so checks on its output miss them."""
+    for char in value:
+        category = unicodedata.category(char)
+        if category == "Cc":  # C0 (NUL, TAB, CR, LF, ...), DEL and C1 (U+0080-U+009F)
+            return f"must not contain control characters (U+{ord(char):04X})"
+        if char.isspace() or category in ("Zs", "Zl", "Zp"):
+            return f"must not contain whitespace (U+{ord(char):04X})"
+        if not char.isascii():
+            return (f"must contain only ASCII characters (U+{ord(char):04X}): percent-encode "
+                    "them and use the punycode form of a host name (RFC 3986 §2)")
+        if char in _NOT_IN_URIS:
+            return f"must not contain the character {char!r} (RFC 3986 §2)"
+    return None
+
+
+def check_stored_url(value: Any, *, field: str, allow_loopback_http: bool,
+                     allow_fragment: bool = False, private_scheme: bool = False) -> str:
+    """The one check for every URL an administrator stores (SPEC §8): callbacks, logout and
+    back-channel logout URLs, origins, connection endpoints, icons. Raises a 400 naming ``field``.
+
+    An absolute https URL (http only on a loopback host, and only when allowed); never control
+    characters, whitespace or non-URI characters, userinfo (user@host misleads readers of the URL,
+    RFC 3986 §7.6), wildcards, or a fragment unless ``allow_fragment`` (RFC 6749 §3.1.2: a
+    redirection endpoint has none). ``private_scheme`` admits a native app's reverse-domain scheme
+    (``com.example.app:/callback``, RFC 8252 §7.1)."""
+    def refuse(problem: str) -> InvalidBody:
+        return InvalidBody(f"Payload validation error: '{field} {problem}' on property {field}")
+
+    if not isinstance(value, str) or not value or len(value) > MAX_URL_LENGTH:
+        raise refuse(f"must be a URL of 1 to {MAX_URL_LENGTH} characters")
+    problem = _raw_problem(value)
+    if problem:
+        raise refuse(problem)
+    if "#" in value and not allow_fragment:
+        raise refuse("must not contain a fragment")
+    if "*" in value:
+        raise refuse("must not contain wildcards")
     try:
         parts = urlsplit(value)
         host = parts.hostname or ""
         parts.port  # noqa: B018 - raises on a bad port
     except ValueError:
-        raise ValueError(f"{what} is not a valid URL") from None
+        raise refuse("is not a valid URL") from None
+    scheme = parts.scheme.lower()
+    if private_scheme and _PRIVATE_SCHEME.match(scheme) and not value[len(scheme) + 1:].startswith(
+            "//"):
+        return value
+    if "@" in parts.netloc:
+        raise refuse("must not contain credentials (user@host)")
     if not host:
-        raise ValueError(f"{what} must be an absolute URL")
-    if parts.username or parts.password:
-        raise ValueError(f"{what} must not contain credentials")
-    if parts.fragment or "#" in value:
-        raise ValueError(f"{what} must not contain a fragment")
-    if "*" in value:
-        raise ValueError(f"{what} must not contain wildcards")
-    if parts.scheme == "https":
+        raise refuse("must be an absolute URL with a host")
+    if scheme == "https":
         return value
-    if parts.scheme == "http" and allow_loopback_http and is_loopback_host(host):
-        return value
-    if parts.scheme == "http" and is_loopback_host(host):
-        raise ValueError(f"{what} must use https (http on loopback needs "
-                         "BROKER_ALLOW_INSECURE_LOOPBACK)")
-    raise ValueError(f"{what} must use https")
+    if scheme == "http" and is_loopback_host(host):
+        if allow_loopback_http:
+            return value
+        raise refuse("must use https (http on loopback needs BROKER_ALLOW_INSECURE_LOOPBACK)")
+    raise refuse("must use https")
