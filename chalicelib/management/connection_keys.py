@@ -273,8 +273,11 @@ def rotate(connection: dict, body: dict | None) -> ConnectionKey:
     """next → current, current → previous (still published), a new next; older previous keys are
     retired. Returns the new next key (Auth0's response). The new key keeps the current key's
     algorithm unless ``signing_alg`` says otherwise. Read-modify-write on the secret: two
-    rotations at the same moment leave one of them, still with a consistent key set."""
+    rotations at the same moment leave one of them, still with a consistent key set; the write
+    leaves the new set in this container's cache."""
     _check_algorithm(body)
+    # Read past this container's cache: a rotation builds on the latest one made anywhere.
+    secret_store().forget(_secret_name(connection["id"]))
     keys, _ = ensure_keys(connection)
     current = next((k.algorithm for k in keys if k.status == "current"), DEFAULT_ALGORITHM)
     algorithm = _check_algorithm(body, current)

@@ -187,3 +187,28 @@ def test_rotation_in_a_stale_container_builds_on_the_latest_set(containers):
     assert statuses[after_a["current"]] == "previous"
     assert statuses[after_a["next"]] == "current"
     assert after_a["previous"] not in statuses
+
+
+def test_connection_key_rotation_in_a_stale_container_builds_on_the_latest_set(containers,
+                                                                                 monkeypatch):
+    """The per-connection private_key_jwt keys use the same rotation: the same rule holds."""
+    from chalicelib import secrets as secrets_module
+    from chalicelib.management import connection_keys
+
+    monkeypatch.setattr(connection_keys, "get_settings", lambda: SETTINGS)
+    a, b = containers
+    connection = {"id": "con_unit", "name": "corp",
+                  "options": {"token_endpoint_auth_method": "private_key_jwt"}}
+    monkeypatch.setattr(secrets_module, "_store", a.store)
+    connection_keys.ensure_keys(connection)
+    monkeypatch.setattr(secrets_module, "_store", b.store)
+    connection_keys.ensure_keys(connection)  # B caches the set too
+    monkeypatch.setattr(secrets_module, "_store", a.store)
+    connection_keys.rotate(connection, None)
+    after_a = {k.status: k.kid for k in connection_keys.list_keys(connection)}
+    monkeypatch.setattr(secrets_module, "_store", b.store)
+    connection_keys.rotate(connection, None)  # B's cache predates A's rotation
+    statuses = {k.kid: k.status for k in connection_keys.list_keys(connection)}
+    assert statuses[after_a["next"]] == "current"
+    assert statuses[after_a["current"]] == "previous"
+    assert after_a["previous"] not in statuses
