@@ -10,6 +10,11 @@
   or symmetric (``kty: oct``) are skipped: a public document can never hold a verification secret.
   Private parts an IdP publishes by mistake are dropped. The 128 KB size cap comes from
   :func:`chalicelib.netguard.safe_get`.
+- Entries are keyed by the ``jwks_uri`` of a configured connection, never by request input, and the
+  unknown-``kid`` refetch replaces only its own URI's entry: a flood of forged ``kid`` values for one
+  connection cannot evict or refetch another's keys (SPEC §8). At most :data:`MAX_URIS` URIs are
+  kept (URIs of connections since changed or deleted would otherwise stay for the container's
+  life); past that the entry fetched longest ago gives way.
 """
 from __future__ import annotations
 
@@ -28,6 +33,7 @@ from chalicelib.netguard import OutboundError, OutboundRefused, safe_get
 
 __all__ = [
     "MAX_STALE_SECONDS",
+    "MAX_URIS",
     "MIN_REFETCH_SECONDS",
     "TTL_SECONDS",
     "JwksCache",
@@ -42,6 +48,7 @@ log = logging.getLogger("chalicelib.login.jwks")
 TTL_SECONDS = 3600
 MIN_REFETCH_SECONDS = 60
 MAX_STALE_SECONDS = 24 * 3600
+MAX_URIS = 512
 _ASYMMETRIC_KTY = frozenset({"RSA", "EC", "OKP"})
 
 
@@ -118,6 +125,7 @@ class JwksCache:
         ttl: float = TTL_SECONDS,
         min_refetch: float = MIN_REFETCH_SECONDS,
         max_stale: float = MAX_STALE_SECONDS,
+        max_uris: int = MAX_URIS,
     ) -> None:
         """``fetch(uri) -> dict`` defaults to :func:`safe_get` + JSON; ``allow_loopback`` (for the
         default fetch) defaults to the settings' ``BROKER_ALLOW_INSECURE_LOOPBACK``, read per fetch."""
@@ -127,6 +135,7 @@ class JwksCache:
         self._ttl = ttl
         self._min_refetch = min_refetch
         self._max_stale = max_stale
+        self._max_uris = max_uris
         self._entries: dict[str, _Entry] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
@@ -207,7 +216,14 @@ class JwksCache:
 
     def _entry(self, jwks_uri: str) -> _Entry:
         with self._guard:
-            return self._entries.setdefault(jwks_uri, _Entry())
+            entry = self._entries.get(jwks_uri)
+            if entry is None:
+                while len(self._entries) >= self._max_uris:
+                    oldest = min(self._entries, key=lambda uri: self._entries[uri].attempted_at or 0.0)
+                    del self._entries[oldest]
+                    self._locks.pop(oldest, None)
+                entry = self._entries[jwks_uri] = _Entry()
+            return entry
 
     def _lock_for(self, jwks_uri: str) -> threading.Lock:
         with self._guard:

@@ -283,3 +283,50 @@ def test_no_copy_at_all_is_retried_after_a_few_seconds():
     now[0] += NO_COPY_RETRY_SECONDS
     assert cache.key_set("https://idp.example/jwks")
     assert len(calls) == 2
+
+
+# --------------------------------------------------------------------------- abuse (SPEC §8)
+
+class PerUriFetcher:
+    """One document per URI; counts fetches per URI."""
+
+    def __init__(self, docs: dict) -> None:
+        self.docs = docs
+        self.calls: dict[str, int] = {}
+
+    def __call__(self, uri: str) -> dict:
+        self.calls[uri] = self.calls.get(uri, 0) + 1
+        return self.docs[uri]
+
+
+def test_a_forged_kid_flood_on_one_connection_leaves_the_others_alone():
+    other = "https://other.example/jwks"
+    clock = Clock()
+    fetch = PerUriFetcher({URI: public(RSA_A), other: public(RSA_B)})
+    cache = JwksCache(fetch=fetch, clock=clock)
+    cache.key_set(URI)
+    cache.key_set(other)
+    for _ in range(10_000):
+        clock.t += 0.01  # 100 s in all
+        cache.refresh_for_unknown_kid(URI)
+    assert fetch.calls[URI] == 2  # the first fetch, then one refetch a minute
+    assert fetch.calls[other] == 1
+    assert kids(cache.key_set(other)) == ["b"]
+    assert fetch.calls[other] == 1  # still served from the cache, not refetched or evicted
+
+
+def test_uris_are_bounded_and_the_longest_unfetched_gives_way():
+    clock = Clock()
+    uris = [f"https://idp{i}.example/jwks" for i in range(4)]
+    fetch = PerUriFetcher({uri: public(RSA_A) for uri in uris})
+    cache = JwksCache(fetch=fetch, clock=clock, max_uris=3)
+    for uri in uris[:3]:
+        clock.t += 1
+        cache.key_set(uri)
+    clock.t += 1
+    cache.key_set(uris[3])
+    assert len(cache._entries) == 3
+    assert uris[0] not in cache._entries and uris[0] not in cache._locks
+    for uri in uris[1:]:
+        cache.key_set(uri)
+        assert fetch.calls[uri] == 1
