@@ -197,8 +197,9 @@ def _start_demo_idp(issuer: str, max_seconds: float):
             return None
     config = json.loads((IDP_DIR / "demo.json").read_text())
     for client in config.get("clients", []):
-        # The IdP must send the browser back to this broker's callback.
-        client["redirect_uris"] = [issuer + "login/callback"]
+        # The IdP must send the browser back to the demo connection's own callback URL (the
+        # broker gives each connection one), as an administrator registers it at a real IdP.
+        client["redirect_uris"] = [f"{issuer}login/callback/{DEMO_CONNECTION}"]
     fd, config_path = tempfile.mkstemp(prefix="broker-demo-idp-", suffix=".json")
     with os.fdopen(fd, "w") as fh:
         json.dump(config, fh)

@@ -1,4 +1,4 @@
-"""Browser-facing login routes: ``/authorize`` and ``/login/callback`` (SPEC §3)."""
+"""Browser-facing login routes: ``/authorize`` and ``/login/callback[/{connection}]`` (SPEC §3)."""
 from __future__ import annotations
 
 import logging
@@ -121,6 +121,17 @@ def _single_sign_on(app_request, session, now: int):
 
 @bp.route("/login/callback", methods=["GET", "POST"], content_types=FORM)
 def login_callback():
+    """Auth0's single callback URL, kept for IdPs registered that way (SPEC §3.3)."""
+    return _callback(None)
+
+
+@bp.route("/login/callback/{connection_name}", methods=["GET", "POST"], content_types=FORM)
+def connection_login_callback(connection_name):
+    """Each connection's own redirect URI (RFC 9700 §4.4 mix-up defence)."""
+    return _callback(connection_name)
+
+
+def _callback(route_connection: str | None):
     from chalicelib.login.callback import handle_callback
     from chalicelib.login.pages import read_cookies
 
@@ -137,7 +148,7 @@ def login_callback():
         else:
             params = {k: v[0] for k, v in query_params(request).items() if v}
         cookies = read_cookies(request.headers.get("cookie"))
-        return _page(handle_callback(params, request.method, cookies, now))
+        return _page(handle_callback(params, request.method, cookies, now, route_connection))
     except ApiError:
         return _unavailable()
     except Exception:  # noqa: BLE001

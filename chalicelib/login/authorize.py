@@ -318,6 +318,7 @@ def start_upstream_login(request: AppRequest, connection: dict, browser_binding:
     nonce = random_token(32)
     verifier = random_token(48) if upstream.pkce_method(connection) else None
     scope = upstream_scope(connection)
+    redirect_uri = get_settings().connection_callback_url(connection["name"])
     tx = LoginTransaction(
         connection_id=connection["id"], client_id=request.client["client_id"],
         redirect_uri=request.redirect_uri, response_mode=request.response_mode, scope=request.scope,
@@ -325,13 +326,14 @@ def start_upstream_login(request: AppRequest, connection: dict, browser_binding:
         code_challenge_method=request.code_challenge_method, upstream_nonce=nonce,
         upstream_code_verifier=verifier, browser_digest=digest(binding), created_at=now,
         max_age=request.max_age, prompt=" ".join(sorted(request.prompt)) or None,
-        audience=request.audience,
+        audience=request.audience, upstream_redirect_uri=redirect_uri,
     )
     upstream_state = create_transaction(tx, now)
     app_params = {k: v for k, v in request.raw.items() if not k.startswith("__")}
     location = upstream.authorization_url(connection, state=upstream_state, nonce=nonce,
                                           scope=scope, code_verifier=verifier,
-                                          app_params=app_params, force_login=force_login)
+                                          app_params=app_params, redirect_uri=redirect_uri,
+                                          force_login=force_login, max_age=request.max_age)
     # Path=/ so a second /authorize in another tab reuses the binding instead of replacing it.
     binding_cookie = cookie(BINDING_COOKIE, binding, max_age=lifetimes.LOGIN_TRANSACTION)
     return Redirect(location=location, cookies=[binding_cookie])

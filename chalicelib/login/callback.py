@@ -1,4 +1,5 @@
-"""``GET|POST /login/callback`` (SPEC §3.3): the upstream IdP's answer becomes a broker login.
+"""``GET|POST /login/callback/{connection}`` and the shared ``/login/callback`` (SPEC §3.3): the
+upstream IdP's answer becomes a broker login.
 
 Every check runs before anything is written; the writes (user, session, grant, code) are one
 DynamoDB transaction. Failures after the transaction is found go back to the application as
@@ -17,6 +18,7 @@ from chalicelib.login.transactions import (
     consume_transaction,
 )
 from chalicelib.login.upstream import UpstreamError
+from chalicelib.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +36,14 @@ class LoginFailed(Exception):
 
 
 def handle_callback(params: dict[str, str], method: str, cookies: dict[str, str],
-                    now: int) -> ErrorPage | Redirect | FormPost:
+                    now: int, route_connection: str | None = None) -> ErrorPage | Redirect | FormPost:
+    """``route_connection``: the connection named in the callback path; None on the shared one."""
     try:
         tx = consume_transaction(params.get("state"), cookies.get(BINDING_COOKIE), now)
     except TransactionError as exc:
         return ErrorPage(400, "Login failed", f"{exc}. Start the login again from the application.")
     try:
-        return _complete(tx, params, method, now)
+        return _complete(tx, params, method, now, route_connection)
     except LoginFailed as exc:
         log.info("login through connection %s failed: %s (%s)", tx.connection_id, exc.error,
                  exc.description)
@@ -69,7 +72,8 @@ def handle_callback(params: dict[str, str], method: str, cookies: dict[str, str]
                             "The login could not be completed", tx.state, status=303)
 
 
-def _complete(tx: LoginTransaction, params: dict[str, str], method: str, now: int) -> Redirect | FormPost:
+def _complete(tx: LoginTransaction, params: dict[str, str], method: str, now: int,
+              route_connection: str | None) -> Redirect | FormPost:
     from chalicelib.management.connections import cached_connection
     from chalicelib.management.clients import cached_client
 
@@ -80,6 +84,7 @@ def _complete(tx: LoginTransaction, params: dict[str, str], method: str, now: in
     if tx.client_id not in (connection.get("enabled_clients") or []):
         raise LoginFailed("access_denied", "The connection is no longer enabled for this application")
     options = connection["options"]
+    _check_route(route_connection, params.get("iss"), connection)
     _check_iss_parameter(params.get("iss"), connection)
     if params.get("error"):
         upstream_error = params["error"][:64]
@@ -95,8 +100,11 @@ def _complete(tx: LoginTransaction, params: dict[str, str], method: str, now: in
         from chalicelib.login import upstream
         from chalicelib.management.connections import connection_secret
 
+        # Transactions from before per-connection callbacks sent the shared URL.
+        redirect_uri = tx.upstream_redirect_uri or get_settings().shared_callback_url
         tokens = upstream.exchange_code(connection, code, tx.upstream_code_verifier,
-                                        _secret_or_fail(connection_secret, connection))
+                                        _secret_or_fail(connection_secret, connection),
+                                        redirect_uri)
         raw_id_token = tokens["id_token"]
         access_token = tokens.get("access_token") if isinstance(tokens.get("access_token"),
                                                                 str) else None
@@ -125,6 +133,23 @@ def _secret_or_fail(load, connection: dict) -> str | None:
 
 def _printable(text: str) -> str:
     return "".join(c for c in text if c.isprintable())
+
+
+def _check_route(route_connection: str | None, iss: str | None, connection: dict) -> None:
+    """Mix-up defence (RFC 9700 §4.4.2): each connection has its own redirect URI, so an answer
+    read at another connection's URL (an IdP's code carrying a state the user got from an evil
+    IdP) ends here, before any code reaches any token endpoint. The shared URL cannot tell the
+    IdPs apart, so a code is accepted there only with an ``iss`` (RFC 9207), checked next; a
+    front-channel ID token names and proves its issuer itself (its keys are the connection's)."""
+    if route_connection is not None:
+        if route_connection != connection["name"]:
+            raise LoginFailed("access_denied", "The answer reached another connection's callback "
+                                               "URL (possible mix-up attack)")
+        return
+    if connection["options"].get("type") == "back_channel" and iss is None:
+        raise LoginFailed("access_denied", "A code reached the shared callback URL without an iss "
+                                           "parameter (possible mix-up attack): register the "
+                                           "connection's own callback URL at the identity provider")
 
 
 def _check_iss_parameter(iss: str | None, connection: dict) -> None:

@@ -33,6 +33,8 @@ class LoginTransaction:
     max_age: int | None = None
     prompt: str | None = None
     audience: str | None = None
+    # The redirect_uri sent upstream: the code exchange must repeat it (RFC 6749 §4.1.3).
+    upstream_redirect_uri: str | None = None
     extra: dict = field(default_factory=dict)
 
 

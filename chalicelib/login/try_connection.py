@@ -12,7 +12,8 @@ exactly the code every application uses:
 2. ``GET /login/try?ticket=…`` consumes the ticket, binds this browser with a cookie
    (``broker_try``, HttpOnly, path ``/login/try``), stores the flow's state, nonce and PKCE
    verifier, and sends the browser to ``/authorize`` with ``connection`` and ``prompt=login``.
-3. The normal login runs (upstream IdP, ``/login/callback`` with all its checks) and ends at
+3. The normal login runs (upstream IdP, the connection's own ``/login/callback/{name}`` with all
+   its checks, mix-up defence included) and ends at
    ``/login/try/callback`` with a code, or with ``error``/``error_description`` naming the failed
    check. The code is redeemed *internally* (no token is minted: the grant is revoked at once),
    the test session is ended, and the result (profile, the upstream ID token's claims, the checks)
@@ -155,7 +156,8 @@ def _start(kind: Kind, client_id: str, now: int, *, connection_name: str | None 
                                        random_token(48))
     table().put_new({"pk": f"TRYFLOW#{digest(state)}", "sk": "TRY", "ttl": now + FLOW_LIFETIME,
                      "kind": kind.name, "client_id": client_id, "verifier": verifier,
-                     "browser_digest": digest(binding)})
+                     "browser_digest": digest(binding),
+                     **({"connection_name": connection_name} if connection_name else {})})
     params = {"client_id": client_id, "redirect_uri": settings.url(kind.path + "/callback"),
               "response_type": "code", "scope": "openid profile email", "state": state,
               "nonce": nonce, "code_challenge": s256(verifier), "code_challenge_method": "S256"}
@@ -186,11 +188,14 @@ def finish(kind: Kind, params: dict[str, str], binding: str | None, now: int):
     if not flow:
         return _gone("This test was started in another browser, has expired or was already "
                      "finished.")
+    connection_name = flow.get("connection_name")
     if params.get("iss") not in (None, settings.issuer):
-        result = _failure("start", "invalid_request", "The response came from another issuer")
+        result = _failure("start", "invalid_request", "The response came from another issuer",
+                          connection_name)
     elif params.get("error"):
         result = _failure_from(params.get("error", "")[:64],
-                               _printable(params.get("error_description") or "")[:300])
+                               _printable(params.get("error_description") or "")[:300],
+                               connection_name)
     else:
         result = _inspect(params.get("code"), flow, kind, now)
     result_id = random_token(32)
@@ -267,6 +272,9 @@ CHECKS: list[tuple[str, str, str]] = [
      "Check that the connection exists and try again; a temporary outage clears by itself."),
     ("state", "The IdP's answer matched this login (state, browser binding, used once)",
      "Finish the login at the identity provider within 10 minutes, in the browser that started it."),
+    ("callback", "The answer arrived at the connection's own callback URL (mix-up defence)",
+     "Register {callback} as the redirect URI of the application at the identity provider; an "
+     "IdP registered with the shared /login/callback must send the iss parameter (RFC 9207)."),
     ("iss_param", "The answer came from the connection's issuer (RFC 9207 iss parameter)",
      "The IdP's answer names another issuer: set the connection's discovery URL (or issuer) to "
      "this identity provider."),
@@ -322,6 +330,8 @@ def failed_check(error: str, description: str) -> str:
     if "id token is invalid (" in text:
         inner = text.split("id token is invalid (", 1)[1].split(")", 1)[0]
         return _ID_TOKEN_CHECKS.get(inner, "format")
+    if "mix-up" in text:
+        return "callback"
     if "another issuer" in text or "lacks the iss parameter" in text:
         return "iss_param"
     if "keys are unavailable" in text:
@@ -364,7 +374,7 @@ def _success_checks(connection: dict, upstream: dict | None) -> list[dict]:
              "detail": skipped.get(key, "")} for key, label, _ in CHECKS]
 
 
-def _failure(key: str, error: str, description: str) -> dict:
+def _failure(key: str, error: str, description: str, connection_name: str | None = None) -> dict:
     checks, reached = [], False
     for name, label, _ in CHECKS:
         if name == key:
@@ -373,13 +383,17 @@ def _failure(key: str, error: str, description: str) -> dict:
             outcome = "not run" if reached else "passed"
         checks.append({"key": name, "label": label, "outcome": outcome,
                        "detail": description if name == key else ""})
-    fix = FIXES[key].replace("{callback}", get_settings().url("login/callback"))
+    # Each connection has its own redirect URI (RFC 9700 §4.4): name the one to register.
+    settings = get_settings()
+    callback = (settings.connection_callback_url(connection_name) if connection_name
+                else settings.url("login/callback/") + "{connection name}")
+    fix = FIXES[key].replace("{callback}", callback)
     return {"ok": False, "failed": key, "error": error, "description": description, "fix": fix,
             "checks": checks}
 
 
-def _failure_from(error: str, description: str) -> dict:
-    return _failure(failed_check(error, description), error, description)
+def _failure_from(error: str, description: str, connection_name: str | None = None) -> dict:
+    return _failure(failed_check(error, description), error, description, connection_name)
 
 
 # --- 4. the result page ------------------------------------------------------------------------

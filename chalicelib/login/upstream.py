@@ -22,10 +22,6 @@ class UpstreamError(Exception):
         self.description = description
 
 
-def callback_url() -> str:
-    return get_settings().url("login/callback")
-
-
 def pkce_method(connection: dict) -> str | None:
     """SPEC §2.2 ``connection_settings.pkce``: only for the code flow."""
     options = connection["options"]
@@ -41,8 +37,10 @@ def pkce_method(connection: dict) -> str | None:
 
 
 def authorization_url(connection: dict, *, state: str, nonce: str, scope: str,
-                      code_verifier: str | None, app_params: dict[str, str],
-                      force_login: bool = False) -> str:
+                      code_verifier: str | None, app_params: dict[str, str], redirect_uri: str,
+                      force_login: bool = False, max_age: int | None = None) -> str:
+    """``redirect_uri`` is the connection's own callback (RFC 9700 §4.4: an answer can then
+    only be read for the connection it was meant for)."""
     options = connection["options"]
     params: dict[str, str] = {}
     # upstream_params first, so nothing below (the protocol's own parameters) can be overridden.
@@ -55,7 +53,10 @@ def authorization_url(connection: dict, *, state: str, nonce: str, scope: str,
         # The application asked for a fresh login (prompt=login, or max_age exceeded):
         # the IdP must re-authenticate too, not just replay its own session.
         params["prompt"] = "login"
-    params.update({"client_id": options["client_id"], "redirect_uri": callback_url(),
+    if max_age is not None:
+        # OIDC Core §3.1.2.1: the IdP must then return auth_time, which the callback checks.
+        params["max_age"] = str(max_age)
+    params.update({"client_id": options["client_id"], "redirect_uri": redirect_uri,
                    "scope": scope, "state": state})
     if options.get("type") == "back_channel":
         params["response_type"] = "code"
@@ -75,12 +76,13 @@ def authorization_url(connection: dict, *, state: str, nonce: str, scope: str,
 
 
 def exchange_code(connection: dict, code: str, code_verifier: str | None,
-                  client_secret: str | None) -> dict:
-    """RFC 6749 §4.1.3 at the connection's token endpoint; returns the token response."""
+                  client_secret: str | None, redirect_uri: str) -> dict:
+    """RFC 6749 §4.1.3 at the connection's token endpoint; returns the token response.
+    ``redirect_uri`` is the one the authorization request carried (§4.1.3 requires it equal)."""
     from chalicelib.netguard import safe_post_form
 
     options = connection["options"]
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": callback_url()}
+    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
     auth = None
     method = options.get("token_endpoint_auth_method", "client_secret_post")
     if method == "client_secret_basic":

@@ -12,7 +12,7 @@ import chalicelib.api.login as login_api
 from chalicelib.login.jwks_cache import jwks_cache
 from tests.support.fake_idp import FakeIdp, connection_body
 from tests.support.flow import (
-    CALLBACK,
+    callback_url,
     Browser,
     authorize_path,
     deliver_callback,
@@ -237,7 +237,9 @@ def test_front_channel_upstream_request(client, setup, idp):
     assert all(len(values) == 1 for values in query.values()), query
     q = {k: v[0] for k, v in query.items()}
     assert q["client_id"] == "broker-client"
-    assert q["redirect_uri"] == CALLBACK == "http://127.0.0.1:8000/login/callback"
+    # Each connection has its own redirect URI (RFC 9700 §4.4 mix-up defence).
+    assert q["redirect_uri"] == callback_url(setup["front"]["name"]) == (
+        "http://127.0.0.1:8000/login/callback/" + setup["front"]["name"])
     assert q["response_type"] == "id_token"
     assert q["response_mode"] == "form_post"
     assert q["scope"].split() == ["openid", "profile", "email"]
@@ -258,7 +260,7 @@ def test_back_channel_upstream_request(client, setup, idp):
     assert all(len(values) == 1 for values in query.values()), query
     q = {k: v[0] for k, v in query.items()}
     assert q["client_id"] == "broker-client"
-    assert q["redirect_uri"] == CALLBACK
+    assert q["redirect_uri"] == callback_url(setup["back"]["name"])
     assert q["response_type"] == "code"
     assert "response_mode" not in q
     # userinfo_scope adds its scopes to the connection's
@@ -304,7 +306,7 @@ def test_application_parameters_do_not_override_protected_ones(client, setup, id
         setup["web"], setup["front"], login_hint="x", response_mode="query")))
     q = {k: v[0] for k, v in _query(response.headers["Location"]).items()}
     assert q["response_mode"] == "form_post"
-    assert q["redirect_uri"] == CALLBACK
+    assert q["redirect_uri"] == callback_url(setup["front"]["name"])
     assert q["client_id"] == "broker-client"
 
 

@@ -20,7 +20,7 @@ from tests.support.fake_idp import (
     s256,
 )
 from tests.support.flow import (
-    CALLBACK,
+    callback_url,
     Browser,
     authorize_path,
     deliver_callback,
@@ -289,7 +289,7 @@ def test_back_channel_client_secret_basic_and_pkce(client, setup, idp):
     assert token.basic_auth() == ("broker-client", "broker-secret")
     assert "client_secret" not in token.form
     assert token.form["grant_type"] == "authorization_code"
-    assert token.form["redirect_uri"] == CALLBACK
+    assert token.form["redirect_uri"] == callback_url(setup["back"]["name"])
     assert token.form["code"] in idp.codes
     assert authorize["code_challenge_method"] == "S256"
     assert s256(token.form["code_verifier"]) == authorize["code_challenge"]

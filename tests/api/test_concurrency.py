@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from tests.support.flow import CALLBACK, Browser, authorize_path, idp_login, pkce_pair
+from tests.support.flow import CALLBACK, Browser, authorize_path, callback_url, idp_login, pkce_pair
 from tests.support.idp import default_idp_config, start_idp
 from tests.support.live_fixtures import live_url  # noqa: F401
 
@@ -57,6 +57,7 @@ def spa_login(api, client, idp):
         "options": {"type": "back_channel", "discovery_url": idp.issuer,
                     "client_id": "broker-client", "client_secret": "broker-secret",
                     "token_endpoint_auth_method": "client_secret_basic"}}).data
+    idp.register_redirect_uri(callback_url(connection["name"]))
 
     def login():
         browser = Browser(client)
@@ -140,9 +141,9 @@ def test_concurrent_callbacks_with_one_state(live_url, spa_login):  # noqa: F811
 
     def callback():
         if method == "POST":
-            return requests.post(f"{live_url}/login/callback", data=params, timeout=30,
+            return requests.post(f"{live_url}{params.path}", data=params, timeout=30,
                                  headers={"Cookie": cookie}, allow_redirects=False)
-        return requests.get(f"{live_url}/login/callback", params=params, timeout=30,
+        return requests.get(f"{live_url}{params.path}", params=params, timeout=30,
                             headers={"Cookie": cookie}, allow_redirects=False)
 
     results = _parallel(callback)

@@ -9,6 +9,7 @@ import pytest
 
 from tests.support.flow import (
     CALLBACK,
+    callback_url,
     Browser,
     authorize_path,
     deliver_callback,
@@ -55,6 +56,8 @@ def setup(api, idp):
                     "token_endpoint_auth_method": "client_secret_basic",
                     "domain_aliases": ["corp.example"]}})
     assert back.status_code == 201, back.data
+    for connection in (front.data, back.data):
+        idp.register_redirect_uri(callback_url(connection["name"]))
     yield {"web": web, "spa": spa, "front": front.data, "back": back.data}
     for connection in (front.data, back.data):
         api.call("DELETE", f"/api/v2/connections/{connection['id']}")

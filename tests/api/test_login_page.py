@@ -216,12 +216,13 @@ def _submit(client, page: Page, email: str, headers=None):
 def test_identifier_form_routes_to_the_matching_connection(client, setup):
     corp_idp, partner_idp = setup["idps"]
     _, page = _page(client, **_params(setup["web"]))
-    for email, idp in (("Alice@Corp.Example", corp_idp), ("bob@partner.example", partner_idp)):
+    for email, idp, name in (("Alice@Corp.Example", corp_idp, setup["corp"]["name"]),
+                             ("bob@partner.example", partner_idp, setup["partner"]["name"])):
         response = _submit(client, page, email)
         assert response.status_code == 302, response.body
         location = response.headers["Location"]
         assert location.startswith(idp.issuer + "/authorize?"), location
-        assert location_params(response)["redirect_uri"] == ISSUER + "login/callback"
+        assert location_params(response)["redirect_uri"] == ISSUER + "login/callback/" + name
 
 
 def test_unknown_domain_renders_the_page_again_with_a_message(client, setup):
@@ -325,7 +326,7 @@ def test_try_route_scopes(client, api, setup):
     assert missing.status_code == 404 and missing.data["errorCode"] == "inexistent_connection"
 
 
-def _try(client, api, connection) -> tuple[Browser, object]:
+def _try(client, api, connection, callback_path=None) -> tuple[Browser, object]:
     url = api.call("GET", f"/api/v2/connections/{connection['id']}/try").data["url"]
     browser = Browser(client)
     start = browser.get(url[len(ISSUER) - 1:])
@@ -334,8 +335,11 @@ def _try(client, api, connection) -> tuple[Browser, object]:
     assert "Path=/login/try" in str(start.headers.get("Set-Cookie"))
     authorize = browser.get(start.headers["Location"][len(ISSUER) - 1:])
     assert authorize.status_code == 302, authorize.body
+    # The Try flow's upstream request names the connection's own callback URL, like any login.
+    upstream = location_params(authorize)
+    assert upstream["redirect_uri"] == ISSUER + "login/callback/" + connection["name"]
     method, params = idp_login(authorize.headers["Location"])
-    callback = deliver_callback(browser, method, params)
+    callback = deliver_callback(browser, method, params, path=callback_path)
     assert callback.status_code == 303, callback.body
     finish = browser.get(callback.headers["Location"][len(ISSUER) - 1:])
     assert finish.status_code == 303, finish.body
@@ -385,6 +389,18 @@ def test_try_failure_names_the_check_and_the_fix(client, api, setup):
     assert "Failed check: aud (and azp) name the connection&#x27;s client_id" in body
     assert "client_id of the application registered at the IdP" in body
     assert "not run" in body
+
+
+def test_try_answer_at_another_connections_callback_names_the_mixup_check(client, api, setup):
+    """The Try flow follows the mix-up defence: an answer read at another connection's callback
+    fails, and the fix names this connection's own callback URL to register."""
+    browser, result_path = _try(client, api, setup["corp"],
+                                callback_path="/login/callback/" + setup["partner"]["name"])
+    body = browser.get(result_path).body.decode()
+    assert "The test failed" in body
+    assert "Failed check: The answer arrived at the connection&#x27;s own callback URL" in body
+    assert "mix-up" in body
+    assert f"Register {ISSUER}login/callback/{setup['corp']['name']} as the redirect URI" in body
 
 
 def test_try_callback_from_another_browser_is_refused(client, api, setup):

@@ -13,6 +13,7 @@ import pytest
 
 from tests.support.flow import (
     CALLBACK,
+    callback_url,
     Browser,
     authorize_path,
     deliver_callback,
@@ -55,6 +56,7 @@ def new_connection(api, idp, prefix: str, enabled: list[str]) -> dict:
                     "client_id": "broker-client", "client_secret": "broker-secret",
                     "token_endpoint_auth_method": "client_secret_basic"}})
     assert response.status_code == 201, response.data
+    idp.register_redirect_uri(callback_url(response.data["name"]))
     return response.data
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import ROOT, Api, get_token, token_with_scopes
 from tests.support.flow import (
-    CALLBACK,
+    callback_url,
     Browser,
     authorize_path,
     deliver_callback,
@@ -122,7 +122,7 @@ def e2e(app, live_url):  # noqa: F811
             "clients": [{
                 "client_id": PKJWT_CLIENT,
                 "application_type": "web",
-                "redirect_uris": [CALLBACK],
+                "redirect_uris": [callback_url(name)],
                 "response_types": ["code"],
                 "grant_types": ["authorization_code"],
                 "token_endpoint_auth_method": "private_key_jwt",

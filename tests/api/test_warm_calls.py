@@ -11,6 +11,7 @@ import requests
 from chalicelib import aws
 from tests.support.flow import (
     CALLBACK,
+    callback_url,
     Browser,
     authorize_path,
     deliver_callback,
@@ -64,6 +65,7 @@ def test_warm_login_makes_no_secrets_manager_or_discovery_calls(api, client, idp
         "options": {"type": "back_channel", "discovery_url": idp.issuer,
                     "client_id": "broker-client", "client_secret": "broker-secret",
                     "token_endpoint_auth_method": "client_secret_basic"}}).data
+    idp.register_redirect_uri(callback_url(connection["name"]))
     _login(client, app, connection)  # cold: fills the secret, key and JWKS caches
 
     recorder = Recorder()

@@ -131,6 +131,8 @@ def setup(management: Management, idp: IdpProcess, rp_app: RelyingParty) -> Iter
     }
     for connection in connections.values():
         assert "client_secret" not in connection.get("options", {}), connection
+        # Each connection has its own redirect URI, registered at the IdP as an admin would.
+        idp.register_redirect_uri(management.broker.url("login/callback/" + connection["name"]))
         management.call(
             "PATCH",
             f"api/v2/connections/{connection['id']}/clients",

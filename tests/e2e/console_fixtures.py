@@ -110,7 +110,7 @@ def a11y_page_fixture(chromium: Any) -> Iterator[Any]:
 
 @pytest.fixture(scope="session", name="partner_idp")
 def partner_idp_fixture(broker: Broker) -> Iterator[IdpProcess]:
-    config = default_idp_config(redirect_uris=[broker.issuer + "login/callback"])
+    config = default_idp_config()  # hrd_setup registers its connection's callback URL
     config["accounts"] = {"bob": dict(BOB)}
     with start_idp(config, max_seconds=900) as running:
         yield running
@@ -132,6 +132,7 @@ def hrd_setup_fixture(management: Management, idp: IdpProcess, partner_idp: IdpP
         "callbacks": [rp_app.callback_url]}, expect=201)
 
     def connection(name: str, display: str, upstream: IdpProcess, domain: str) -> dict:
+        upstream.register_redirect_uri(management.broker.url(f"login/callback/{name}-{suffix}"))
         return management.call("POST", "api/v2/connections", {
             "name": f"{name}-{suffix}", "strategy": "oidc", "display_name": display,
             "show_as_button": True, "enabled_clients": [client["client_id"]],

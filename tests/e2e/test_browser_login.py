@@ -115,12 +115,12 @@ def test_browser_login_code_refresh_userinfo(page, broker: Broker, idp: IdpProce
     assert params["iss"] == broker.issuer  # RFC 9207
 
     # The browser really took the channel's path (SPEC §3.2): what the broker asked the IdP for, and
-    # how the IdP's answer reached /login/callback.
+    # how the IdP's answer reached the connection's own callback URL (RFC 9700 §4.4).
     upstream = upstream_authorize_params(page, idp)
     assert upstream["client_id"] == "broker-client"
-    assert upstream["redirect_uri"] == broker.url("login/callback")
-    callbacks = {method for method, url in page.e2e_requests
-                 if url.split("?")[0] == broker.url("login/callback")}
+    own_callback = broker.url("login/callback/" + connection["name"])
+    assert upstream["redirect_uri"] == own_callback
+    callbacks = {method for method, url in page.e2e_requests if url.split("?")[0] == own_callback}
     if channel == "front":
         assert (upstream["response_type"], upstream.get("response_mode")) == ("id_token", "form_post")
         assert callbacks == {"POST"}

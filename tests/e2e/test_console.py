@@ -88,7 +88,9 @@ def test_console_manages_connections_and_try_works(page, broker: Broker, idp: Id
     edited = management.call("GET", f"api/v2/connections/{created['id']}", expect=200)
     assert edited["display_name"] == "Console Edited"
 
-    # Try: a new tab through the IdP to "It works!" with the profile.
+    # Try: a new tab through the IdP to "It works!" with the profile, once the connection's own
+    # callback URL is registered at the IdP (as the console tells the administrator to).
+    idp.register_redirect_uri(broker.url("login/callback/" + name))
     with page.context.expect_page() as opened:
         row.get_by_role("button", name="Try").click()
     tab = opened.value
@@ -231,6 +233,7 @@ def test_console_and_it_works_page_are_accessible(a11y_page, axe_script, broker:
         "name": f"a11y-{secrets.token_hex(3)}", "strategy": "oidc",
         "options": {"type": "front_channel", "discovery_url": idp.issuer, "client_id": "broker-client"}},
         expect=201)
+    idp.register_redirect_uri(broker.url("login/callback/" + connection["name"]))
     try:
         url = management.call("GET", f"api/v2/connections/{connection['id']}/try", expect=200)["url"]
         page.goto(url)

@@ -44,7 +44,7 @@ def idp_key() -> RSAKey:
 
 @pytest.fixture(scope="module")
 def keyed_idp(broker: Broker, idp_key: RSAKey) -> Iterator[IdpProcess]:
-    config = default_idp_config(redirect_uris=[broker.url("login/callback")])
+    config = default_idp_config()  # the universe fixture registers its connection's callback URL
     config["jwks"] = {"keys": [idp_key.as_dict(private=True)]}
     with start_idp(config, max_seconds=900) as running:
         discovery = http_session().get(running.discovery_url, timeout=HTTP_TIMEOUT).json()
@@ -82,6 +82,7 @@ def universe(management: Management, keyed_idp: IdpProcess, rp_app: RelyingParty
             "options": {"type": "front_channel", "discovery_url": keyed_idp.issuer,
                         "client_id": "broker-client"}}, expect=201)
         assert connection["options"]["issuer"] == keyed_idp.issuer, connection
+        keyed_idp.register_redirect_uri(broker.url("login/callback/" + connection["name"]))
         yield {"apps": apps, "receivers": receivers, "connection": connection}
     finally:
         for receiver in receivers:

@@ -27,6 +27,11 @@
 // "login" text field (any account id from `accounts`; "username" is accepted
 // too) and an ignored "password" field; consent is granted automatically.
 // GET /interaction/<uid>/abort ends the request with access_denied.
+//
+// POST /test/redirect-uris (form: client_id, redirect_uri) registers one more
+// exact redirect URI for a configured client, as an administrator does at a
+// real IdP once a connection exists (the broker gives each connection its own
+// callback URL). oidc-provider still compares redirect_uri exactly.
 // No page served here loads anything from outside the loopback address.
 
 import * as crypto from 'node:crypto';
@@ -362,6 +367,20 @@ async function handleInteraction(provider, req, res, uid, action) {
 
 // ---- server -------------------------------------------------------------------
 
+async function registerRedirectUri(req, res) {
+  const body = querystring.parse(await readBody(req));
+  const client = await provider.Client.find(String(body.client_id || ''));
+  const uri = String(body.redirect_uri || '');
+  if (!client || !/^https?:\/\/[^\s]+$/.test(uri)) {
+    res.statusCode = 400;
+    res.end();
+    return;
+  }
+  if (!client.redirectUris.includes(uri)) client.redirectUris.push(uri);
+  res.statusCode = 204;
+  res.end();
+}
+
 const INTERACTION_PATH = /^\/interaction\/([A-Za-z0-9_-]+)(?:\/(login|abort))?\/?$/;
 
 let provider;
@@ -377,6 +396,14 @@ const server = http.createServer((req, res) => {
     return;
   }
   const { pathname } = new URL(req.url, 'http://127.0.0.1');
+  if (pathname === '/test/redirect-uris' && req.method === 'POST') {
+    registerRedirectUri(req, res).catch((err) => {
+      console.error(`test-idp: redirect uri registration failed: ${err.stack || err}`);
+      res.statusCode = 500;
+      res.end();
+    });
+    return;
+  }
   const match = INTERACTION_PATH.exec(pathname);
   if (!match) {
     app(req, res);

@@ -113,13 +113,13 @@ def one_login(base: str, http: requests.Session, app: dict, connection: dict, st
         location = upstream.headers["Location"]
         assert location.startswith(CALLBACK)
         response = stats.timed("callback", lambda: http.get(
-            base + "/login/callback?" + urlsplit(location).query, allow_redirects=False,
+            base + urlsplit(location).path + "?" + urlsplit(location).query, allow_redirects=False,
             headers={"Cookie": cookie}, timeout=30))
     else:
         form = _Form()
         form.feed(upstream.text)
         response = stats.timed("callback", lambda: http.post(
-            base + "/login/callback", data=form.fields, allow_redirects=False,
+            base + "/login/callback/" + connection["name"], data=form.fields, allow_redirects=False,
             headers={"Cookie": cookie}, timeout=30))
     _check(response, 303, "callback")
     params = {k: v[0] for k, v in parse_qs(urlsplit(response.headers["Location"]).query).items()}

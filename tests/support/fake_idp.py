@@ -15,6 +15,12 @@ recorded ``/authorize`` parameters); :attr:`FakeIdp.token_handler` may replace t
 entirely (``(idp, form, ctx) -> (status, body, content_type)``); :attr:`FakeIdp.callback_extra`
 adds parameters to what ``/authorize`` sends back (``iss``, ``error`` ...).
 
+Like a real IdP when asked: :attr:`FakeIdp.redirect_uris` (when set) is the exact list of
+registered redirect URIs (``/authorize`` refuses any other, with no redirect), and
+:attr:`FakeIdp.strict` makes ``/token`` check the client's credentials, that ``redirect_uri``
+equals the authorization request's (RFC 6749 §4.1.3), the PKCE verifier (RFC 7636 §4.6) and
+that a code is used once.
+
 Every request is recorded in :attr:`FakeIdp.requests` (method, path, query, headers, form).
 """
 from __future__ import annotations
@@ -125,6 +131,8 @@ class FakeIdp:
         self.requests: list[Recorded] = []
         self.codes: dict[str, dict] = {}
         self.discovery_extra: dict[str, Any] = {}
+        self.redirect_uris: list[str] | None = None
+        self.strict = False
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
@@ -205,6 +213,8 @@ class FakeIdp:
 
     def _authorize(self, query: dict[str, str]) -> tuple[int, dict, bytes]:
         redirect_uri = query.get("redirect_uri", "")
+        if self.redirect_uris is not None and redirect_uri not in self.redirect_uris:
+            return 400, {"Content-Type": "text/plain"}, b"redirect_uri is not registered"
         ctx = {"nonce": query.get("nonce"), "state": query.get("state"),
                "client_id": query.get("client_id"), "authorize": dict(query)}
         extra = dict(self.callback_extra)
@@ -224,7 +234,8 @@ class FakeIdp:
                 f'action="{html.escape(redirect_uri)}">{inputs}</form></body></html>')
         return 200, {"Content-Type": "text/html"}, page.encode()
 
-    def _token(self, form: dict[str, str]) -> tuple[int, dict, bytes]:
+    def _token(self, form: dict[str, str], headers: dict[str, str] | None = None
+               ) -> tuple[int, dict, bytes]:
         ctx = self.codes.get(form.get("code", ""))
         if self.token_handler is not None:
             status, body, content_type = self.token_handler(self, form, ctx)
@@ -233,10 +244,34 @@ class FakeIdp:
             return status, {"Content-Type": content_type}, raw
         if ctx is None:
             return _json(400, {"error": "invalid_grant"})
+        if self.strict:
+            refused = self._strict_refusal(form, headers or {}, ctx)
+            if refused:
+                return _json(400, {"error": refused})
         access_token = secrets.token_urlsafe(32)
         ctx = {**ctx, "access_token": access_token}
         return _json(200, {"access_token": access_token, "token_type": "Bearer",
                            "expires_in": 300, "id_token": self.id_token(self, ctx)})
+
+    def _strict_refusal(self, form: dict[str, str], headers: dict[str, str],
+                        ctx: dict) -> str | None:
+        basic = Recorded("POST", "/token", {}, headers, form).basic_auth()
+        client_id, secret = basic or (form.get("client_id"), form.get("client_secret"))
+        if (client_id, secret) != (self.client_id, self.client_secret):
+            return "invalid_client"
+        if ctx.get("used"):
+            return "invalid_grant"
+        ctx["used"] = True
+        asked = ctx["authorize"]
+        if form.get("redirect_uri") != asked.get("redirect_uri"):
+            return "invalid_grant"
+        challenge = asked.get("code_challenge")
+        verifier = form.get("code_verifier")
+        if (challenge is None) != (verifier is None):
+            return "invalid_grant"
+        if challenge is not None and s256(verifier) != challenge:
+            return "invalid_grant"
+        return None
 
     def _userinfo(self) -> tuple[int, dict, bytes]:
         body = self.userinfo if self.userinfo is not None else dict(self.user)
@@ -258,8 +293,8 @@ def _handler(idp: FakeIdp) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length).decode() if length else ""
             form = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
-            idp.requests.append(Recorded(method, parts.path, query,
-                                         {k.lower(): v for k, v in self.headers.items()}, form))
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            idp.requests.append(Recorded(method, parts.path, query, headers, form))
             if parts.path == "/.well-known/openid-configuration":
                 status, headers, raw = _json(200, idp.discovery())
             elif parts.path == "/jwks":
@@ -267,7 +302,7 @@ def _handler(idp: FakeIdp) -> type[BaseHTTPRequestHandler]:
             elif parts.path == "/authorize":
                 status, headers, raw = idp._authorize(query)
             elif parts.path == "/token" and method == "POST":
-                status, headers, raw = idp._token(form)
+                status, headers, raw = idp._token(form, headers)
             elif parts.path == "/userinfo":
                 status, headers, raw = idp._userinfo()
             else:

@@ -3,7 +3,8 @@ real upstream IdP (oidc-provider) over loopback HTTP with requests.
 
 The IdP answers either with a redirect to the broker's callback (code flow) or with an
 auto-submitting form_post page (front channel); both are turned into the request the browser
-would send to ``/login/callback``.
+would send to the broker's callback: the connection's own ``/login/callback/{name}`` (what the
+broker sends as redirect_uri) or the shared ``/login/callback``.
 """
 from __future__ import annotations
 
@@ -16,7 +17,20 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import requests
 
-CALLBACK = "http://127.0.0.1:8000/login/callback"
+CALLBACK = "http://127.0.0.1:8000/login/callback"  # the shared one; a prefix of every callback
+
+
+def callback_url(connection_name: str) -> str:
+    """The redirect URI the broker sends for a connection (register it at the IdP)."""
+    return f"{CALLBACK}/{connection_name}"
+
+
+class CallbackParams(dict):
+    """The IdP's answer; ``path`` is the broker callback path the IdP sent it to."""
+
+    def __init__(self, fields: dict, path: str = "/login/callback"):
+        super().__init__(fields)
+        self.path = path
 
 
 class _FormParser(html.parser.HTMLParser):
@@ -48,14 +62,15 @@ def idp_login(authorization_url: str, username: str = "alice",
     url, method, data = authorization_url, "GET", None
     for _ in range(12):
         if url.startswith(CALLBACK):
-            return "GET", {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+            return "GET", CallbackParams({k: v[0] for k, v in parse_qs(urlsplit(url).query).items()},
+                                         urlsplit(url).path)
         response = http.request(method, url, data=data, allow_redirects=False, timeout=10)
         if response.is_redirect:
             url, method, data = urljoin(url, response.headers["Location"]), "GET", None
             continue
         form = _form(response.text)
         if form.action and form.action.startswith(CALLBACK):
-            return form.method, form.fields
+            return form.method, CallbackParams(form.fields, urlsplit(form.action).path)
         if "/interaction/" in url and form.action:
             url, method = urljoin(url, form.action), "POST"
             data = {"login": username, "password": "x"}
@@ -115,10 +130,13 @@ def location_params(response) -> dict:
     return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
 
-def deliver_callback(browser: Browser, method: str, params: dict):
+def deliver_callback(browser: Browser, method: str, params: dict, path: str | None = None):
+    """Send the IdP's answer where the IdP sent it (``params.path``), else to ``path`` or the
+    shared callback."""
+    path = path or getattr(params, "path", "/login/callback")
     if method == "POST":
-        return browser.post_form("/login/callback", params)
-    return browser.get("/login/callback?" + urlencode(params))
+        return browser.post_form(path, params)
+    return browser.get(path + "?" + urlencode(dict(params)))
 
 
 def token_request(client, form: dict, basic: tuple[str, str] | None = None):

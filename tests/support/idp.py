@@ -164,6 +164,16 @@ class IdpProcess:
             atexit.unregister(self.stop)
             return self.proc.returncode
 
+    def register_redirect_uri(self, redirect_uri: str, client_id: str = DEFAULT_CLIENT_ID) -> None:
+        """Register one more exact redirect URI for a client (as an administrator does at a real
+        IdP once a broker connection exists: each connection has its own callback URL)."""
+        import requests
+
+        response = requests.post(f"{self.issuer}/test/redirect-uris", timeout=10,
+                                 data={"client_id": client_id, "redirect_uri": redirect_uri})
+        if response.status_code != 204:
+            raise RuntimeError(f"test IdP refused redirect URI {redirect_uri}: {response.status_code}")
+
     def __enter__(self) -> Self:
         return self
 
