@@ -23,15 +23,24 @@ class Session:
     expires_at: int
     idle_expires_at: int
     clients: tuple[str, ...] = ()
+    acr: str | None = None
+    amr: tuple[str, ...] | None = None
 
 
-def new_session_values(now: int) -> tuple[str, str, dict]:
-    """(sid, cookie value, fields) for a new session."""
+def new_session_values(now: int, auth_time: int | None = None, acr: str | None = None,
+                       amr: list[str] | None = None) -> tuple[str, str, dict]:
+    """(sid, cookie value, fields) for a new session. ``auth_time``, ``acr`` and ``amr`` are the
+    upstream login's (SPEC §3.1): ``max_age`` on a later SSO reuse is measured from that login,
+    not from the callback."""
     sid = random_token(18)
     secret = random_token(32)
-    fields = {"cookie_digest": digest(secret), "auth_time": now, "updated_at": now,
-              "expires_at": now + lifetimes.SESSION_ABSOLUTE,
+    fields = {"cookie_digest": digest(secret), "auth_time": now if auth_time is None else auth_time,
+              "updated_at": now, "expires_at": now + lifetimes.SESSION_ABSOLUTE,
               "idle_expires_at": now + lifetimes.SESSION_IDLE}
+    if acr is not None:
+        fields["acr"] = acr
+    if amr is not None:
+        fields["amr"] = list(amr)
     return sid, f"{sid}.{secret}", fields
 
 
@@ -65,7 +74,8 @@ def _from_item(item: dict) -> Session:
     return Session(sid=item["sid"], user_id=item["user_id"], connection_id=item["connection_id"],
                    auth_time=int(item["auth_time"]), expires_at=int(item["expires_at"]),
                    idle_expires_at=int(item["idle_expires_at"]),
-                   clients=tuple(item.get("clients") or ()))
+                   clients=tuple(item.get("clients") or ()), acr=item.get("acr"),
+                   amr=tuple(item["amr"]) if item.get("amr") else None)
 
 
 def get_session(sid: str, now: int) -> dict | None:

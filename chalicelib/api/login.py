@@ -110,7 +110,8 @@ def _single_sign_on(app_request, session, now: int):
         client_id=client_id, redirect_uri=app_request.redirect_uri, scope=app_request.scope,
         nonce=app_request.nonce, code_challenge=app_request.code_challenge,
         code_challenge_method=app_request.code_challenge_method, audience=app_request.audience,
-        user_id=session.user_id, sid=session.sid, auth_time=session.auth_time, now=now)
+        user_id=session.user_id, sid=session.sid, auth_time=session.auth_time, now=now,
+        acr=session.acr, amr=list(session.amr) if session.amr else None)
     operations.append(sessions.session_touch_operation(session, client_id, grant_id, now))
     try:
         grant_store.run(operations)

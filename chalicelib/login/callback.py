@@ -118,8 +118,9 @@ def _complete(tx: LoginTransaction, params: dict[str, str], method: str, now: in
             raise LoginFailed("access_denied", "The identity provider returned no ID token")
         code_for_hash = params.get("code")
     claims = _validate(raw_id_token, connection, tx, now, access_token, code_for_hash or code)
+    authentication = _fresh_authentication(tx, claims, now)
     userinfo = _userinfo(connection, access_token, claims)
-    return _finish(tx, connection, client, claims, userinfo, now, raw_id_token)
+    return _finish(tx, connection, client, claims, userinfo, now, raw_id_token, authentication)
 
 
 def _secret_or_fail(load, connection: dict) -> str | None:
@@ -194,6 +195,19 @@ def _validate(raw_id_token: str, connection: dict, tx: LoginTransaction, now: in
                           ) from None
 
 
+def _fresh_authentication(tx: LoginTransaction, claims: dict, now: int):
+    """SPEC §3.1: the upstream auth_time must satisfy the application's max_age / prompt=login."""
+    from chalicelib.login.freshness import NotFresh, check_freshness, upstream_authentication
+
+    authentication = upstream_authentication(claims, now)
+    try:
+        check_freshness(max_age=tx.max_age, prompt=tx.prompt, started_at=tx.created_at,
+                        auth_time=authentication.auth_time, now=now)
+    except NotFresh as exc:
+        raise LoginFailed("access_denied", str(exc)) from None
+    return authentication
+
+
 def _userinfo(connection: dict, access_token: str | None, claims: dict) -> dict | None:
     from chalicelib.login.mapping import needs_userinfo
     from chalicelib.login.upstream import fetch_userinfo
@@ -211,7 +225,8 @@ def _userinfo(connection: dict, access_token: str | None, claims: dict) -> dict 
 
 
 def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
-            userinfo: dict | None, now: int, raw_id_token: str | None = None) -> Redirect | FormPost:
+            userinfo: dict | None, now: int, raw_id_token: str | None,
+            authentication) -> Redirect | FormPost:
     from chalicelib import sessions, users
     from chalicelib.login.complete import code_operations
     from chalicelib.login.mapping import apply_root_attribute_policy, map_claims
@@ -228,7 +243,10 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
     existing = None if policy == "on_each_login" else users.get_user(user_id)
     attributes = apply_root_attribute_policy(existing.get("attributes") if existing else None,
                                              mapped, policy)
-    sid, cookie_value, session_fields = sessions.new_session_values(now)
+    # The session remembers the upstream login's time (not this callback's) and its acr/amr.
+    auth_time = authentication.auth_time if authentication.auth_time is not None else now
+    sid, cookie_value, session_fields = sessions.new_session_values(
+        now, auth_time=auth_time, acr=authentication.acr, amr=authentication.amr)
     if raw_id_token and len(raw_id_token) <= 16384:
         # Kept for Auth0's federated logout (id_token_hint at the upstream end_session_endpoint):
         # an identity assertion, not a credential.
@@ -237,9 +255,10 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
         client_id=client["client_id"], redirect_uri=tx.redirect_uri, scope=tx.scope,
         nonce=tx.nonce, code_challenge=tx.code_challenge,
         code_challenge_method=tx.code_challenge_method, audience=tx.audience, user_id=user_id,
-        sid=sid, auth_time=now, now=now,
+        sid=sid, auth_time=auth_time, now=now,
         user_snapshot={"user_id": user_id, "attributes": attributes,
-                       "updated_at": users.iso(now)})
+                       "updated_at": users.iso(now)},
+        acr=authentication.acr, amr=authentication.amr)
     operations = [
         users.user_update_operation(user_id, connection, claims["sub"], attributes, now),
         *sessions.session_put_operations(sid, session_fields, user_id, connection["id"],

@@ -127,7 +127,8 @@ def _new_refresh_token(app: dict, record: dict, scope: str, now: int,
     fields = {"grant_id": record["grant_id"], "client_id": app["client_id"],
               "user_id": record["user_id"], "sid": record["sid"], "scope": scope,
               "auth_time": record["auth_time"], "audience": record.get("audience"),
-              "audience_id": record.get("audience_id"), "family_expires_at": expiry}
+              "audience_id": record.get("audience_id"), "family_expires_at": expiry,
+              "acr": record.get("acr"), "amr": record.get("amr")}
     token, op = grant_store.new_refresh_token_operation(
         {k: v for k, v in fields.items() if v is not None}, now, absolute_expiry=expiry,
         idle_lifetime=idle)
@@ -147,7 +148,8 @@ def _token_response(app: dict, user: dict, record: dict, scope: str, now: int,
     if "openid" in scope.split():
         body["id_token"] = issue.id_token(user=user, client=app, scope=scope, nonce=nonce,
                                           sid=record["sid"], auth_time=int(record["auth_time"]),
-                                          now=now, access_token_value=access)
+                                          now=now, access_token_value=access,
+                                          acr=record.get("acr"), amr=record.get("amr"))
     if refresh_token:
         body["refresh_token"] = refresh_token
     return body

@@ -86,7 +86,9 @@ def _epoch(iso_text: str) -> int:
 
 
 def id_token(*, user: dict, client: dict, scope: str, nonce: str | None, sid: str,
-             auth_time: int, now: int, access_token_value: str | None) -> str:
+             auth_time: int, now: int, access_token_value: str | None,
+             acr: str | None = None, amr: list[str] | None = None) -> str:
+    """``auth_time``, ``acr`` and ``amr`` are the upstream login's (SPEC §3.1, OIDC Core §2)."""
     settings = get_settings()
     lifetime = (client.get("jwt_configuration") or {}).get("lifetime_in_seconds") or (
         lifetimes.ID_TOKEN_DEFAULT)
@@ -104,6 +106,10 @@ def id_token(*, user: dict, client: dict, scope: str, nonce: str | None, sid: st
     })
     if nonce:
         claims["nonce"] = nonce
+    if acr:
+        claims["acr"] = acr
+    if amr:
+        claims["amr"] = list(amr)
     if access_token_value:
         claims["at_hash"] = half_hash(access_token_value, ALGORITHM)
     return sign_jwt(claims, typ="JWT")

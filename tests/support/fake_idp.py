@@ -13,7 +13,8 @@ Scripting: :attr:`FakeIdp.id_token` is a callable ``(idp, ctx) -> str`` building
 (``ctx`` holds ``nonce``, ``state``, ``client_id``, ``code``, ``access_token``, ``channel`` and the
 recorded ``/authorize`` parameters); :attr:`FakeIdp.token_handler` may replace the token response
 entirely (``(idp, form, ctx) -> (status, body, content_type)``); :attr:`FakeIdp.callback_extra`
-adds parameters to what ``/authorize`` sends back (``iss``, ``error`` ...).
+adds parameters to what ``/authorize`` sends back (``iss``, ``error`` ...); :attr:`FakeIdp.clock`
+is the IdP's time (``iat``/``exp`` of its tokens).
 
 Like a real IdP when asked: :attr:`FakeIdp.redirect_uris` (when set) is the exact list of
 registered redirect URIs (``/authorize`` refuses any other, with no redirect), and
@@ -133,6 +134,7 @@ class FakeIdp:
         self.discovery_extra: dict[str, Any] = {}
         self.redirect_uris: list[str] | None = None
         self.strict = False
+        self.clock: Callable[[], float] = time.time  # tests inject a fixed moment
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
@@ -164,7 +166,7 @@ class FakeIdp:
         """Valid ID token claims for ``ctx`` (nonce, access token hash), then ``overrides``
         (``DROP`` removes a claim)."""
         ctx = ctx or {}
-        now = int(time.time())
+        now = int(self.clock())
         claims: dict[str, Any] = {"iss": self.issuer, "aud": self.client_id, "iat": now,
                                   "exp": now + 300, **self.user}
         if ctx.get("nonce") is not None:
