@@ -278,3 +278,102 @@ def test_signing_key_rotation_keeps_old_tokens_valid(client, api):
     header = json.loads(base64.urlsafe_b64decode(fresh.split(".")[0] + "=="))
     assert header["kid"] == next_kid
     assert old_token != fresh
+
+
+# --- every stored URL: raw characters, userinfo, fragment (SPEC §8) ---------------------------
+
+def _url_body(field: str, url: str) -> dict:
+    if field == "oidc_logout.backchannel_logout_urls":
+        return {"oidc_logout": {"backchannel_logout_urls": [url]}}
+    if field == "logo_uri":
+        return {"logo_uri": url}
+    return {field: [url]}
+
+
+# Parsers drop TAB/CR/LF and fold the rest; each value below is refused only for its bad part.
+BAD_URLS = {
+    "CR": "https://app.example.com/c\rb",
+    "LF": "https://app.example.com/c\nb",
+    "CRLF header": "https://app.example.com/cb\r\nSet-Cookie: x=1",
+    "TAB": "https://app.example.com/c\tb",
+    "NUL": "https://app.example.com/c\x00b",
+    "DEL": "https://app.example.com/c\x7fb",
+    "trailing LF": "https://app.example.com/cb\n",
+    "space": "https://app.example.com/c b",
+    "leading space": " https://app.example.com/cb",
+    "NEL U+0085": "https://app.example.com/c\u0085b",
+    "C1 U+009F": "https://app.example.com/c\u009fb",
+    "NBSP": "https://app.example.com/c\u00a0b",
+    "line separator": "https://app.example.com/c\u2028b",
+    "userinfo": "https://user@app.example.com/cb",
+    "user and password": "https://user:pw@app.example.com/cb",
+    "empty userinfo": "https://@app.example.com/cb",
+    "fragment": "https://app.example.com/cb#frag",
+    "empty fragment": "https://app.example.com/cb#",
+    "backslash": "https://app.example.com\\@evil.example.com/cb",
+    "no host": "https:///cb",
+}
+BAD_ORIGINS = {
+    "CR in host": "https://app.exa\rmple.com",
+    "LF": "https://app.example.com\n",
+    "TAB": "https://app.example.com\t",
+    "NUL": "https://app.example.com\x00",
+    "space": "https://app.example.com ",
+    "NEL U+0085": "https://app.example.com\u0085",
+    "userinfo": "https://user@app.example.com",
+    "fragment": "https://app.example.com#",
+}
+URL_FIELDS = ("callbacks", "allowed_logout_urls", "oidc_logout.backchannel_logout_urls",
+              "logo_uri")
+CASES = ([(f, u) for f in URL_FIELDS for u in BAD_URLS.values()]
+         + [(f, u) for f in ("web_origins", "allowed_origins") for u in BAD_ORIGINS.values()]
+         + [("callbacks", u) for u in ("com.example.app:/cb\r", "com.example.app:/c b",
+                                       "com.example.app:/cb#x", "com.example.app:/c\u0085b")])
+CASE_IDS = ([f"{f}-{k}" for f in URL_FIELDS for k in BAD_URLS]
+            + [f"{f}-{k}" for f in ("web_origins", "allowed_origins") for k in BAD_ORIGINS]
+            + [f"native-{i}" for i in range(4)])
+
+
+def _names(api) -> list[str]:
+    return [c["name"] for c in api.call("GET", "/api/v2/clients").data]
+
+
+@pytest.mark.parametrize("field,url", CASES, ids=CASE_IDS)
+def test_bad_url_is_refused_on_create(api, field, url):
+    name = f"bad-url-{uuid.uuid4().hex[:8]}"
+    app_type = "native" if url.startswith("com.example.app:") else "regular_web"
+    response = api.call("POST", "/api/v2/clients",
+                        body={"name": name, "app_type": app_type, **_url_body(field, url)})
+    data = _err(response, 400, "invalid_body")
+    assert f"on property {field}" in data["message"], data["message"]
+    assert name not in _names(api)
+
+
+@pytest.mark.parametrize("field,url", CASES, ids=CASE_IDS)
+def test_bad_url_is_refused_on_patch(api, field, url):
+    app_type = "native" if url.startswith("com.example.app:") else "regular_web"
+    good = {"callbacks": ["https://app.example.com/cb"],
+            "allowed_logout_urls": ["https://app.example.com/bye"],
+            "oidc_logout": {"backchannel_logout_urls": ["https://app.example.com/bcl"]},
+            "logo_uri": "https://app.example.com/logo.png",
+            "web_origins": ["https://app.example.com"],
+            "allowed_origins": ["https://app.example.com"]}
+    if app_type == "native":
+        good["callbacks"] = ["com.example.app:/cb"]
+        good.pop("oidc_logout")
+    created = _new(api, app_type=app_type, **good)
+    path = f"/api/v2/clients/{created['client_id']}"
+    before = api.call("GET", path).data
+    data = _err(api.call("PATCH", path, body=_url_body(field, url)), 400, "invalid_body")
+    assert f"on property {field}" in data["message"], data["message"]
+    assert api.call("GET", path).data == before
+    api.call("DELETE", path)
+
+
+def test_good_urls_of_every_kind_are_kept_as_given(api):
+    created = _new(api, app_type="native",
+                    callbacks=["com.example.app:/cb", "http://127.0.0.1:7777/cb?x=1",
+                               "https://app.example.com/cb?a=%0D%0A"],
+                    allowed_logout_urls=["https://app.example.com/bye"])
+    assert created["callbacks"] == ["com.example.app:/cb", "http://127.0.0.1:7777/cb?x=1",
+                                    "https://app.example.com/cb?a=%0D%0A"]

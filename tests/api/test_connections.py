@@ -1250,6 +1250,113 @@ def test_options_need_read_connections_options(client, api, five):
     assert full.call("GET", f"{CONNECTIONS}?name={target['name']}").data == [target]
 
 
+def test_create_and_patch_answer_options_only_with_read_connections_options(client, api, cons):
+    """SPEC §2.2: one view for every response; a writer without read:connections_options does
+    not read the options back through POST or PATCH."""
+    writer = Api(client, token_with_scopes(
+        client, "create:connections update:connections update:connections_options"))
+    created = writer.call("POST", CONNECTIONS, body=body_for(unique()))
+    cons.track(created)
+    assert created.status_code == 201, created.body
+    assert "options" not in created.data
+    assert created.data["name"] and created.data["id"].startswith("con_")
+    patched = writer.call("PATCH", f"{CONNECTIONS}/{created.data['id']}",
+                          body={"options": explicit_options(client_id="changed")})
+    assert patched.status_code == 200, patched.body
+    assert "options" not in patched.data
+    plain = writer.call("PATCH", f"{CONNECTIONS}/{created.data['id']}",
+                        body={"display_name": "Renamed"})
+    assert plain.status_code == 200, plain.body
+    assert "options" not in plain.data and plain.data["display_name"] == "Renamed"
+    # the writes happened: a reader with the scope sees them
+    assert cons.get(created.data["id"])["options"]["client_id"] == "changed"
+
+
+# --- read-only options.callback_url -----------------------------------------------------------
+
+def callback_of(name: str) -> str:
+    return f"http://127.0.0.1:8000/login/callback/{name}"
+
+
+def test_callback_url_is_shown_and_not_stored(api, cons):
+    from chalicelib.store.dynamo import table
+
+    created = cons.create()
+    assert created["options"]["callback_url"] == callback_of(created["name"])
+    assert cons.get(created["id"])["options"]["callback_url"] == callback_of(created["name"])
+    listed = api.call("GET", f"{CONNECTIONS}?name={created['name']}").data
+    assert listed[0]["options"]["callback_url"] == callback_of(created["name"])
+    assert "callback_url" not in table().get("CONNECTIONS", created["id"])["options"]
+
+
+def test_callback_url_sent_back_unchanged_is_ignored(api, cons):
+    name = unique()
+    created = cons.create(body_for(name, options=explicit_options(
+        callback_url=callback_of(name))))
+    assert created["options"]["callback_url"] == callback_of(name)
+    fetched = cons.get(created["id"])
+    patched = cons.patch(created["id"], {"options": fetched["options"]})
+    assert patched.status_code == 200, patched.body
+    assert patched.data == fetched
+
+
+@pytest.mark.parametrize("value", ["https://elsewhere.example.com/login/callback/x",
+                                   "http://127.0.0.1:8000/login/callback",
+                                   "http://127.0.0.1:8000/login/callback/other-name"])
+def test_callback_url_cannot_be_changed(api, cons, value):
+    rejected_create(api, cons, body_for(f"n-{uuid.uuid4().hex[:12]}", options=explicit_options(
+        callback_url=value)), "options.callback_url", "read-only")
+    created = cons.create()
+    rejected_patch(cons, created["id"], {"options": explicit_options(callback_url=value)},
+                   "options.callback_url", "read-only")
+
+
+# --- every stored URL: raw characters, userinfo, fragment (SPEC §8) ---------------------------
+
+URL_OPTIONS = ("discovery_url", "issuer", "authorization_endpoint", "token_endpoint", "jwks_uri",
+               "userinfo_endpoint", "end_session_endpoint", "icon_url")
+# Each is https on a host that is never contacted (the check comes before any fetch), so only the
+# bad part can be the reason for the 400.
+BAD_URLS = {
+    "CR": "https://idp.example.com/a\rb",
+    "LF": "https://idp.example.com/a\nb",
+    "CRLF header": "https://idp.example.com/a\r\nSet-Cookie: x=1",
+    "TAB": "https://idp.example.com/a\tb",
+    "NUL": "https://idp.example.com/a\x00b",
+    "DEL": "https://idp.example.com/a\x7fb",
+    "leading space": " https://idp.example.com/a",
+    "trailing LF": "https://idp.example.com/a\n",
+    "space": "https://idp.example.com/a b",
+    "NEL U+0085": "https://idp.example.com/a\u0085b",
+    "NBSP": "https://idp.example.com/a\u00a0b",
+    "line separator": "https://idp.example.com/a\u2028b",
+    "ideographic space": "https://idp.example.com/a\u3000b",
+    "userinfo": "https://user@idp.example.com/a",
+    "empty userinfo": "https://@idp.example.com/a",
+    "user and password": "https://user:pw@idp.example.com/a",
+    "fragment": "https://idp.example.com/a#frag",
+    "empty fragment": "https://idp.example.com/a#",
+    "backslash": "https://idp.example.com\\@evil.example.com/a",
+    "no host": "https:///a",
+}
+
+
+@pytest.mark.parametrize("option", URL_OPTIONS)
+@pytest.mark.parametrize("bad", BAD_URLS.values(), ids=BAD_URLS.keys())
+def test_bad_option_url_is_refused_on_create(api, cons, option, bad):
+    rejected_create(api, cons, body_for(f"n-{uuid.uuid4().hex[:12]}",
+                                        options=explicit_options(**{option: bad})),
+                    f"options.{option}")
+
+
+@pytest.mark.parametrize("option", URL_OPTIONS)
+@pytest.mark.parametrize("bad", BAD_URLS.values(), ids=BAD_URLS.keys())
+def test_bad_option_url_is_refused_on_patch(api, cons, option, bad):
+    created = cons.create()
+    rejected_patch(cons, created["id"], {"options": explicit_options(**{option: bad})},
+                   f"options.{option}")
+
+
 # --- enabled clients --------------------------------------------------------------------------
 
 def test_enabled_clients_on_create_and_patch(api, cons, make_client):
