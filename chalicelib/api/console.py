@@ -19,7 +19,8 @@ bp = Blueprint(__name__)
 log = logging.getLogger("broker")
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
-ASSETS = {"admin.js": "text/javascript; charset=utf-8", "admin.css": "text/css; charset=utf-8"}
+ASSETS = {"admin.js": "text/javascript; charset=utf-8", "admin.css": "text/css; charset=utf-8",
+          "apis.js": "text/javascript; charset=utf-8"}
 CONSOLE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
                "img-src 'self'; form-action 'none'; frame-ancestors 'none'; base-uri 'none'")
 CONSOLE_HEADERS = {

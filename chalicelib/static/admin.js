@@ -147,6 +147,8 @@
   }
 
   async function refreshAll() {
+    // Other console scripts (apis.js) get listAll, never the token itself.
+    document.dispatchEvent(new CustomEvent("console:refresh", { detail: { listAll } }));
     await Promise.all([loadApplications(), loadConnections()]);
   }
 
