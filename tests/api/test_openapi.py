@@ -491,37 +491,59 @@ def test_regression_non_ascii_client_id_is_a_401_not_a_500(live_url):  # noqa: F
     assert response.status_code == 401, response.text
 
 
-@pytest.mark.parametrize("field", ["token_lifetime", "idle_token_lifetime"])
-def test_regression_null_refresh_lifetime_is_a_400_or_a_default(live, field):
-    created = live("POST", "/api/v2/clients", 201, json={"name": "oas-null"})
+ONE_CLIENT = "/api/v2/clients/{client_id}"
+
+
+@pytest.mark.parametrize("field,default", [("token_lifetime", 2_592_000),
+                                           ("idle_token_lifetime", 1_296_000)])
+def test_regression_null_refresh_lifetime_restores_the_default(live, field, default):
+    """A null inside a settings object means "back to the default" (clients._without_nulls):
+    a 200 whose answer and stored value hold the default, never a stored null or a 500."""
+    created = live("POST", "/api/v2/clients", 201, json={
+        "name": "oas-null", "refresh_token": {"token_lifetime": 7200, "idle_token_lifetime": 3600}})
     path = f"/api/v2/clients/{created['client_id']}"
     try:
-        response = requests.patch(live.base_url + path, json={"refresh_token": {field: None}},
-                                  headers=live.headers, timeout=TIMEOUT)
-        assert response.status_code in (200, 400), response.text
+        assert created["refresh_token"][field] != default
+        patched = live("PATCH", ONE_CLIENT, 200, path=path,
+                       json={"refresh_token": {field: None}})
+        assert patched["refresh_token"][field] == default
+        fetched = live("GET", ONE_CLIENT, 200, path=path)
+        assert fetched["refresh_token"] == patched["refresh_token"]
     finally:
         requests.delete(live.base_url + path, headers=live.headers, timeout=TIMEOUT)
 
 
-@pytest.mark.parametrize("body", [{"refresh_token": {"expiration_type": None}},
-                                  {"jwt_configuration": {"lifetime_in_seconds": None}}])
-def test_regression_nested_nulls_are_stored(live, body):
-    created = live("POST", "/api/v2/clients", 201, json={"name": "oas-null"})
-    one = "/api/v2/clients/{client_id}"
+@pytest.mark.parametrize("created_with,body,where,default", [
+    ({"refresh_token": {"expiration_type": "non-expiring"}},
+     {"refresh_token": {"expiration_type": None}}, ("refresh_token", "expiration_type"),
+     "expiring"),
+    ({"jwt_configuration": {"lifetime_in_seconds": 600}},
+     {"jwt_configuration": {"lifetime_in_seconds": None}},
+     ("jwt_configuration", "lifetime_in_seconds"), 36000),
+])
+def test_regression_nested_nulls_restore_the_defaults(live, created_with, body, where, default):
+    created = live("POST", "/api/v2/clients", 201, json={"name": "oas-null", **created_with})
     path = f"/api/v2/clients/{created['client_id']}"
+    outer, inner = where
     try:
-        live("PATCH", one, 200, path=path, json=body)  # the response schema has no nulls there
+        assert created[outer][inner] != default
+        patched = live("PATCH", ONE_CLIENT, 200, path=path, json=body)
+        assert patched[outer][inner] == default
+        assert live("GET", ONE_CLIENT, 200, path=path)[outer] == patched[outer]
     finally:
         requests.delete(live.base_url + path, headers=live.headers, timeout=TIMEOUT)
 
 
-def test_regression_client_name_can_be_removed(live):
+def test_regression_client_name_cannot_be_removed(live):
+    """name is required on create, so a PATCH cannot null it (clients.update_client): a 400
+    naming it, and the stored name is unchanged."""
     created = live("POST", "/api/v2/clients", 201, json={"name": "oas-name"})
     path = f"/api/v2/clients/{created['client_id']}"
     try:
-        response = requests.patch(live.base_url + path, json={"name": None},
-                                  headers=live.headers, timeout=TIMEOUT)
-        assert response.status_code == 400 or response.json().get("name") == "oas-name"
+        error = live("PATCH", ONE_CLIENT, 400, path=path, json={"name": None})
+        assert error["errorCode"] == "invalid_body"
+        assert error["message"].endswith("on property name"), error["message"]
+        assert live("GET", ONE_CLIENT, 200, path=path)["name"] == "oas-name"
     finally:
         requests.delete(live.base_url + path, headers=live.headers, timeout=TIMEOUT)
 
