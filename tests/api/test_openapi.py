@@ -169,6 +169,12 @@ def test_request_bodies_come_from_the_pydantic_models():
     assert stored <= set(schemas["ConnectionOptions"]["properties"])
 
 
+def test_callback_url_is_read_only_in_requests_and_answers():
+    schemas = document()["components"]["schemas"]
+    assert schemas["Options"]["properties"]["callback_url"]["readOnly"] is True
+    assert schemas["ConnectionOptions"]["properties"]["callback_url"]["readOnly"] is True
+    assert "callback_url" in schemas["ConnectionOptions"]["required"]
+
 def test_served_document_is_the_document(live_url):  # noqa: F811
     response = requests.get(f"{live_url}/api/v2/openapi.json", timeout=TIMEOUT)
     assert response.status_code == 200
@@ -201,6 +207,8 @@ def test_api_conforms_to_document(case, live_url, token, created):  # noqa: F811
             created.append(f"/api/v2/clients/{body['client_id']}")
         elif case.path == "/api/v2/client-grants":
             created.append(f"/api/v2/client-grants/{body['id']}")
+        elif case.path == "/api/v2/resource-servers":
+            created.append(f"/api/v2/resource-servers/{body['id']}")
 
 
 @pytest.fixture(scope="module")
@@ -215,8 +223,11 @@ def real(live_url, token):  # noqa: F811
 
     web = post("/api/v2/clients", {"name": "oas-fuzz-web"})
     machine = post("/api/v2/clients", {"name": "oas-fuzz-m", "app_type": "non_interactive"})
+    server = post("/api/v2/resource-servers", {
+        "identifier": f"https://api-{uuid.uuid4().hex[:8]}.example.test/",
+        "scopes": [{"value": "read:things"}]})
     grant = post("/api/v2/client-grants", {"client_id": machine["client_id"],
-                                           "audience": "https://api.example.test/",
+                                           "audience": server["identifier"],
                                            "scope": ["read:things"]})
     connection = post("/api/v2/connections", _connection_body(
         f"oas-fuzz-{uuid.uuid4().hex[:8]}", enabled_clients=[web["client_id"]]))
@@ -224,10 +235,11 @@ def real(live_url, token):  # noqa: F811
     user_id, sid = _store_user_and_session(connection, web["client_id"])
     yield {"connection_id": connection["id"], "client_id": web["client_id"],
            "grant_id": grant["id"], "kid": keys[0]["kid"], "user_id": user_id,
-           "session_id": sid}
+           "session_id": sid, "server_id": server["id"]}
     for path in (f"/api/v2/users/{quote(user_id, safe='')}",
                  f"/api/v2/connections/{connection['id']}", f"/api/v2/clients/{web['client_id']}",
-                 f"/api/v2/clients/{machine['client_id']}"):
+                 f"/api/v2/clients/{machine['client_id']}",
+                 f"/api/v2/resource-servers/{server['id']}"):
         requests.delete(live_url + path, headers=auth, timeout=TIMEOUT)
 
 
@@ -351,6 +363,23 @@ def test_connection_responses(live):
         live("DELETE", "/api/v2/connections/{connection_id}", 204, path=item)
     live("DELETE", "/api/v2/connections/{connection_id}", 404, path=item)
 
+
+def test_connection_writes_without_the_options_scope_match_the_document(live_url, doc, live):  # noqa: F811
+    """POST and PATCH answer like a GET: no options without read:connections_options, and the
+    documented 201/200 bodies allow that."""
+    writer = Live(live_url, _token(live_url, scope="create:connections update:connections"), doc)
+    created = writer("POST", "/api/v2/connections", 201,
+                     json=_connection_body(f"oas-{uuid.uuid4().hex[:10]}"))
+    one = "/api/v2/connections/{connection_id}"
+    item = f"/api/v2/connections/{created['id']}"
+    try:
+        assert "options" not in created
+        patched = writer("PATCH", one, 200, path=item, json={"display_name": "No options"})
+        assert "options" not in patched and patched["display_name"] == "No options"
+        full = live("GET", one, 200, path=item)
+        assert full["options"]["callback_url"] == f"http://127.0.0.1:8000/login/callback/{full['name']}"
+    finally:
+        live("DELETE", one, 204, path=item)
 
 def test_client_responses(live):
     web = live("POST", "/api/v2/clients", 201, json={
