@@ -84,9 +84,13 @@ def _model_schemas(schemas: dict) -> None:
         EnablementItem,
     )
     from chalicelib.management.grants import GrantCreate, GrantUpdate
+    from chalicelib.management.resource_servers import (
+        ResourceServerCreate,
+        ResourceServerUpdate,
+    )
 
     for model in (ConnectionCreate, ConnectionUpdate, EnablementItem, ClientCreate, ClientUpdate,
-                  GrantCreate, GrantUpdate):
+                  GrantCreate, GrantUpdate, ResourceServerCreate, ResourceServerUpdate):
         schema = model.model_json_schema(ref_template=REF, mode="validation")
         for name, definition in schema.pop("$defs", {}).items():
             if schemas.setdefault(name, definition) != definition:
@@ -113,8 +117,9 @@ def _response_schemas(schemas: dict) -> None:
         description="Auth0's Management API error body. errorCode is one of invalid_body, "
                     "invalid_query_string (400), invalid_token (401), insufficient_scope (403), "
                     "inexistent_connection, inexistent_client, inexistent_client_grant, "
-                    "inexistent_user, inexistent_session, inexistent_signing_key (404), "
-                    "connection_conflict, client_grant_conflict (409), "
+                    "inexistent_user, inexistent_session, inexistent_signing_key, "
+                    "inexistent_resource_server (404), "
+                    "connection_conflict, client_grant_conflict, resource_server_conflict (409), "
                     "payload_too_large (413), temporarily_unavailable (503).")
     schemas["GatewayError"] = _obj(
         {"Code": _str(), "Message": _str()}, ("Code", "Message"),
@@ -278,6 +283,30 @@ def _response_schemas(schemas: dict) -> None:
          "scope": _array(_str())},
         ("id", "client_id", "audience", "scope"))
     schemas["ClientGrantList"] = _list_schema("client_grants", "ClientGrant")
+
+    schemas["ResourceServer"] = _obj({
+        "id": _str(pattern="^[0-9a-f]{24}$"),
+        "identifier": _str(minLength=1, maxLength=600,
+                           description="The audience. Immutable; never a client_id."),
+        "name": _str(),
+        "scopes": _array(_obj({"value": _str(), "description": _str()},
+                              ("value", "description"))),
+        "signing_alg": _str(enum=["RS256"]),
+        "token_lifetime": _int(minimum=1, maximum=2592000),
+        "token_lifetime_for_web": _int(minimum=1, maximum=2592000),
+        "allow_offline_access": _bool(),
+        "skip_consent_for_verifiable_first_party_clients": _bool(),
+        "token_dialect": _str(enum=["access_token", "rfc9068_profile"],
+                              description="Stored, inert."),
+        "enforce_policies": _bool(enum=[False], description="Stored, inert."),
+        "authorization_details": _array({"type": "object"}, description="Stored, inert."),
+        "subject_type_authorization": {"type": "object", "description": "Stored, inert."},
+    }, ("id", "identifier", "name", "scopes", "signing_alg", "token_lifetime",
+        "token_lifetime_for_web", "allow_offline_access",
+        "skip_consent_for_verifiable_first_party_clients"),
+        description="An API (resource server). Sent back by PATCH less id and identifier, it "
+                    "changes nothing.")
+    schemas["ResourceServerList"] = _list_schema("resource_servers", "ResourceServer")
 
     schemas["SigningKey"] = _obj({
         "kid": _str(),
@@ -651,6 +680,38 @@ def _paths() -> dict:
             "delete": _op("delete_client_grants_by_id", "client-grants", "Delete a client grant",
                           ["delete:client_grants"], {**no_content, **_errors(401, 403, 404, 503)}),
         },
+        "/api/v2/resource-servers": {
+            "get": _op("get_resource_servers", "resource-servers", "List APIs",
+                       ["read:resource_servers"],
+                       {"200": ok(_ref("ResourceServerList"), "APIs, sorted by id."),
+                        **_errors(400, 401, 403, 503)},
+                       parameters=_p(*paging)),
+            "post": _op("post_resource_servers", "resource-servers", "Create an API",
+                        ["create:resource_servers"],
+                        {"201": ok(_ref("ResourceServer"), "The API."),
+                         **_errors(400, 401, 403, 409, 413, 415, 503)},
+                        body="ResourceServerCreate",
+                        description="409 when the identifier is taken. 400 for an identifier "
+                                    "that is a client_id or the Management API's audience, and "
+                                    "for signing_alg other than RS256."),
+        },
+        "/api/v2/resource-servers/{server_id}": {
+            "parameters": [_path("server_id", "The API's id.")],
+            "get": _op("get_resource_servers_by_id", "resource-servers", "Get an API",
+                       ["read:resource_servers"],
+                       {"200": ok(_ref("ResourceServer"), "The API."),
+                        **_errors(400, 401, 403, 404, 503)}),
+            "patch": _op("patch_resource_servers_by_id", "resource-servers", "Update an API",
+                         ["update:resource_servers"],
+                         {"200": ok(_ref("ResourceServer"), "The API."),
+                          **_errors(400, 401, 403, 404, 413, 415, 503)},
+                         body="ResourceServerUpdate",
+                         description="identifier cannot be changed."),
+            "delete": _op("delete_resource_servers_by_id", "resource-servers", "Delete an API",
+                          ["delete:resource_servers"], {**no_content, **_errors(401, 403, 404, 503)},
+                          description="Its client grants go too; no further tokens are issued "
+                                      "for it, tokens already issued expire."),
+        },
         "/api/v2/users": {
             "get": _op("get_users", "users", "List users", ["read:users"],
                        {"200": ok(_ref("UserList"), "Users, sorted by user_id."),
@@ -769,7 +830,8 @@ def _build() -> dict:
                            "Authorization: Bearer <token>.",
         },
         "servers": [{"url": "/", "description": "BROKER_ISSUER"}],
-        "tags": [{"name": name} for name in ("connections", "clients", "client-grants", "users",
+        "tags": [{"name": name} for name in ("connections", "clients", "client-grants",
+                                             "resource-servers", "users",
                                              "sessions", "keys", "oauth", "meta")],
         "paths": _paths(),
         "components": {
