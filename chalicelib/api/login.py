@@ -44,7 +44,6 @@ def authorize():
     from chalicelib import sessions
     from chalicelib.login import authorize as flow
     from chalicelib.login.pages import read_cookies
-    from chalicelib.login.transactions import BINDING_COOKIE
 
     request = bp.current_request
     now = int(time.time())
@@ -70,8 +69,7 @@ def authorize():
                 raise flow.AppError("login_required", "The user must log in")
             force = "login" in app_request.prompt or (
                 session is not None and app_request.max_age is not None)
-            return _page(flow.start_upstream_login(app_request, connection,
-                                                   cookies.get(BINDING_COOKIE), now,
+            return _page(flow.start_upstream_login(app_request, connection, cookies, now,
                                                    force_login=force))
         except flow.AppError as exc:
             return _page(flow.error_to_app(app_request.redirect_uri, app_request.response_mode,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from chalicelib.login.transactions import BINDING_COOKIE, LoginTransaction, create_transaction
+from chalicelib.login.transactions import LoginTransaction, create_transaction
 from chalicelib.provider import lifetimes
 from chalicelib.provider.issue import OIDC_SCOPES
 from chalicelib.settings import get_settings
@@ -306,15 +306,15 @@ def session_is_reusable(request: AppRequest, session, connection: dict, now: int
     return True
 
 
-def start_upstream_login(request: AppRequest, connection: dict, browser_binding: str | None,
+def start_upstream_login(request: AppRequest, connection: dict, browser_cookies: dict[str, str],
                          now: int, force_login: bool = False) -> Redirect:
     from chalicelib.login import upstream
     from chalicelib.login.mapping import upstream_scope
-    from chalicelib.login.pages import cookie
+    from chalicelib.login.pages import cookie, expired_cookie
+    from chalicelib.login.transactions import binding_cookie_name, bindings_to_drop, new_binding
     from chalicelib.tokens import digest
 
-    binding = browser_binding if browser_binding and 32 <= len(browser_binding) <= 64 else (
-        random_token(32))
+    binding = new_binding(now)  # fresh for each login, never the value of an earlier one (SPEC §4)
     nonce = random_token(32)
     verifier = random_token(48) if upstream.pkce_method(connection) else None
     scope = upstream_scope(connection)
@@ -334,6 +334,8 @@ def start_upstream_login(request: AppRequest, connection: dict, browser_binding:
                                           scope=scope, code_verifier=verifier,
                                           app_params=app_params, redirect_uri=redirect_uri,
                                           force_login=force_login, max_age=request.max_age)
-    # Path=/ so a second /authorize in another tab reuses the binding instead of replacing it.
-    binding_cookie = cookie(BINDING_COOKIE, binding, max_age=lifetimes.LOGIN_TRANSACTION)
-    return Redirect(location=location, cookies=[binding_cookie])
+    # One cookie per login (named after its state), so concurrent logins in two tabs coexist.
+    cookies = [expired_cookie(name) for name in bindings_to_drop(browser_cookies)]
+    cookies.append(cookie(binding_cookie_name(upstream_state), binding,
+                          max_age=lifetimes.LOGIN_TRANSACTION))
+    return Redirect(location=location, cookies=cookies)

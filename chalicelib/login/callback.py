@@ -12,11 +12,12 @@ import logging
 from chalicelib.errors import ApiError
 from chalicelib.login.authorize import ErrorPage, FormPost, Redirect, code_to_app, error_to_app
 from chalicelib.login.transactions import (
-    BINDING_COOKIE,
     LoginTransaction,
     TransactionError,
+    binding_cookie_name,
     consume_transaction,
 )
+from chalicelib.login.pages import expired_cookie
 from chalicelib.login.upstream import UpstreamError
 from chalicelib.settings import get_settings
 
@@ -38,10 +39,20 @@ class LoginFailed(Exception):
 def handle_callback(params: dict[str, str], method: str, cookies: dict[str, str],
                     now: int, route_connection: str | None = None) -> ErrorPage | Redirect | FormPost:
     """``route_connection``: the connection named in the callback path; None on the shared one."""
+    state = params.get("state")
+    binding_cookie = binding_cookie_name(state) if state else None
     try:
-        tx = consume_transaction(params.get("state"), cookies.get(BINDING_COOKIE), now)
+        tx = consume_transaction(state, cookies.get(binding_cookie) if state else None, now)
     except TransactionError as exc:
         return ErrorPage(400, "Login failed", f"{exc}. Start the login again from the application.")
+    answer = _answer(tx, params, method, now, route_connection)
+    # The transaction is consumed: its binding cookie has served (the other logins keep theirs).
+    answer.cookies.append(expired_cookie(binding_cookie))
+    return answer
+
+
+def _answer(tx: LoginTransaction, params: dict[str, str], method: str, now: int,
+            route_connection: str | None) -> Redirect | FormPost:
     try:
         return _complete(tx, params, method, now, route_connection)
     except LoginFailed as exc:
@@ -272,7 +283,5 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
         raise LoginFailed("server_error", "The login could not be recorded; try again") from None
     session_cookie = cookie(sessions.COOKIE, cookie_value, max_age=lifetimes.SESSION_ABSOLUTE,
                             same_site="Lax")
-
-    # The binding cookie stays until it expires: another tab's login may need it.
     return code_to_app(tx.redirect_uri, tx.response_mode, code, tx.state, cookies=[session_cookie],
                        status=303)

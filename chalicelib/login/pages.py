@@ -35,14 +35,39 @@ def redirect(location: str, status: int = 302, cookies: list[str] | None = None)
     return Response(body="", status_code=status, headers=headers)
 
 
+# Cookie names: the broker writes and reads its cookies only through cookie(), expired_cookie()
+# and read_cookies(), which add and strip the __Host- prefix over https (SPEC §4). A __Host-
+# cookie is Secure, Path=/ and has no Domain (RFC 6265bis §4.1.3.2), so a sibling subdomain
+# cannot plant or overwrite one; unprefixed cookies are ignored there for the same reason.
+HOST_PREFIX = "__Host-"
+
+
+def _host_prefixed() -> bool:
+    from chalicelib.settings import get_settings
+
+    return get_settings().issuer.startswith("https://")
+
+
 def cookie(name: str, value: str, *, max_age: int, path: str = "/", same_site: str = "None") -> str:
     """``Secure`` always: browsers treat http://127.0.0.1 and localhost as secure contexts.
-    ``SameSite=None`` where a cross-site form POST from the IdP must carry it (SPEC §3.2)."""
+    ``SameSite=None`` where a cross-site form POST from the IdP must carry it (SPEC §3.2).
+    Over https the name gets the ``__Host-`` prefix, which requires ``Path=/``."""
+    if _host_prefixed():
+        name, path = HOST_PREFIX + name, "/"
     return (f"{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; Secure; "
             f"SameSite={same_site}")
 
 
 def read_cookies(header: str | None) -> dict[str, str]:
+    """The broker's cookies by their unprefixed names (see :func:`cookie`)."""
+    jar = _parse_cookies(header)
+    if not _host_prefixed():
+        return jar
+    return {name[len(HOST_PREFIX):]: value for name, value in jar.items()
+            if name.startswith(HOST_PREFIX)}
+
+
+def _parse_cookies(header: str | None) -> dict[str, str]:
     from http.cookies import CookieError, SimpleCookie
 
     jar: dict[str, str] = {}
@@ -62,6 +87,8 @@ def read_cookies(header: str | None) -> dict[str, str]:
 
 
 def expired_cookie(name: str, path: str = "/") -> str:
+    if _host_prefixed():
+        name, path = HOST_PREFIX + name, "/"
     return f"{name}=; Path={path}; Max-Age=0; HttpOnly; Secure; SameSite=None"
 
 

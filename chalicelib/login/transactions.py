@@ -3,6 +3,11 @@
 A transaction is keyed by the digest of its ``state`` (≥128 bits), expires after 10 minutes,
 is bound to the browser (digest of the binding cookie) and is consumed exactly once: the
 consuming ``DeleteItem`` is conditional, so of two concurrent callbacks one wins (SPEC §7).
+
+Each login gets a fresh binding in its own cookie, named after a digest of its ``state``
+(SPEC §4): a binding learnt once (a shared computer, an earlier login) never carries over to the
+next login, and logins in two tabs do not overwrite each other's cookie. At most
+:data:`MAX_PENDING_LOGINS` such cookies are kept; a new login drops the oldest.
 """
 from __future__ import annotations
 
@@ -12,7 +17,8 @@ from chalicelib.store.dynamo import ConditionFailed, table
 from chalicelib.tokens import digest, random_token
 
 LIFETIME_SECONDS = 600
-BINDING_COOKIE = "broker_tx"
+BINDING_COOKIE_PREFIX = "broker_tx_"
+MAX_PENDING_LOGINS = 5
 
 
 @dataclass
@@ -36,6 +42,31 @@ class LoginTransaction:
     # The redirect_uri sent upstream: the code exchange must repeat it (RFC 6749 §4.1.3).
     upstream_redirect_uri: str | None = None
     extra: dict = field(default_factory=dict)
+
+
+def binding_cookie_name(upstream_state: str) -> str:
+    return BINDING_COOKIE_PREFIX + digest(upstream_state)[:24]
+
+
+def new_binding(now: int) -> str:
+    """A fresh random binding value; its issue time comes first so the oldest can be dropped."""
+    return f"{now:x}.{random_token(32)}"
+
+
+def bindings_to_drop(cookies: dict[str, str]) -> list[str]:
+    """Names of pending binding cookies to expire so that, with a new login, at most
+    :data:`MAX_PENDING_LOGINS` remain (oldest first; unreadable values count as oldest)."""
+    def issued(value: str) -> int:
+        head = value.partition(".")[0]
+        try:
+            return int(head, 16) if len(head) <= 12 else 0
+        except ValueError:
+            return 0
+
+    pending = sorted((issued(value), name) for name, value in cookies.items()
+                     if name.startswith(BINDING_COOKIE_PREFIX))
+    excess = len(pending) - (MAX_PENDING_LOGINS - 1)
+    return [name for _, name in pending[:max(0, excess)]]
 
 
 class TransactionError(Exception):

@@ -310,30 +310,7 @@ def test_application_parameters_do_not_override_protected_ones(client, setup, id
     assert q["client_id"] == "broker-client"
 
 
-def test_binding_cookie_attributes(client, setup):
-    response = Browser(client).get(authorize_path(**_params(setup["web"], setup["front"])))
-    assert response.status_code == 302
-    raw = response.headers.get("Set-Cookie")
-    cookies = raw if isinstance(raw, list) else [raw]
-    binding = [c for c in cookies if c and c.startswith("broker_tx=")]
-    assert len(binding) == 1, cookies
-    name_value, *attributes = [part.strip() for part in binding[0].split(";")]
-    assert len(name_value.split("=", 1)[1]) >= 22
-    lowered = {a.lower() for a in attributes}
-    assert "httponly" in lowered
-    assert "secure" in lowered
-    assert "samesite=none" in lowered
-    assert "path=/" in lowered
-    max_age = [a for a in lowered if a.startswith("max-age=")]
-    assert max_age and 0 < int(max_age[0].split("=")[1]) <= 600
-
-
-def test_second_authorize_in_the_same_browser_keeps_the_binding(client, setup):
-    browser = Browser(client)
-    browser.get(authorize_path(**_params(setup["web"], setup["front"])))
-    first = browser.cookies["broker_tx"]
-    browser.get(authorize_path(**_params(setup["web"], setup["front"])))
-    assert browser.cookies["broker_tx"] == first
+# The binding cookie's attributes and freshness: tests/api/test_cookies.py.
 
 
 # --------------------------------------------------------------------------- transaction expiry

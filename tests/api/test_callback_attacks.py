@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 
 from chalicelib.login.jwks_cache import jwks_cache
+from chalicelib.login.transactions import binding_cookie_name
 from tests.support.fake_idp import (
     DROP,
     FakeIdp,
@@ -375,12 +376,14 @@ def test_userinfo_failure_fails_the_login(client, api, setup, idp):
 
 def test_replayed_state_is_refused(client, api, setup, idp):
     browser, location, verifier = start(client, setup["web"], setup["front"])
-    binding = browser.cookies["broker_tx"]
     method, params = idp_login(location)
+    name = binding_cookie_name(params["state"])
+    binding = browser.cookies[name]
     first = deliver_callback(browser, method, params)
     code = location_params(first)["code"]
+    assert name not in browser.cookies  # the spent login's binding cookie is expired
     # same browser, binding cookie put back: the state itself is spent
-    browser.cookies["broker_tx"] = binding
+    browser.cookies[name] = binding
     assert_error_page(deliver_callback(browser, method, params))
     assert exchange(client, setup["web"], code, verifier).status_code == 200
 
@@ -388,10 +391,11 @@ def test_replayed_state_is_refused(client, api, setup, idp):
 def test_replayed_state_after_failure_is_refused(client, api, setup, idp):
     idp.script(nonce="wrong")
     browser, location, _ = start(client, setup["web"], setup["front"])
-    binding = browser.cookies["broker_tx"]
     method, params = idp_login(location)
+    name = binding_cookie_name(params["state"])
+    binding = browser.cookies[name]
     assert_app_error(deliver_callback(browser, method, params))
-    browser.cookies["broker_tx"] = binding
+    browser.cookies[name] = binding
     assert_error_page(deliver_callback(browser, method, params))
 
 
@@ -401,7 +405,11 @@ def test_state_of_another_browser_is_refused(client, api, setup, idp):
     # an attacker's browser without any binding cookie, then one with its own transaction
     assert_error_page(deliver_callback(Browser(client), method, params))
     attacker, _, _ = start(client, setup["web"], setup["front"])
-    assert "broker_tx" in attacker.cookies
+    [(_, own_binding)] = [(k, v) for k, v in attacker.cookies.items()
+                                 if k.startswith("broker_tx_")]
+    assert_error_page(deliver_callback(attacker, method, params))
+    # its own binding value under the victim login's cookie name does not pass either
+    attacker.cookies[binding_cookie_name(params["state"])] = own_binding
     assert_error_page(deliver_callback(attacker, method, params))
     assert "broker_session" not in attacker.cookies
     # the rightful browser can still finish
