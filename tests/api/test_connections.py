@@ -874,6 +874,18 @@ def test_discovery_back_channel_requires_token_endpoint(api, cons, static_idp):
         "token_endpoint": "https://idp.example.com/token"}), "token_endpoint")
 
 
+@pytest.mark.parametrize("field", ["authorization_endpoint", "token_endpoint", "jwks_uri",
+                                   "userinfo_endpoint", "end_session_endpoint"])
+@pytest.mark.parametrize("suffix", ["\r\nSet-Cookie: x=1", "\t", "\u0085", " x", "#frag"])
+def test_discovered_endpoints_pass_the_same_url_check(api, cons, static_idp, field, suffix):
+    """A discovered value is stored as an explicit one would be: the same check applies."""
+    path = f"/bad-{uuid.uuid4().hex[:6]}"
+    issuer = static_idp.tenant(path)
+    static_idp.docs[path + "/.well-known/openid-configuration"][field] = (
+        f"{issuer}/{field}{suffix}")
+    rejected_create(api, cons, body_for(f"n-{uuid.uuid4().hex[:12]}", options={
+        "client_id": "c", "discovery_url": issuer}), field)
+
 def test_discovery_with_nothing_listening(api, cons):
     port = free_loopback_port()
     error = rejected_create(api, cons, body_for(f"n-{uuid.uuid4().hex[:12]}", options={
