@@ -11,6 +11,7 @@
   let connections = [];
   let applications = [];
   let editing = null; // the connection being edited, or null when creating
+  let brokerIssuer = ""; // from the discovery document: the base of each connection's callback URL
 
   const $ = (id) => document.getElementById(id);
 
@@ -52,6 +53,7 @@
     const discovery = await fetch(".well-known/openid-configuration", { credentials: "omit" });
     if (!discovery.ok) throw new ApiFailure(discovery.status, "The broker's discovery document is unavailable");
     const issuer = (await discovery.json()).issuer;
+    brokerIssuer = issuer;
     const response = await fetch("oauth/token", {
       method: "POST",
       credentials: "omit",
@@ -226,6 +228,47 @@
     return button;
   }
 
+  // ---- each connection's own callback URL (its redirect URI at the IdP) -------------------------
+
+  function callbackUrl(connection) {
+    // The API gives options.callback_url; older brokers did not: build it the same way.
+    const given = connection && connection.options && connection.options.callback_url;
+    if (given) return given;
+    const name = connection ? connection.name : $("c-name").value.trim();
+    return name && brokerIssuer ? brokerIssuer + "login/callback/" + name : "";
+  }
+
+  function showCallback(connection) {
+    let box = $("c-callback");
+    if (!box) {
+      box = el("div", { id: "c-callback", class: "field" },
+        el("label", { for: "c-callback-url", text: "Callback URL" }),
+        el("input", { id: "c-callback-url", type: "text", readonly: "", spellcheck: "false",
+          "aria-describedby": "c-callback-help" }),
+        el("button", { type: "button", class: "secondary", id: "c-callback-copy", text: "Copy",
+          onclick: copyCallback }),
+        el("p", { id: "c-callback-help", class: "help",
+          text: "Register this URL at the identity provider as the redirect URI of the " +
+            "application there. Each connection has its own; it is read-only." }),
+        el("p", { id: "c-callback-status", class: "status", role: "status", "aria-live": "polite" }));
+      $("connection-form-title").after(box);
+    }
+    $("c-callback-url").value = callbackUrl(connection);
+    status("c-callback-status", "", "");
+  }
+
+  async function copyCallback() {
+    const input = $("c-callback-url");
+    if (!input.value) return;
+    try {
+      await navigator.clipboard.writeText(input.value);
+      status("c-callback-status", "ok", "Copied.");
+    } catch (error) {
+      input.select(); // no clipboard permission: leave it selected for Ctrl+C
+      status("c-callback-status", "info", "Selected: press Ctrl+C (⌘C) to copy.");
+    }
+  }
+
   function openCreate() {
     editing = null;
     const form = $("connection-form");
@@ -235,6 +278,7 @@
     $("c-name").disabled = false;
     $("c-client-secret").required = false;
     status("connection-status", "", "");
+    showCallback(null);
     form.hidden = false;
     $("c-name").focus();
   }
@@ -258,6 +302,7 @@
     $("c-icon-url").value = options.icon_url || "";
     $("c-show-as-button").checked = !!connection.show_as_button;
     status("connection-status", "", "");
+    showCallback(connection);
     form.hidden = false;
     $("c-display-name").focus();
   }
@@ -316,6 +361,7 @@
       $("connection-form-title").textContent = "Edit connection " + saved.name;
       $("connection-submit").textContent = "Save changes";
       $("c-name").disabled = true;
+      showCallback(saved);
       await loadConnections();
     } catch (error) {
       status("connection-status", "error", error.message);
@@ -453,6 +499,7 @@
     $("signin-form").addEventListener("submit", signIn);
     $("signout").addEventListener("click", signOut);
     $("new-connection").addEventListener("click", openCreate);
+    $("c-name").addEventListener("input", () => { if (!editing) showCallback(null); });
     $("connection-form").addEventListener("submit", saveConnection);
     $("connection-cancel").addEventListener("click", () => {
       $("connection-form").hidden = true;

@@ -81,6 +81,13 @@ def test_console_manages_connections_and_try_works(page, broker: Broker, idp: Id
 
     # Edit: the display name changes, the stored client secret is kept (the field stays empty).
     row.get_by_role("button", name="Edit").click()
+    # The connection's own callback URL, read-only, to register at the IdP (with a Copy button).
+    callback = page.get_by_label("Callback URL")
+    expect(callback).to_have_value(broker.url("login/callback/" + name))
+    expect(callback).to_have_attribute("readonly", "")
+    expect(page.locator("#c-callback-help")).to_contain_text("Register this URL at the identity provider")
+    page.get_by_role("button", name="Copy", exact=True).click()
+    expect(page.locator("#c-callback-status")).to_contain_text("C")  # copied, or selected to copy
     page.get_by_label("Display name").fill("Console Edited")
     page.get_by_role("button", name="Save changes").click()
     expect(page.locator("#connection-status .ok")).to_contain_text("Discovery check passed")
