@@ -310,6 +310,10 @@ CHECKS: list[tuple[str, str, str]] = [
      "send_back_channel_nonce to false."),
     ("at_hash", "at_hash / c_hash match",
      "The token hash claims do not match: check the IdP's ID token signing settings."),
+    ("freshness", "The IdP logged the user in afresh (auth_time, as prompt=login asks)",
+     "The test asks for a fresh login (prompt=login), as applications may (prompt=login, "
+     "max_age): the IdP must then put auth_time in its ID token (OIDC Core §3.1.2.1). Enable "
+     "auth_time at the IdP (Okta, Entra ID and Keycloak send it)."),
     ("userinfo", "The userinfo response belongs to the same user",
      "The userinfo endpoint must be reachable and return the ID token's sub."),
     ("profile", "The claims were mapped and the user profile was stored",
@@ -332,6 +336,8 @@ def failed_check(error: str, description: str) -> str:
         return _ID_TOKEN_CHECKS.get(inner, "format")
     if "mix-up" in text:
         return "callback"
+    if "auth_time" in text:
+        return "freshness"
     if "another issuer" in text or "lacks the iss parameter" in text:
         return "iss_param"
     if "keys are unavailable" in text:

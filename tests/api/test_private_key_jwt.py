@@ -216,12 +216,14 @@ def test_idp_refuses_the_same_client_without_an_assertion(client, e2e):
     api = e2e["api"]
     options = dict(e2e["connection"]["options"])
     options.pop("oidc_metadata", None)
+    options.pop("callback_url", None)  # read-only: each connection has its own
     other = api.call("POST", "/api/v2/connections", body={
         "name": f"pkjwt-secret-{uuid.uuid4().hex[:6]}", "strategy": "oidc",
         "enabled_clients": [e2e["web"]["client_id"]],
         "options": {**options, "token_endpoint_auth_method": "client_secret_post",
                     "client_secret": "guessed"}})
     assert other.status_code == 201, other.data
+    e2e["idp"].register_redirect_uri(callback_url(other.data["name"]), PKJWT_CLIENT)
     try:
         result, _ = _login(client, e2e["web"], other.data)
         assert result["error"] == "access_denied"

@@ -171,6 +171,10 @@ class FakeIdp:
                                   "exp": now + 300, **self.user}
         if ctx.get("nonce") is not None:
             claims["nonce"] = ctx["nonce"]
+        asked = ctx.get("authorize") or {}
+        if "max_age" in asked or "login" in asked.get("prompt", "").split():
+            # Like a real IdP (OIDC Core §3.1.2.1): a fresh login, and auth_time says when.
+            claims["auth_time"] = now
         if ctx.get("access_token"):
             claims["at_hash"] = half_hash(ctx["access_token"])
         claims.update(overrides)
