@@ -242,7 +242,7 @@
     let box = $("c-callback");
     if (!box) {
       box = el("div", { id: "c-callback", class: "field" },
-        el("label", { for: "c-callback-url", text: "Callback URL" }),
+        el("label", { for: "c-callback-url", text: "Callback URL (redirect URI at the IdP)" }),
         el("input", { id: "c-callback-url", type: "text", readonly: "", spellcheck: "false",
           "aria-describedby": "c-callback-help" }),
         el("button", { type: "button", class: "secondary", id: "c-callback-copy", text: "Copy",

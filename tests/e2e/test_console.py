@@ -82,7 +82,7 @@ def test_console_manages_connections_and_try_works(page, broker: Broker, idp: Id
     # Edit: the display name changes, the stored client secret is kept (the field stays empty).
     row.get_by_role("button", name="Edit").click()
     # The connection's own callback URL, read-only, to register at the IdP (with a Copy button).
-    callback = page.get_by_label("Callback URL")
+    callback = page.get_by_label("Callback URL (redirect URI at the IdP)")
     expect(callback).to_have_value(broker.url("login/callback/" + name))
     expect(callback).to_have_attribute("readonly", "")
     expect(page.locator("#c-callback-help")).to_contain_text("Register this URL at the identity provider")
