@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 IDP_STAMP := tests/idp/node_modules/.installed
 E2E_STAMP := tests/e2e/node_modules/.installed
+TOOLS_STAMP := tests/tools/node_modules/.installed
 PORT ?= 8000
 
 .PHONY: run test lint package clean deps browser bench
@@ -23,7 +24,12 @@ $(E2E_STAMP): tests/e2e/package.json tests/e2e/package-lock.json
 	cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error
 	touch $(E2E_STAMP)
 
-deps: $(STAMP) $(IDP_STAMP) $(E2E_STAMP)
+# Auth0's Node tools (node-auth0, the Deploy CLI) that tests/integration drives against the broker
+$(TOOLS_STAMP): tests/tools/package.json tests/tools/package-lock.json
+	cd tests/tools && npm ci --no-audit --no-fund --loglevel=error
+	touch $(TOOLS_STAMP)
+
+deps: $(STAMP) $(IDP_STAMP) $(E2E_STAMP) $(TOOLS_STAMP)
 
 ## make browser: headless Chromium for tests/e2e (Debian's chromium package; needs root the first time)
 browser:
