@@ -218,6 +218,40 @@ def test_api_throttling(packaged):
     assert 0 < rate <= burst <= 10000  # below the account-wide default of 10,000 rps
 
 
+
+def _gateway_responses(deployed: dict) -> dict[str, dict]:
+    """Gateway responses as CloudFormation creates them: SAM writes them into the REST API's
+    OpenAPI body (x-amazon-apigateway-gateway-responses)."""
+    (api,) = _of_type(deployed, "AWS::ApiGateway::RestApi").values()
+    return api["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
+
+
+GATEWAY_STATUSES = {"MISSING_AUTHENTICATION_TOKEN": 404, "RESOURCE_NOT_FOUND": 404, "THROTTLED": 429,
+                    "QUOTA_EXCEEDED": 429, "REQUEST_TOO_LARGE": 413, "UNSUPPORTED_MEDIA_TYPE": 415,
+                    "INTEGRATION_TIMEOUT": 503, "INTEGRATION_FAILURE": 503, "DEFAULT_5XX": 503}
+
+
+def test_gateway_answers_carry_the_broker_error_shapes(packaged):
+    """API Gateway's own answers (unknown route, throttling, body too large, timeouts) read like
+    the broker's: OAuth's error/error_description and Auth0's statusCode/message/errorCode, no
+    cache, and never a bare 5xx (SPEC §8)."""
+    responses = _gateway_responses(packaged.deployed)
+    assert set(GATEWAY_STATUSES) | {"DEFAULT_4XX"} <= set(responses)
+    message = json.dumps("Missing Authentication Token")
+    for rtype, response in responses.items():
+        template = response["responseTemplates"]["application/json"]
+        # Gateway response templates are plain substitution (no VTL): substitute as API Gateway does.
+        body = json.loads(template.replace("$context.error.messageString", message))
+        assert body["error"] in ("invalid_request", "temporarily_unavailable"), rtype
+        assert body["error_description"] == body["message"] == "Missing Authentication Token"
+        assert body["errorCode"], rtype
+        assert response["responseParameters"]["gatewayresponse.header.Cache-Control"] == "'no-store'"
+        if rtype in GATEWAY_STATUSES:
+            assert int(response["statusCode"]) == GATEWAY_STATUSES[rtype] == body["statusCode"], rtype
+        if GATEWAY_STATUSES.get(rtype) == 429:
+            assert response["responseParameters"]["gatewayresponse.header.Retry-After"] == "'1'"
+
+
 def test_log_retention(packaged):
     groups = _of_type(packaged.template, "AWS::Logs::LogGroup")
     functions = packaged.functions()
