@@ -36,8 +36,9 @@ browser:
 	bash scripts/install_browser.sh
 
 ## make run: the broker on http://127.0.0.1:$(PORT)/ with an embedded AWS endpoint (moto)
+## make run HTTPS=1 [BROKER_HOSTNAME=broker.test]: https://127.0.0.1:$(PORT)/ with a local CA (.local/tls/)
 run: $(STAMP)
-	PORT=$(PORT) $(PY) scripts/run_local.py
+	PORT=$(PORT) $(if $(HTTPS),BROKER_HTTPS=$(HTTPS)) $(PY) scripts/run_local.py
 
 ## make test: install what the tests need, lint, run every test
 test: deps browser

@@ -13,6 +13,14 @@
    or stale) on 127.0.0.1, create a ``demo`` connection to it and a demo application, and print
    one URL (``{issuer}demo``) that logs in end to end as alice and ends on an "It works!" page.
 
+HTTPS (``make run HTTPS=1`` or ``BROKER_HTTPS=1``): ``chalice local`` serves plain http, so it moves
+to another loopback port (``BROKER_APP_PORT`` or a free one) and a TLS-terminating proxy
+(scripts/tls_proxy.py) serves ``https://<host>:$PORT/`` in front of it, with a certificate from a
+local CA (scripts/local_tls.py) kept in ``BROKER_TLS_DIR`` (default ``.local/tls/``, git-ignored) for
+127.0.0.1, ::1, localhost and ``BROKER_HOSTNAME`` (e.g. ``broker.test``; then the issuer is
+``https://broker.test:$PORT/``). The issuer is https, so the broker's cookies get ``__Host-`` names
+as deployed. It prints the CA's path and how to trust it (``BROKER CA <path>`` for scripts).
+
 SIGINT / SIGTERM stop everything this script started (the demo IdP included) and exit 0; if
 ``chalice local`` dies on its own the exit status is non-zero. ``BROKER_RUN_MAX_SECONDS`` stops
 everything after that long.
@@ -22,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shlex
 import shutil
@@ -31,11 +40,13 @@ import string
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import local_tls  # noqa: E402  (scripts/local_tls.py)
 import provision  # noqa: E402  (scripts/provision.py)
 
 STAGE = "local"
@@ -67,6 +78,12 @@ def _port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _port_answers(port: int) -> bool:
@@ -126,7 +143,7 @@ def _failure_status(returncode: int) -> int:
     return returncode if returncode > 0 else 1
 
 
-def _curl(port: int, issuer: str, client_id: str, client_secret: str) -> str:
+def _curl(port: int, issuer: str, client_id: str, client_secret: str, tls: TlsRun | None = None) -> str:
     body = json.dumps(
         {
             "grant_type": "client_credentials",
@@ -136,12 +153,62 @@ def _curl(port: int, issuer: str, client_id: str, client_secret: str) -> str:
         },
         separators=(",", ":"),
     )
-    # The request goes to where chalice local listens; the audience is built from the issuer.
-    return (
-        f"curl -s -X POST http://127.0.0.1:{port}/oauth/token "
-        "-H 'content-type: application/json' "
-        f"-d {shlex.quote(body)}"
-    )
+    if tls is not None:
+        # Over https through the proxy, verifying the local CA; --resolve when the issuer's host is
+        # a name only this machine knows (BROKER_HOSTNAME).
+        resolve = "" if tls.host in ("127.0.0.1", "localhost") else f"--resolve {tls.host}:{port}:127.0.0.1 "
+        target = f"--cacert {shlex.quote(str(tls.files.ca_cert))} {resolve}{issuer}oauth/token "
+    else:
+        # The request goes to where chalice local listens; the audience is built from the issuer.
+        target = f"http://127.0.0.1:{port}/oauth/token "
+    return f"curl -s -X POST {target}-H 'content-type: application/json' -d {shlex.quote(body)}"
+
+
+# ---- https (make run HTTPS=1) -------------------------------------------------------------------
+
+DEFAULT_TLS_DIR = ROOT / ".local" / "tls"
+_HOSTNAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*")
+
+
+@dataclass(frozen=True)
+class TlsRun:
+    host: str  # the issuer's host: BROKER_HOSTNAME or 127.0.0.1
+    files: local_tls.TlsFiles
+
+
+def _flag(name: str) -> bool:
+    return (os.environ.get(name) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _tls_run() -> TlsRun | None:
+    """None for the plain-http default; else the CA and server certificate, made on first use."""
+    hostname = (os.environ.get("BROKER_HOSTNAME") or "").strip().lower()
+    if not _flag("BROKER_HTTPS"):
+        if hostname:
+            raise SystemExit("run_local: BROKER_HOSTNAME needs https (make run HTTPS=1): "
+                             "the broker accepts an http issuer on loopback addresses only")
+        return None
+    if hostname and not _HOSTNAME.fullmatch(hostname):
+        raise SystemExit(f"run_local: BROKER_HOSTNAME {hostname!r} is not a host name")
+    directory = Path(os.environ.get("BROKER_TLS_DIR") or DEFAULT_TLS_DIR)
+    return TlsRun(host=hostname or "127.0.0.1",
+                  files=local_tls.ensure_tls_files(directory, [hostname] if hostname else []))
+
+
+def _print_trust(tls: TlsRun) -> None:
+    ca = tls.files.ca_cert
+    print(f"HTTPS: the certificate comes from a local CA made for this machine: {ca}", flush=True)
+    print("Trust it (no system-wide change needed):", flush=True)
+    print(f"  Node.js (node-auth0, the Deploy CLI): NODE_EXTRA_CA_CERTS={ca}", flush=True)
+    print(f"  Python requests:                      REQUESTS_CA_BUNDLE={ca}", flush=True)
+    print(f"  curl:                                 --cacert {ca}", flush=True)
+    loopback = tls.host in ("127.0.0.1", "localhost")
+    rules = "" if loopback else f' --host-resolver-rules="MAP {tls.host} 127.0.0.1"'
+    spki = tls.files.server_spki_hash()
+    print(f"  Chromium: --ignore-certificate-errors-spki-list={spki}{rules}", flush=True)
+    if rules:
+        print(f"  (and map {tls.host} to 127.0.0.1 for other clients, e.g. in /etc/hosts)", flush=True)
+    print(f"BROKER CA {ca}", flush=True)
 
 
 # ---- the demo (step 5) ------------------------------------------------------------------------
@@ -284,9 +351,9 @@ def _http_json(method: str, url: str, body=None, token: str | None = None):
             return exc.code, None
 
 
-def _provision_demo(port: int, issuer: str, idp_issuer: str, client_id: str, client_secret: str) -> str:
+def _provision_demo(app_port: int, issuer: str, idp_issuer: str, client_id: str, client_secret: str) -> str:
     """The demo connection and application, through the Management API; returns the demo URL."""
-    base = f"http://127.0.0.1:{port}/"
+    base = f"http://127.0.0.1:{app_port}/"  # chalice local itself, also in https mode
     status, body = _http_json("POST", base + "oauth/token", {
         "grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret,
         "audience": f"{issuer}api/v2/"})
@@ -342,11 +409,20 @@ def main() -> int:
     if not _port_is_free(port):
         _log(f"port {port} on 127.0.0.1 is already in use; set PORT to another port")
         return 2
+    tls = _tls_run()
+    # chalice local's own port: PORT for http; behind the TLS proxy, another loopback port.
+    app_port = port
+    if tls is not None:
+        app_port = int(os.environ.get("BROKER_APP_PORT") or 0) or _free_port()
+        if app_port == port or not _port_is_free(app_port):
+            _log(f"BROKER_APP_PORT {app_port} on 127.0.0.1 is not free; set another one")
+            return 2
 
     moto_server = None
     child: subprocess.Popen | None = None
     worker: subprocess.Popen | None = None
     demo = None
+    proxy = None
     try:
         # 1. AWS endpoint ----------------------------------------------------------------------
         endpoint = os.environ.get("AWS_ENDPOINT_URL")
@@ -391,7 +467,8 @@ def main() -> int:
         ).put_secret_value(SecretId=admin_secret_name, SecretString=client_secret)
 
         # 4. chalice local ----------------------------------------------------------------------
-        issuer = os.environ.get("BROKER_ISSUER") or f"http://127.0.0.1:{port}/"
+        default_issuer = f"https://{tls.host}:{port}/" if tls else f"http://127.0.0.1:{port}/"
+        issuer = os.environ.get("BROKER_ISSUER") or default_issuer
         if not issuer.endswith("/"):
             issuer += "/"
         env = dict(os.environ)
@@ -419,13 +496,13 @@ def main() -> int:
         env["BROKER_DEMO"] = "true" if demo is not None else "false"
 
         child = subprocess.Popen(
-            _chalice_command(port),
+            _chalice_command(app_port),
             cwd=str(ROOT),
             env=env,
             start_new_session=True,  # Ctrl-C reaches us; we stop the child in order
             preexec_fn=_die_with_parent() if sys.platform.startswith("linux") else None,
         )
-        _log(f"chalice local started (pid {child.pid}), waiting for 127.0.0.1:{port}")
+        _log(f"chalice local started (pid {child.pid}), waiting for 127.0.0.1:{app_port}")
         # chalice local runs no event sources: a worker delivers back-channel logouts instead.
         worker = subprocess.Popen(
             [sys.executable, str(ROOT / "scripts" / "logout_worker.py")],
@@ -436,27 +513,34 @@ def main() -> int:
         )
 
         ready_by = time.monotonic() + READY_TIMEOUT_SECONDS
-        while not _port_answers(port):
+        while not _port_answers(app_port):
             if child.poll() is not None:
                 _log(f"chalice local exited with status {child.returncode} before serving")
                 return _failure_status(child.returncode)
             if deadline is not None and time.monotonic() >= deadline:
                 raise _Stop("BROKER_RUN_MAX_SECONDS")
             if time.monotonic() >= ready_by:
-                _log(f"chalice local did not answer on port {port} within {READY_TIMEOUT_SECONDS}s")
+                _log(f"chalice local did not answer on port {app_port} within {READY_TIMEOUT_SECONDS}s")
                 return 1
             time.sleep(0.1)
+        if tls is not None:
+            from tls_proxy import TlsProxy  # scripts/tls_proxy.py
+
+            proxy = TlsProxy(host="127.0.0.1", port=port, backend_host="127.0.0.1", backend_port=app_port,
+                             cert_file=tls.files.server_cert, key_file=tls.files.server_key)
+            proxy.start()
+            _log(f"https on 127.0.0.1:{port} (TLS proxy) -> chalice local on 127.0.0.1:{app_port}")
 
         print("", flush=True)
         print(f"Bootstrap management client_id: {client_id}", flush=True)
         if generated:
             print(f"Bootstrap management client_secret (generated, shown once): {client_secret}", flush=True)
         print("Get a management API token with:", flush=True)
-        print(_curl(port, issuer, client_id, client_secret), flush=True)
+        print(_curl(port, issuer, client_id, client_secret, tls), flush=True)
         print(f"Admin console: {issuer}admin", flush=True)
         if demo is not None:
             try:
-                demo_url = _provision_demo(port, issuer, demo[1], client_id, client_secret)
+                demo_url = _provision_demo(app_port, issuer, demo[1], client_id, client_secret)
             except (RuntimeError, OSError, ValueError, KeyError) as exc:
                 _log(f"demo setup failed: {exc}")
             else:
@@ -465,6 +549,8 @@ def main() -> int:
                       "then sign in at the demo IdP as alice with any password:", flush=True)
                 print(f"DEMO URL {demo_url}", flush=True)
                 print("", flush=True)
+        if tls is not None:
+            _print_trust(tls)
         print(f"BROKER READY {issuer}", flush=True)
 
         while True:
@@ -480,6 +566,8 @@ def main() -> int:
         return 0
     finally:
         _ignore_further_signals()
+        if proxy is not None:
+            proxy.stop()
         _stop_child(child)
         _stop_child(worker)
         _stop_demo_idp(demo)
