@@ -3,6 +3,7 @@ from chalice import Chalice
 
 from chalicelib.api import (
     connection_keys,
+    connection_status,
     console,
     events,
     gtr,
@@ -14,6 +15,8 @@ from chalicelib.api import (
     provider,
     resource_servers,
     sessions,
+    signing_keys,
+    tenant,
 )
 from chalicelib.logs import configure_logging
 
@@ -30,4 +33,7 @@ app.register_blueprint(logout.bp)
 app.register_blueprint(sessions.bp)
 app.register_blueprint(connection_keys.bp)
 app.register_blueprint(resource_servers.bp)
+app.register_blueprint(signing_keys.bp)
+app.register_blueprint(tenant.bp)
+app.register_blueprint(connection_status.bp)
 app.register_blueprint(console.bp)

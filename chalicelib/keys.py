@@ -1,9 +1,11 @@
 """The broker's own signing keys: generate, publish, sign, verify, rotate.
 
 The key set lives in one Secrets Manager secret as JSON: each key has a ``status`` of ``current``
-(signs), ``next`` (published ahead of rotation so relying parties cache it early) or ``previous``
-(still published so tokens it signed keep verifying). It is generated on first use; concurrent first
-uses race on ``CreateSecret`` and the loser reads the winner's keys.
+(signs), ``next`` (published ahead of rotation so relying parties cache it early), ``previous``
+(still published so tokens it signed keep verifying) or ``revoked`` (Auth0's revoke: no longer
+published nor accepted; kept, public part only, so the Management API can list it). It is
+generated on first use; concurrent first uses race on ``CreateSecret`` and the loser reads the
+winner's keys.
 
 Each container reads the set through the Secrets Manager cache (minutes), so after a rotation in one
 container the others still hold the old set for a while. Verification therefore accepts ``next``
@@ -35,6 +37,7 @@ ALGORITHM = "RS256"
 # another container's fresher copy of the set, and `previous` while tokens it signed still live.
 VERIFYING_STATUSES = ("current", "next", "previous")
 REREAD_SECONDS = 30
+KEPT_REVOKED = 3  # Auth0 lists the last three revoked keys
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class SigningKey:
     cert: str
     created_at: str
     current_since: str | None
+    revoked_at: str | None = None
 
     def __repr__(self) -> str:
         return f"SigningKey(kid={self.kid!r}, status={self.status!r})"
@@ -247,8 +251,50 @@ def rotate(store: SecretStore | None = None) -> SigningKey:
         promoted = generate_key("current")
         rotated.append(promoted)
     rotated.append(generate_key("next"))
-    store.put(name, _encode(rotated))
+    store.put(name, _encode(rotated + _recently_revoked(keys)))
     return promoted
+
+
+def _recently_revoked(keys: list[SigningKey]) -> list[SigningKey]:
+    revoked = sorted((k for k in keys if k.status == "revoked"), key=lambda k: k.revoked_at or "")
+    return revoked[-KEPT_REVOKED:]
+
+
+class SigningKeyNotFound(LookupError):
+    pass
+
+
+class SigningKeyNotRevocable(ValueError):
+    """Only a previously used key can be revoked; the message is safe to show."""
+
+
+def revoke(kid: str, store: SecretStore | None = None) -> SigningKey:
+    """Auth0's revoke: a ``previous`` key leaves the published set and stops verifying at once in
+    this container (the write refreshes its cache) and on the next key-set read elsewhere. The
+    current and next keys cannot be revoked (rotate first). The private part is dropped.
+
+    Read-modify-write on the secret, past this container's cache, like :func:`rotate`.
+    """
+    name = _secret_name()
+    store = store or secret_store()
+    store.forget(name)
+    keys = signing_keys(store)
+    target = next((k for k in keys if k.kid == kid), None)
+    if target is None:
+        raise SigningKeyNotFound(kid)
+    if target.status == "revoked":
+        raise SigningKeyNotRevocable("The signing key is already revoked")
+    if target.status != "previous":
+        raise SigningKeyNotRevocable(
+            f"The {target.status} signing key cannot be revoked; only a previously used key can "
+            "be revoked (rotate first)")
+    public = {k: v for k, v in target.jwk.items() if k in ("kty", "n", "e", "kid", "use", "alg")}
+    revoked = SigningKey(**{**target.__dict__, "status": "revoked", "jwk": public,
+                            "revoked_at": _iso(_now())})
+    kept = [k for k in keys if k.status != "revoked" and k.kid != kid]
+    store.put(name, _encode(kept + _recently_revoked(
+        [k for k in keys if k.status == "revoked"] + [revoked])))
+    return revoked
 
 
 def key_view(key: SigningKey) -> dict:
@@ -267,8 +313,10 @@ def key_view(key: SigningKey) -> dict:
         "current": key.status == "current",
         "next": key.status == "next",
         "previous": key.status == "previous",
-        "revoked": False,
+        "revoked": key.status == "revoked",
     }
     if key.current_since:
         view["current_since"] = key.current_since
+    if key.revoked_at:
+        view["revoked_at"] = key.revoked_at
     return view

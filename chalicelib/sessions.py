@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from chalicelib.management.tenant_settings import cached_tenant_settings
 from chalicelib.provider import lifetimes
 from chalicelib.store.dynamo import ConditionFailed, table
 from chalicelib.tokens import digest, random_token, same
@@ -27,6 +28,13 @@ class Session:
     amr: tuple[str, ...] | None = None
 
 
+def session_lifetimes() -> tuple[int, int]:
+    """(absolute, idle) seconds of a session from the tenant settings (SPEC §2.4), read through
+    their per-container cache: no DynamoDB call on a warm login."""
+    tenant = cached_tenant_settings()
+    return lifetimes.session_lifetimes(tenant.session_lifetime, tenant.idle_session_lifetime)
+
+
 def new_session_values(now: int, auth_time: int | None = None, acr: str | None = None,
                        amr: list[str] | None = None) -> tuple[str, str, dict]:
     """(sid, cookie value, fields) for a new session. ``auth_time``, ``acr`` and ``amr`` are the
@@ -34,9 +42,10 @@ def new_session_values(now: int, auth_time: int | None = None, acr: str | None =
     not from the callback."""
     sid = random_token(18)
     secret = random_token(32)
+    absolute, idle = session_lifetimes()
     fields = {"cookie_digest": digest(secret), "auth_time": now if auth_time is None else auth_time,
-              "updated_at": now, "expires_at": now + lifetimes.SESSION_ABSOLUTE,
-              "idle_expires_at": now + lifetimes.SESSION_IDLE}
+              "updated_at": now, "expires_at": now + absolute,
+              "idle_expires_at": now + idle}
     if acr is not None:
         fields["acr"] = acr
     if amr is not None:
@@ -65,7 +74,7 @@ def session_touch_operation(session: Session, client_id: str, grant_id: str, now
                                "AND attribute_not_exists(revoked_at)",
         "ExpressionAttributeNames": {"#ttl": "ttl"},
         "ExpressionAttributeValues": {
-            ":idle": min(now + lifetimes.SESSION_IDLE, session.expires_at), ":c": {client_id},
+            ":idle": min(now + session_lifetimes()[1], session.expires_at), ":c": {client_id},
             ":g": {grant_id}, ":now": now},
     }}
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 from chalice import Blueprint
 
 from chalicelib.api.http import handles_api_errors, json_response, parse_json, query_params
-from chalicelib.errors import NotFound
 from chalicelib.management import auth, clients, connections, grants
 from chalicelib.management.paging import check_known, one, page, select_fields
 
@@ -204,40 +203,6 @@ def delete_client_grant(grant_id):
     _caller("delete:client_grants")
     grants.delete_grant(grant_id)
     return json_response(None, 204)
-
-
-# --- signing keys -----------------------------------------------------------------------------
-
-@bp.route("/api/v2/keys/signing", methods=["GET"])
-@handles_api_errors
-def list_signing_keys():
-    from chalicelib import keys
-
-    _caller("read:signing_keys")
-    return json_response([keys.key_view(k) for k in keys.signing_keys()])
-
-
-@bp.route("/api/v2/keys/signing/{kid}", methods=["GET"])
-@handles_api_errors
-def get_signing_key(kid):
-    from chalicelib import keys
-
-    _caller("read:signing_keys")
-    for key in keys.signing_keys():
-        if key.kid == kid:
-            return json_response(keys.key_view(key))
-    raise NotFound("The signing key does not exist", error_code="inexistent_signing_key")
-
-
-@bp.route("/api/v2/keys/signing/rotate", methods=["POST"],
-          content_types=JSON + ["application/x-www-form-urlencoded"])
-@handles_api_errors
-def rotate_signing_key():
-    from chalicelib import keys
-
-    _caller("create:signing_keys", "update:signing_keys")
-    key = keys.rotate()
-    return json_response({"cert": key.cert, "kid": key.kid}, 201)
 
 
 # --- users ------------------------------------------------------------------------------------

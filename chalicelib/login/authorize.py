@@ -184,11 +184,17 @@ def validate_request(request: AppRequest) -> None:
 def _audience(request: AppRequest):
     """SPEC §3.1: a registered API's identifier, or none. Anything else (another application's
     client_id, an unregistered string, the Management API) would get a broker-signed token for
-    an audience that never agreed to it."""
+    an audience that never agreed to it. Without one, the tenant's ``default_audience`` (SPEC
+    §2.4) stands in, as Auth0 does; one whose API was deleted since is ignored."""
     from chalicelib.management.resource_servers import cached_resource_server
+    from chalicelib.management.tenant_settings import cached_tenant_settings
 
     if request.audience is None:
-        return None
+        default = cached_tenant_settings().default_audience
+        server = cached_resource_server(default) if default else None
+        if server is not None:
+            request.audience = default
+        return server
     server = cached_resource_server(request.audience)
     if server is None or request.audience == get_settings().management_audience:
         raise AppError("invalid_request", "unknown audience")

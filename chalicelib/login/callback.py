@@ -242,7 +242,7 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
     from chalicelib.login.complete import code_operations
     from chalicelib.login.mapping import apply_root_attribute_policy, map_claims
     from chalicelib.login.pages import cookie
-    from chalicelib.provider import grant_store, lifetimes
+    from chalicelib.provider import grant_store
     from chalicelib.store.dynamo import ConditionFailed
 
     user_id = users.user_id_for(connection["name"], claims["sub"])
@@ -281,7 +281,8 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
     except ConditionFailed as exc:
         log.error("login transaction for %s cancelled: %s", connection["name"], exc.reasons)
         raise LoginFailed("server_error", "The login could not be recorded; try again") from None
-    session_cookie = cookie(sessions.COOKIE, cookie_value, max_age=lifetimes.SESSION_ABSOLUTE,
-                            same_site="Lax")
+    # The cookie lives as long as the session (the tenant's session_lifetime, SPEC §2.4).
+    session_cookie = cookie(sessions.COOKIE, cookie_value,
+                            max_age=session_fields["expires_at"] - now, same_site="Lax")
     return code_to_app(tx.redirect_uri, tx.response_mode, code, tx.state, cookies=[session_cookie],
                        status=303)

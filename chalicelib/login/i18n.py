@@ -2,11 +2,14 @@
 
 The language is chosen from ``ui_locales`` (OIDC Core §3.1.2.1: space-separated BCP 47 tags in
 order of preference) first, then from the browser's ``Accept-Language`` (RFC 9110 §12.5.4, with
-q-values); English when neither names a supported language.
+q-values); the first enabled language when neither names one. Only the languages the tenant
+settings enable (``enabled_locales``, SPEC §2.4) are offered; the first of them is the default.
 """
 from __future__ import annotations
 
 import re
+
+from chalicelib.management.tenant_settings import cached_tenant_settings
 
 DEFAULT = "en"
 SUPPORTED = ("en", "fr")
@@ -63,23 +66,23 @@ MESSAGES: dict[str, dict[str, str]] = {
 _TAG = re.compile(r"^[A-Za-z]{1,8}(-[A-Za-z0-9]{1,8})*$")
 
 
-def _primary(tag: str) -> str | None:
+def _primary(tag: str, enabled: tuple[str, ...]) -> str | None:
     tag = tag.strip()
     if not tag or tag == "*" or not _TAG.match(tag):
         return None
     primary = tag.split("-", 1)[0].lower()
-    return primary if primary in SUPPORTED else None
+    return primary if primary in enabled else None
 
 
-def _from_ui_locales(ui_locales: str | None) -> str | None:
+def _from_ui_locales(ui_locales: str | None, enabled: tuple[str, ...]) -> str | None:
     for tag in (ui_locales or "")[:256].split():
-        found = _primary(tag)
+        found = _primary(tag, enabled)
         if found:
             return found
     return None
 
 
-def _from_accept_language(header: str | None) -> str | None:
+def _from_accept_language(header: str | None, enabled: tuple[str, ...]) -> str | None:
     ranked: list[tuple[float, int, str]] = []
     for index, part in enumerate((header or "")[:1024].split(",")[:32]):
         tag, _, params = part.strip().partition(";")
@@ -91,15 +94,25 @@ def _from_accept_language(header: str | None) -> str | None:
                     quality = float(value)
                 except ValueError:
                     quality = 0.0
-        found = _primary(tag)
+        found = _primary(tag, enabled)
         if found and 0 < quality <= 1:
             ranked.append((-quality, index, found))
     return min(ranked)[2] if ranked else None
 
 
-def negotiate(ui_locales: str | None, accept_language: str | None) -> str:
-    """``"en"`` or ``"fr"``: ``ui_locales`` wins, then ``Accept-Language``, then English."""
-    return _from_ui_locales(ui_locales) or _from_accept_language(accept_language) or DEFAULT
+def enabled_locales() -> tuple[str, ...]:
+    """The tenant's enabled languages that have messages, in its order (first: the default)."""
+    enabled = tuple(lang for lang in cached_tenant_settings().enabled_locales if lang in SUPPORTED)
+    return enabled or (DEFAULT,)
+
+
+def negotiate(ui_locales: str | None, accept_language: str | None,
+              enabled: tuple[str, ...] | None = None) -> str:
+    """One of ``enabled`` (default: the tenant's enabled locales): ``ui_locales`` wins, then
+    ``Accept-Language``, then the first enabled language."""
+    enabled = enabled_locales() if enabled is None else enabled
+    return (_from_ui_locales(ui_locales, enabled) or _from_accept_language(accept_language, enabled)
+            or enabled[0])
 
 
 def text(lang: str, key: str, **values: str) -> str:

@@ -20,6 +20,7 @@ MANAGEMENT_SCOPES = (
     "read:connections_keys", "create:connections_keys", "update:connections_keys",
     "read:resource_servers", "create:resource_servers", "update:resource_servers",
     "delete:resource_servers",
+    "read:tenant_settings", "update:tenant_settings",
 )
 
 LEEWAY_SECONDS = 0  # our own tokens: our own clock

@@ -1,0 +1,37 @@
+"""``/api/v2/tenants/settings``: Auth0's tenant settings (SPEC §2.4)."""
+from __future__ import annotations
+
+from chalice import Blueprint
+
+from chalicelib.api.http import handles_api_errors, json_response, parse_json, query_params
+from chalicelib.management import auth
+from chalicelib.management import tenant_settings
+from chalicelib.management.paging import check_known, select_fields
+
+bp = Blueprint(__name__)
+# As in api/management.py: Chalice would answer other types with its own 415 body.
+JSON = ["application/json", "text/plain", "application/x-www-form-urlencoded",
+        "application/octet-stream"]
+
+
+def _caller(scope: str) -> None:
+    caller = auth.authenticate(bp.current_request.headers.get("authorization"))
+    auth.require(caller, scope)
+
+
+@bp.route("/api/v2/tenants/settings", methods=["GET"])
+@handles_api_errors
+def get_tenant_settings():
+    _caller("read:tenant_settings")
+    params = query_params(bp.current_request)
+    check_known(params, {"fields", "include_fields"})
+    view = tenant_settings.tenant_settings_view()
+    known = tenant_settings.ACTED_ON + tenant_settings.INERT_FIELDS
+    return json_response(select_fields([view], params, known)[0])
+
+
+@bp.route("/api/v2/tenants/settings", methods=["PATCH"], content_types=JSON)
+@handles_api_errors
+def update_tenant_settings():
+    _caller("update:tenant_settings")
+    return json_response(tenant_settings.update_tenant_settings(parse_json(bp.current_request)))
