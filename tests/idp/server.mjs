@@ -17,9 +17,14 @@
 //     provider_config       extra oidc-provider configuration (JSON), deep-merged last
 //     allow_loopback_fetch  bool: let the IdP fetch loopback URLs (a client's jwks_uri on the
 //                           broker under test); its SSRF guard stays on for other hosts
+//     issuer                the public issuer URL (e.g. https://idp.test:8443 behind a TLS proxy
+//                           that a browser reaches by a mapped name); default http://127.0.0.1:<port>
+//     trust_proxy           bool: trust X-Forwarded-Proto/-Host from a reverse proxy in front
+//                           (koa's app.proxy), so the URLs it builds are https ones
 //   IDP_MAX_SECONDS hard lifetime limit in seconds (default 900)
 //
-// Prints exactly one line "READY http://127.0.0.1:<port>" on stdout once it is
+// Prints exactly one line "READY http://127.0.0.1:<port>" (where it listens, also when
+// `issuer` names another URL) on stdout once it is
 // listening (everything else goes to stderr). Exits when stdin closes, on
 // SIGTERM/SIGINT, or after IDP_MAX_SECONDS.
 //
@@ -81,7 +86,7 @@ if (process.env.IDP_CONFIG) {
 
 const KNOWN_KEYS = new Set([
   'clients', 'accounts', 'jwks', 'pkce_required', 'claims', 'scopes',
-  'conform_id_token_claims', 'ttl', 'provider_config', 'allow_loopback_fetch',
+  'conform_id_token_claims', 'ttl', 'provider_config', 'allow_loopback_fetch', 'issuer', 'trust_proxy',
 ]);
 for (const key of Object.keys(cfg)) {
   if (!KNOWN_KEYS.has(key)) {
@@ -429,8 +434,9 @@ const requestedPort = Number(process.env.PORT ?? 0);
 server.listen(requestedPort, '127.0.0.1', async () => {
   try {
     const { port } = server.address();
-    const issuer = `http://127.0.0.1:${port}`;
-    provider = new Provider(issuer, buildConfiguration());
+    const listening = `http://127.0.0.1:${port}`;
+    provider = new Provider(cfg.issuer ?? listening, buildConfiguration());
+    if (cfg.trust_proxy) provider.proxy = true;
 
     // Test clients are web clients on http://127.0.0.1; oidc-provider refuses
     // http/localhost redirect_uris for web clients using the implicit flow
@@ -449,7 +455,7 @@ server.listen(requestedPort, '127.0.0.1', async () => {
     }
 
     app = provider.callback();
-    process.stdout.write(`READY ${issuer}\n`);
+    process.stdout.write(`READY ${listening}\n`);
   } catch (err) {
     console.error(`test-idp: failed to start: ${err.name}: ${err.error_description || err.message}`);
     if (err.stack) console.error(err.stack);
