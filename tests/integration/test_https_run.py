@@ -138,3 +138,99 @@ def test_run_local_refuses_a_hostname_without_https():
                           env={"PATH": "/usr/bin:/bin", "PORT": "0", "BROKER_HOSTNAME": "broker.test"})
     assert done.returncode != 0
     assert "BROKER_HOSTNAME needs https" in done.stderr
+
+
+# ---- the pieces: local CA and TLS proxy, in this process ----------------------------------------
+
+
+def _scripts():
+    scripts = str(ROOT / "scripts")
+    if scripts not in sys.path:
+        sys.path.insert(0, scripts)
+    import local_tls
+    import tls_proxy
+
+    return local_tls, tls_proxy
+
+
+def test_local_ca_is_made_once_and_server_certificate_follows_the_names(tmp_path):
+    local_tls, _ = _scripts()
+    first = local_tls.ensure_tls_files(tmp_path, [])
+    ca_pem, spki = first.ca_cert.read_bytes(), first.server_spki_hash()
+    for key in (tmp_path / "ca-key.pem", tmp_path / "server-key.pem"):
+        assert key.stat().st_mode & 0o077 == 0, key
+    again = local_tls.ensure_tls_files(tmp_path, [])
+    assert again.ca_cert.read_bytes() == ca_pem
+    assert again.server_cert.read_bytes() == first.server_cert.read_bytes()  # nothing re-issued
+
+    named = local_tls.ensure_tls_files(tmp_path, ["broker.test"])
+    assert named.ca_cert.read_bytes() == ca_pem  # same CA: nothing to trust again
+    assert named.server_spki_hash() == spki  # same key: the Chromium flag stays valid
+    served = x509.load_pem_x509_certificate(named.server_cert.read_bytes())
+    assert "broker.test" in served.extensions.get_extension_for_class(
+        x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    # The CA may sign for loopback names only: a public name is outside its constraints.
+    ca = x509.load_pem_x509_certificate(ca_pem)
+    constraints = ca.extensions.get_extension_for_class(x509.NameConstraints)
+    assert constraints.critical
+    permitted = {str(n.value) for n in constraints.value.permitted_subtrees}
+    assert "example.com" not in permitted and "test" in permitted and "127.0.0.0/8" in permitted
+
+
+def test_tls_proxy_keeps_headers_and_sets_the_forwarded_ones(tmp_path):
+    """Repeated Set-Cookie lines stay apart, Host is kept, X-Forwarded-* come from the proxy only
+    (a client's are dropped), bodies pass whole both ways, chunked answers included."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    local_tls, tls_proxy = _scripts()
+    files = local_tls.ensure_tls_files(tmp_path, [])
+
+    class Backend(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):  # noqa: N802 - http.server's naming
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            seen = {"host": self.headers.get_all("Host"), "body": len(body),
+                    "proto": self.headers.get_all("X-Forwarded-Proto"),
+                    "for": self.headers.get_all("X-Forwarded-For"),
+                    "forwarded": self.headers.get_all("Forwarded"),
+                    "custom": self.headers.get_all("X-Custom")}
+            payload = json.dumps(seen).encode() * 1000  # a chunked answer of many proxy chunks
+            self.send_response(200)
+            self.send_header("Set-Cookie", "a=1; Path=/; Secure")
+            self.send_header("Set-Cookie", "b=2; Path=/; Secure, c=3")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for start in range(0, len(payload), 7000):
+                part = payload[start:start + 7000]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.write(b"0\r\n\r\n")
+
+        def log_message(self, format, *args):  # noqa: A002
+            pass
+
+    backend = ThreadingHTTPServer(("127.0.0.1", 0), Backend)
+    threading.Thread(target=backend.serve_forever, daemon=True).start()
+    proxy = tls_proxy.TlsProxy(host="127.0.0.1", port=0, backend_host="127.0.0.1",
+                               backend_port=backend.server_address[1],
+                               cert_file=files.server_cert, key_file=files.server_key)
+    proxy.start()
+    try:
+        http = requests.Session()
+        http.trust_env = False
+        response = http.post(f"https://localhost:{proxy.port}/x", data=b"z" * 200_000,
+                             verify=str(files.ca_cert), timeout=TIMEOUT,
+                             headers={"X-Forwarded-Proto": "http", "X-Forwarded-For": "10.0.0.1",
+                                      "Forwarded": "for=10.0.0.1", "X-Custom": "kept"})
+        assert response.status_code == 200
+        cookies = response.raw.headers.getlist("Set-Cookie")
+        assert cookies == ["a=1; Path=/; Secure", "b=2; Path=/; Secure, c=3"]
+        seen = json.loads(response.content[: len(response.content) // 1000])
+        assert seen == {"host": [f"localhost:{proxy.port}"], "body": 200_000, "proto": ["https"],
+                        "for": ["127.0.0.1"], "forwarded": None, "custom": ["kept"]}
+    finally:
+        proxy.stop()
+        backend.shutdown()
+        backend.server_close()
