@@ -103,12 +103,38 @@ def _model_schemas(schemas: dict) -> None:
 
 # --- responses: the view() functions --------------------------------------------------------------
 
+def _auth0_only_properties(model, names: tuple[str, ...]) -> dict:
+    """Response schemas of the Auth0 fields a model stores without acting on them, taken from the
+    model itself (x-broker says inert or refused-otherwise), less the null a request may send."""
+    properties = model.model_json_schema(ref_template=REF, mode="validation")["properties"]
+    found = {}
+    for name in names:
+        schema = dict(properties[name])
+        options = [s for s in schema.pop("anyOf", []) if s.get("type") != "null"]
+        if len(options) == 1:
+            schema.update(options[0])
+        elif options:
+            schema["anyOf"] = options
+        schema.pop("default", None)
+        found[name] = schema
+    return found
+
+
 def _response_schemas(schemas: dict) -> None:
     from chalicelib.management.auth import MANAGEMENT_SCOPES
-    from chalicelib.management.clients import PUBLIC_FIELDS
+    from chalicelib.management.clients import INERT_FIELDS as CLIENT_INERT
+    from chalicelib.management.clients import PUBLIC_FIELDS, ClientUpdate
+    from chalicelib.management.clients import REFUSED_OTHERWISE_FIELDS as CLIENT_REFUSED_OTHERWISE
     from chalicelib.management.connection_keys import ALGORITHMS as CONNECTION_KEY_ALGORITHMS
     from chalicelib.management.connection_keys import DEFAULT_ALGORITHM as CONNECTION_KEY_DEFAULT
-    from chalicelib.management.connections import ALIASABLE, ASYMMETRIC_ALGS
+    from chalicelib.management.connections import (
+        ALIASABLE,
+        ASYMMETRIC_ALGS,
+        OPTION_EXTRAS,
+        TOP_LEVEL_EXTRAS,
+        ConnectionUpdate,
+        Options,
+    )
 
     schemas["Error"] = _obj(
         {"statusCode": _int(minimum=400, maximum=599), "error": _str(),
@@ -118,7 +144,11 @@ def _response_schemas(schemas: dict) -> None:
                     "invalid_query_string (400), invalid_token (401), insufficient_scope (403), "
                     "inexistent_connection, inexistent_client, inexistent_client_grant, "
                     "inexistent_user, inexistent_session, inexistent_signing_key, "
+                    "inexistent_refresh_token, "
                     "inexistent_resource_server (404), "
+                    "signing_key_not_revocable (400), discovery_check_failed, "
+                    "issuer_check_failed, jwks_check_failed (404, connection status), "
+                    "tenant_settings_conflict (409), "
                     "connection_conflict, client_grant_conflict, resource_server_conflict (409), "
                     "payload_too_large (413), temporarily_unavailable (503).")
     schemas["GatewayError"] = _obj(
@@ -162,6 +192,7 @@ def _response_schemas(schemas: dict) -> None:
         "oidc_metadata": {"type": "object", "description": "The discovery document as fetched."},
         "callback_url": _str(readOnly=True, description="The connection's own redirect URI, to "
                                                         "register at the upstream IdP."),
+        **_auth0_only_properties(Options, OPTION_EXTRAS),
     }
     schemas["ConnectionOptions"] = _obj(
         options_properties,
@@ -182,6 +213,7 @@ def _response_schemas(schemas: dict) -> None:
         "metadata": {"type": "object", "additionalProperties": _str()},
         "enabled_clients": _array(_str()),
         "options": _ref("ConnectionOptions"),
+        **_auth0_only_properties(ConnectionUpdate, TOP_LEVEL_EXTRAS),
     }
     schemas["Connection"] = _obj(
         connection_properties,
@@ -255,6 +287,7 @@ def _response_schemas(schemas: dict) -> None:
         "client_metadata": {"type": "object", "additionalProperties": _str()},
         "created_at": _str(format="date-time"),
         "updated_at": _str(format="date-time"),
+        **_auth0_only_properties(ClientUpdate, (*CLIENT_INERT, *CLIENT_REFUSED_OTHERWISE)),
     }
     missing = set(PUBLIC_FIELDS) ^ set(client_properties)
     if missing:
@@ -319,8 +352,10 @@ def _response_schemas(schemas: dict) -> None:
         "previous": _bool(),
         "revoked": _bool(),
         "current_since": _str(format="date-time"),
+        "revoked_at": _str(format="date-time"),
     }, ("kid", "cert", "pkcs7", "fingerprint", "thumbprint", "current", "next", "previous",
         "revoked"))
+    _tenant_schemas(schemas)
     schemas["SigningKeyRotated"] = _obj(
         {"kid": _str(), "cert": _str(pattern="^-----BEGIN CERTIFICATE-----")}, ("kid", "cert"),
         description="The key that is now current.")
@@ -341,12 +376,43 @@ def _response_schemas(schemas: dict) -> None:
          "created_at": _str(format="date-time"),
          "updated_at": _str(format="date-time"),
          "last_login": _str(format="date-time"),
-         "logins_count": _int(minimum=0)},
+         "logins_count": _int(minimum=0),
+         "blocked": _bool(description="Present once set by PATCH."),
+         "app_metadata": {"type": "object", "description": "Present once set by PATCH."},
+         "user_metadata": {"type": "object", "description": "Present once set by PATCH."}},
         closed=False,
         description="Root attributes and mapped attributes at the top level, then the broker's "
                     "own fields. With fields/include_fields only the selected properties are "
                     "present.")
     schemas["UserList"] = {"oneOf": _list_schema("users", "User")["oneOf"][:2]}
+    metadata = {"type": ["object", "null"],
+                "description": "Merged one level deep into the stored object: each top-level "
+                               "key replaces the stored one, a null value removes it, {} (or "
+                               "null) clears the object. At most 16 KB once merged; keys "
+                               "without dots and not starting with $."}
+    schemas["UserUpdate"] = _obj(
+        {"blocked": _bool(description="true ends the user's sessions and revokes its refresh "
+                                      "tokens; until false, logins end with access_denied and "
+                                      "refresh tokens and /userinfo are refused."),
+         "app_metadata": metadata, "user_metadata": metadata},
+        minProperties=1,
+        description="Other Auth0 user fields give 400: the upstream identity provider owns a "
+                    "federated user's root attributes.")
+    schemas["RefreshToken"] = _obj({
+        "id": _str(description="The token family's id."), "user_id": _str(),
+        "created_at": _str(format="date-time"), "idle_expires_at": _str(format="date-time"),
+        "expires_at": _str(format="date-time"), "client_id": _str(),
+        "session_id": {"type": ["string", "null"]}, "rotating": _bool(),
+        "resource_servers": _array(_obj({"audience": _str(), "scopes": _str()},
+                                        ("audience", "scopes"))),
+        "last_exchanged_at": {"type": ["string", "null"], "format": "date-time"},
+    }, ("id", "user_id", "created_at", "idle_expires_at", "expires_at", "client_id",
+        "session_id", "rotating", "resource_servers", "last_exchanged_at"),
+        description="A live refresh token family (Auth0's refresh token object); never the "
+                    "token itself.")
+    schemas["UserRefreshTokens"] = _obj(
+        {"tokens": _array(_ref("RefreshToken")),
+         "next": _str(description="Pass as from= to get the next page.")}, ("tokens",))
 
     moment = _str(format="date-time")
     schemas["Session"] = _obj({
@@ -720,14 +786,56 @@ def _paths() -> dict:
                                    _query("connection", _str(), "Only users of this connection "
                                           "(by name)."),
                                    *_p("fields", "include_fields"),
-                                   _query("search_engine", _str(), "Accepted for Auth0 SDKs; "
-                                          "ignored.")],
+                                   _query("q", _str(maxLength=1024),
+                                          'Search: email:"...", user_id:"...", '
+                                          'identities.connection:"..." and blocked:true, '
+                                          "joined by AND (exact matches; email is "
+                                          "case-insensitive). Anything else gives 400 naming "
+                                          "the unsupported part."),
+                                   _query("search_engine", _str(enum=["v2", "v3"]),
+                                          "Accepted for Auth0 SDKs; the search is the "
+                                          "broker's own.")],
                        description="Offset paging only (no from/take)."),
+        },
+        "/api/v2/users-by-email": {
+            "get": _op("get_users_by_email", "users", "Users with an email", ["read:users"],
+                       {"200": ok(_array(_ref("User")), "Users, sorted by user_id."),
+                        **_errors(400, 401, 403, 503)},
+                       parameters=[{**_query("email", _str(minLength=1, maxLength=320),
+                                             "Exact match, case-insensitive."),
+                                    "required": True},
+                                   *_p("fields", "include_fields")]),
+        },
+        "/api/v2/users/{user_id}/refresh-tokens": {
+            "parameters": [user_id],
+            "get": _op("get_user_refresh_tokens", "users", "A user's refresh tokens",
+                       ["read:refresh_tokens"],
+                       {"200": ok(_ref("UserRefreshTokens"), "Live token families, by id."),
+                        **_errors(400, 401, 403, 404, 503)},
+                       parameters=[*_p("from", "take"),
+                                   _query("include_totals", _str(enum=["true", "false"]),
+                                          "Accepted for Auth0 SDKs; ignored (checkpoint "
+                                          "paging).")]),
+        },
+        "/api/v2/refresh-tokens/{token_id}": {
+            "parameters": [_path("token_id", "A refresh token family's id.")],
+            "get": _op("get_refresh_token", "users", "Get a refresh token",
+                       ["read:refresh_tokens"],
+                       {"200": ok(_ref("RefreshToken"), "The token family."),
+                        **_errors(401, 403, 404, 503)}),
+            "delete": _op("delete_refresh_token", "users", "Revoke a refresh token",
+                          ["delete:refresh_tokens"], {**no_content, **_errors(401, 403, 404, 503)},
+                          description="Revokes the whole family: every refresh token of it and "
+                                      "the access tokens issued from it."),
         },
         "/api/v2/users/{user_id}": {
             "parameters": [user_id],
             "get": _op("get_users_by_id", "users", "Get a user", ["read:users"],
                        {"200": ok(_ref("User"), "The user."), **_errors(401, 403, 404, 503)}),
+            "patch": _op("patch_users_by_id", "users", "Update a user", ["update:users"],
+                         {"200": ok(_ref("User"), "The updated user."),
+                          **_errors(400, 401, 403, 404, 413, 415, 503)},
+                         body="UserUpdate"),
             "delete": _op("delete_users_by_id", "users", "Delete a user", ["delete:users"],
                           {**no_content, **_errors(401, 403, 404, 503)},
                           description="Ends the user's sessions and revokes their refresh tokens "
@@ -774,7 +882,75 @@ def _paths() -> dict:
                        {"200": ok(_ref("SigningKey"), "The key."),
                         **_errors(401, 403, 404, 503)}),
         },
+        "/api/v2/keys/signing/{kid}/revoke": {
+            "parameters": [kid],
+            "put": _op("put_signing_keys", "keys", "Revoke a signing key", ["update:signing_keys"],
+                       {"200": ok(_ref("SigningKey"), "The revoked key."),
+                        **_errors(400, 401, 403, 404, 503)},
+                       description="No body. Only a previous key can be revoked (400 "
+                                   "signing_key_not_revocable for the current or next key, or "
+                                   "one already revoked). It leaves the JWKS at once and tokens "
+                                   "it signed stop verifying; the last three revoked keys stay "
+                                   "listed."),
+        },
+        "/api/v2/tenants/settings": {
+            "get": _op("get_tenant_settings", "tenants", "Get the tenant settings",
+                       ["read:tenant_settings"],
+                       {"200": ok(_ref("TenantSettings"), "The settings."),
+                        **_errors(400, 401, 403, 503)},
+                       parameters=_p("fields", "include_fields")),
+            "patch": _op("patch_tenant_settings", "tenants", "Update the tenant settings",
+                         ["update:tenant_settings"],
+                         {"200": ok(_ref("TenantSettings"), "The updated settings."),
+                          **_errors(400, 401, 403, 409, 413, 415, 503)},
+                         body="TenantSettingsPatch",
+                         description="session_lifetime and idle_session_lifetime (hours) set new "
+                                     "broker sessions' lifetimes; default_audience (a registered "
+                                     "API) stands in for a missing audience at /authorize; "
+                                     "enabled_locales limit the login page's languages (the "
+                                     "first is the default). null restores a default. Other "
+                                     "warm containers see a change within 30 s."),
+        },
+        "/api/v2/connections/{connection_id}/status": {
+            "parameters": [connection_id],
+            "get": _op("get_connection_status", "connections", "Check a connection now",
+                       ["read:connections"],
+                       {"200": ok(_ref("ConnectionStatus"), "Every check passed."),
+                        **_errors(400, 401, 403, 404, 503)},
+                       description="Fetches the discovery document (checked as at creation), "
+                                   "compares its issuer with the connection's, and fetches the "
+                                   "JWKS (at least one usable public key), under the same "
+                                   "outbound rules as logins. As Auth0 answers for an offline "
+                                   "connection, a failed check is a 404 whose errorCode names it: "
+                                   "discovery_check_failed, issuer_check_failed or "
+                                   "jwks_check_failed (inexistent_connection: no such "
+                                   "connection)."),
+        },
     }
+
+
+def _tenant_schemas(schemas: dict) -> None:
+    """Tenant settings (request: the pydantic model; answer: what view() gives) and the
+    connection status answer."""
+    from chalicelib.management.connection_status import CHECKS
+    from chalicelib.management.tenant_settings import INERT_FIELDS, TenantSettingsPatch
+
+    schemas["TenantSettingsPatch"] = TenantSettingsPatch.model_json_schema(ref_template=REF,
+                                                                           mode="validation")
+    hours = {"type": "number"}
+    schemas["TenantSettings"] = _obj({
+        "friendly_name": _str(), "picture_url": _str(), "support_email": _str(),
+        "support_url": _str(), "session_lifetime": hours, "idle_session_lifetime": hours,
+        "default_audience": _str(), "enabled_locales": _array(_str(enum=["en", "fr"])),
+        "default_redirection_uri": _str(),
+        **_auth0_only_properties(TenantSettingsPatch, INERT_FIELDS),
+    }, ("session_lifetime", "idle_session_lifetime", "enabled_locales"),
+        description="Fields never set are absent; Auth0 fields other than the first nine are "
+                    "stored and echoed, not acted on (inert).")
+    schemas["ConnectionStatus"] = _obj({
+        "status": _str(enum=["online"]),
+        "checks": _obj({c: _str() for c in CHECKS}, CHECKS),
+    }, ("status", "checks"))
 
 
 def _token_operation() -> dict:
@@ -832,7 +1008,7 @@ def _build() -> dict:
         "servers": [{"url": "/", "description": "BROKER_ISSUER"}],
         "tags": [{"name": name} for name in ("connections", "clients", "client-grants",
                                              "resource-servers", "users",
-                                             "sessions", "keys", "oauth", "meta")],
+                                             "sessions", "keys", "tenants", "oauth", "meta")],
         "paths": _paths(),
         "components": {
             "schemas": dict(sorted(schemas.items())),

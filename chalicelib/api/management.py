@@ -14,7 +14,8 @@ JSON = ["application/json", "text/plain", "application/x-www-form-urlencoded",
         "application/octet-stream"]
 
 CONNECTION_FIELDS = ("id", "name", "strategy", "display_name", "show_as_button",
-                     "is_domain_connection", "realms", "metadata", "enabled_clients", "options")
+                     "is_domain_connection", "realms", "metadata", "enabled_clients", "options",
+                     *connections.TOP_LEVEL_EXTRAS)
 CLIENT_FIELDS = clients.PUBLIC_FIELDS
 
 
@@ -202,64 +203,4 @@ def update_client_grant(grant_id):
 def delete_client_grant(grant_id):
     _caller("delete:client_grants")
     grants.delete_grant(grant_id)
-    return json_response(None, 204)
-
-
-# --- users ------------------------------------------------------------------------------------
-
-USER_FIELDS = ("user_id", "email", "email_verified", "name", "given_name", "family_name",
-               "nickname", "picture", "username", "identities", "created_at", "updated_at",
-               "last_login", "logins_count")
-
-
-@bp.route("/api/v2/users", methods=["GET"])
-@handles_api_errors
-def list_users():
-    from chalicelib import users
-
-    _caller("read:users")
-    params = query_params(bp.current_request)
-    check_known(params, {"page", "per_page", "include_totals", "connection", "fields",
-                         "include_fields", "search_engine"})
-    connection = one(params, "connection")
-    if connection is not None:
-        names = [connection]
-    else:
-        from chalicelib.management.connections import list_connections
-
-        names = [c["name"] for c in list_connections()]
-    # Page the ids (from the keys-only index), then read only the page's profiles.
-    ids = [{"user_id": user_id} for user_id in users.list_user_ids(names)]
-    paged = page(ids, params, "users", "user_id")
-    chunk = paged if isinstance(paged, list) else paged["users"]
-    found = [users.view(u) for u in (users.get_user(i["user_id"]) for i in chunk) if u is not None]
-    known = USER_FIELDS + tuple(sorted({k for u in found for k in u}))
-    if isinstance(paged, list):
-        return json_response(select_fields(found, params, known))
-    paged["users"] = select_fields(found, params, known)
-    return json_response(paged)
-
-
-@bp.route("/api/v2/users/{user_id}", methods=["GET"])
-@handles_api_errors
-def get_user(user_id):
-    from urllib.parse import unquote
-
-    from chalicelib import users
-
-    _caller("read:users")
-    return json_response(users.view(users.require_user(unquote(user_id))))
-
-
-@bp.route("/api/v2/users/{user_id}", methods=["DELETE"])
-@handles_api_errors
-def delete_user(user_id):
-    import time
-    from urllib.parse import unquote
-
-    from chalicelib import revocation, users
-
-    _caller("delete:users")
-    user = users.require_user(unquote(user_id))
-    revocation.delete_user(user["user_id"], int(time.time()))
     return json_response(None, 204)

@@ -7,11 +7,12 @@ import hashlib
 import hmac
 import secrets as pysecrets
 import string
-from typing import Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chalicelib.errors import InvalidBody, NotFound
+from chalicelib.management.auth0_fields import JsonValue, fields_marked, inert, only, refusable
 from chalicelib.management.validation import check_stored_url, validate
 from chalicelib.settings import get_settings
 from chalicelib.store.dynamo import ConditionFailed, table
@@ -36,8 +37,31 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+JsonObject = Annotated[dict[str, Any], JsonValue]
+Strings = Annotated[list[Annotated[str, Field(max_length=2048)]], Field(max_length=100)]
+NOTIFIES_EVERY_LOGOUT = ("the broker notifies every listed URL whenever it ends a session "
+                         "(RP-initiated logout, Global Token Revocation, user or session deletion)")
+
+
+class LogoutInitiators(_Strict):
+    mode: Annotated[Optional[str], only("all", why=NOTIFIES_EVERY_LOGOUT)] = None
+    selected_initiators: Optional[list[Annotated[str, Field(max_length=64)]]] = inert(
+        max_length=20)
+
+
+class LogoutSessionMetadata(_Strict):
+    include: Optional[bool] = inert()
+
+
 class OidcLogout(_Strict):
     backchannel_logout_urls: list[str] = Field(default_factory=list, max_length=10)
+    backchannel_logout_initiators: Optional[LogoutInitiators] = None
+    backchannel_logout_session_metadata: Optional[LogoutSessionMetadata] = inert()
+
+
+class RefreshTokenPolicy(_Strict):
+    audience: str = Field(min_length=1, max_length=600)
+    scope: list[Annotated[str, Field(max_length=280)]] = Field(max_length=200)
 
 
 class RefreshTokenSettings(_Strict):
@@ -48,14 +72,48 @@ class RefreshTokenSettings(_Strict):
     infinite_token_lifetime: Optional[bool] = None
     infinite_idle_token_lifetime: Optional[bool] = None
     leeway: Optional[int] = Field(default=None, ge=0, le=60)
+    policies: Optional[list[RefreshTokenPolicy]] = inert(max_length=20)
+
+
+SignedAlg = Annotated[Optional[str], only(
+    "RS256", why="the broker signs ID tokens with RS256 only: HS256 would let anyone holding the "
+                 "client secret forge them, and no other algorithm is offered")]
 
 
 class JwtConfiguration(_Strict):
     lifetime_in_seconds: Optional[int] = Field(default=None, ge=60, le=86400)
-    alg: Optional[Literal["RS256"]] = None
+    alg: SignedAlg = None
+    secret_encoded: Optional[bool] = inert()
+    scopes: Optional[JsonObject] = inert()
+
+
+class SignedRequestObject(_Strict):
+    required: Annotated[Optional[bool], only(
+        False, why="the broker does not support signed request objects (JAR, RFC 9101)")] = None
+    credentials: Optional[list[JsonObject]] = inert(max_length=0)
+
+
+NO_PAR = refusable(bool, False, why="the broker has no pushed authorization request endpoint "
+                                    "(RFC 9126); it cannot require one")
+NO_DPOP = refusable(bool, False, why="the broker does not bind tokens to a key (DPoP, mTLS); "
+                                     "it cannot require proof of possession")
+NO_FAPI = refusable(str, "none", why="the broker implements no FAPI profile")
+NO_IP_HEADER = refusable(bool, False, why="the broker never trusts a client-supplied IP header")
+NO_PROMPT = refusable(bool, True, why="the broker shows no confirmation prompt for "
+                                      "non-verifiable callback URIs (as with true)")
+NO_CLIENT_CREDENTIALS = refusable(JsonObject, why="the broker authenticates applications with "
+                                                  "their client secret only (private_key_jwt and "
+                                                  "mTLS credentials would not be checked)")
+NO_ENCRYPTION = refusable(JsonObject, why="the broker does not encrypt tokens or assertions")
+NO_QUOTA = refusable(JsonObject, why="the broker enforces no per-client token quota")
+NO_VAULT_ACCESS = refusable(JsonObject, why="the broker has no privileged token vault access")
+ORGANIZATIONS = refusable(str, "deny", "allow", why="the broker has no organizations: it cannot "
+                                                    "require one")
+NOT_GLOBAL = refusable(bool, False, why="applications at the broker are never global")
 
 
 class ClientFields(_Strict):
+    # Acted on (SPEC §2.3).
     name: Optional[str] = Field(default=None, min_length=1, max_length=128)
     description: Optional[str] = Field(default=None, max_length=140)
     app_type: Optional[AppType] = None
@@ -66,11 +124,58 @@ class ClientFields(_Strict):
     web_origins: Optional[list[str]] = Field(default=None, max_length=100)
     grant_types: Optional[list[GrantType]] = Field(default=None, max_length=3)
     oidc_logout: Optional[OidcLogout] = None
+    oidc_backchannel_logout: Optional[OidcLogout] = Field(
+        default=None, description="Auth0's deprecated spelling of oidc_logout: read as it on "
+                                  "input, never returned.")
     refresh_token: Optional[RefreshTokenSettings] = None
     jwt_configuration: Optional[JwtConfiguration] = None
     is_first_party: Optional[bool] = None
     logo_uri: Optional[str] = Field(default=None, max_length=2048)
     client_metadata: Optional[dict[str, str]] = Field(default=None, max_length=10)
+    # Stored and echoed, not acted on (docs/AUTH0-COMPATIBILITY.md).
+    oidc_conformant: Optional[bool] = inert("The broker always behaves as OIDC-conformant.")
+    client_aliases: Optional[Strings] = inert()
+    allowed_clients: Optional[Strings] = inert()
+    session_transfer: Optional[JsonObject] = inert()
+    sso: Optional[bool] = inert()
+    sso_disabled: Optional[bool] = inert()
+    cross_origin_authentication: Optional[bool] = inert()
+    cross_origin_loc: Optional[str] = inert(max_length=2048)
+    custom_login_page_on: Optional[bool] = inert()
+    custom_login_page: Optional[str] = inert(max_length=65536)
+    custom_login_page_preview: Optional[str] = inert(max_length=65536)
+    form_template: Optional[str] = inert(max_length=65536)
+    addons: Optional[JsonObject] = inert("No key may look like a secret.")
+    mobile: Optional[JsonObject] = inert()
+    initiate_login_uri: Optional[str] = inert(max_length=2048)
+    native_social_login: Optional[JsonObject] = inert()
+    fedcm_login: Optional[JsonObject] = inert()
+    default_organization: Optional[JsonObject] = inert()
+    organization_require_behavior: Optional[Literal[
+        "no_prompt", "pre_login_prompt", "post_login_prompt"]] = inert()
+    organization_discovery_methods: Optional[list[Literal["email", "organization_name"]]] = inert(
+        max_length=2)
+    token_exchange: Optional[JsonObject] = inert()
+    par_request_expiry: Optional[int] = inert(ge=5, le=600)
+    resource_server_identifier: Optional[str] = inert(max_length=600)
+    identity_assertion_authorization_grant: Optional[JsonObject] = inert()
+    third_party_security_mode: Optional[Literal["strict", "permissive"]] = inert()
+    redirection_policy: Optional[Literal["allow_always", "open_redirect_protection"]] = inert()
+    express_configuration: Optional[JsonObject] = inert()
+    my_organization_configuration: Optional[JsonObject] = inert()
+    async_approval_notification_channels: Optional[JsonObject] = inert()
+    # Accepted only with the value that asks for nothing the broker does not do.
+    organization_usage: ORGANIZATIONS = None
+    require_pushed_authorization_requests: NO_PAR = None
+    require_proof_of_possession: NO_DPOP = None
+    compliance_level: NO_FAPI = None
+    is_token_endpoint_ip_header_trusted: NO_IP_HEADER = None
+    skip_non_verifiable_callback_uri_confirmation_prompt: NO_PROMPT = None
+    signed_request_object: Optional[SignedRequestObject] = None
+    client_authentication_methods: NO_CLIENT_CREDENTIALS = None
+    encryption_key: NO_ENCRYPTION = None
+    token_quota: NO_QUOTA = None
+    token_vault_privileged_access: NO_VAULT_ACCESS = None
 
     @field_validator("client_metadata")
     @classmethod
@@ -88,7 +193,14 @@ class ClientCreate(ClientFields):
 
 
 class ClientUpdate(ClientFields):
-    pass
+    # Read-only: what a GET returns, accepted back unchanged so GET -> PATCH works.
+    client_id: Optional[str] = Field(default=None, max_length=128,
+                                     json_schema_extra={"readOnly": True})
+    created_at: Optional[str] = Field(default=None, max_length=64,
+                                      json_schema_extra={"readOnly": True})
+    updated_at: Optional[str] = Field(default=None, max_length=64,
+                                      json_schema_extra={"readOnly": True})
+    global_: NOT_GLOBAL = Field(default=None, alias="global")
 
 
 def _now_iso() -> str:
@@ -209,18 +321,36 @@ def _resolve(merged: dict) -> dict:
     merged["jwt_configuration"] = jwt_config
     merged.setdefault("callbacks", [])
     merged.setdefault("allowed_logout_urls", [])
-    merged["oidc_logout"] = {"backchannel_logout_urls": logout.get("backchannel_logout_urls") or []}
+    merged["oidc_logout"] = {**logout,
+                             "backchannel_logout_urls": logout.get("backchannel_logout_urls") or []}
     merged.setdefault("is_first_party", True)
     merged.setdefault("client_metadata", {})
     return merged
 
 
+INERT_FIELDS = fields_marked(ClientFields, "inert")
+REFUSED_OTHERWISE_FIELDS = (*fields_marked(ClientFields, "refused-otherwise"),
+                            "signed_request_object")
 PUBLIC_FIELDS = (
     "client_id", "name", "description", "app_type", "token_endpoint_auth_method", "callbacks",
     "allowed_logout_urls", "allowed_origins", "web_origins", "grant_types", "oidc_logout",
     "refresh_token", "jwt_configuration",
     "is_first_party", "logo_uri", "client_metadata", "created_at", "updated_at",
+    *INERT_FIELDS, *REFUSED_OTHERWISE_FIELDS,
 )
+READ_ONLY_FIELDS = ("client_id", "created_at", "updated_at", "global_")
+
+
+def _deprecated_logout(data: dict) -> dict:
+    """Auth0's deprecated ``oidc_backchannel_logout`` is read as ``oidc_logout``."""
+    if "oidc_backchannel_logout" not in data:
+        return data
+    old = data.pop("oidc_backchannel_logout")
+    if "oidc_logout" in data and data["oidc_logout"] != old:
+        raise InvalidBody("Payload validation error: 'oidc_backchannel_logout and oidc_logout "
+                          "disagree: give oidc_logout only' on property oidc_backchannel_logout")
+    data["oidc_logout"] = old
+    return data
 
 
 def view(item: dict, secret: str | None = None) -> dict:
@@ -264,7 +394,7 @@ def _drops_cached_clients(write):
 
 @_drops_cached_clients
 def create_client(body: dict) -> dict:
-    data = validate(ClientCreate, body).model_dump(exclude_none=True)
+    data = _deprecated_logout(validate(ClientCreate, body).model_dump(exclude_none=True))
     record = _resolve(data)
     record["client_id"] = new_client_id()
     secret = None
@@ -313,6 +443,12 @@ def update_client(client_id: str, body: dict) -> dict:
         raise InvalidBody("Payload validation error: 'name cannot be removed' on property name")
     patch = {k: _without_nulls(v)
              for k, v in validate(ClientUpdate, body).model_dump(exclude_unset=True).items()}
+    if patch.get("client_id") not in (None, client_id):
+        raise InvalidBody("Payload validation error: 'client_id is read-only' on property "
+                          "client_id")
+    for field in READ_ONLY_FIELDS:  # a GET sent back: accepted unchanged, then ignored
+        patch.pop(field, None)
+    patch = _deprecated_logout(patch)
     current = require_client(client_id)
     merged = {k: v for k, v in current.items() if k in PUBLIC_FIELDS}
     for key, value in patch.items():

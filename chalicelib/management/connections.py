@@ -11,11 +11,12 @@ import logging
 import re
 import secrets as pysecrets
 import string
-from typing import Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chalicelib.errors import Conflict, InvalidBody, NotFound
+from chalicelib.management.auth0_fields import JsonValue, fields_marked, inert, only, refusable
 from chalicelib.management.validation import check_stored_url, validate
 from chalicelib.secrets import connection_secret_name, secret_store
 from chalicelib.settings import get_settings
@@ -56,6 +57,9 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
+JsonObject = Annotated[dict, JsonValue]
+
+
 class UpstreamParam(_Strict):
     value: Optional[str] = Field(default=None, max_length=255)
     alias: Optional[Literal[ALIASABLE]] = None  # type: ignore[valid-type]
@@ -69,6 +73,18 @@ class AttributeMap(_Strict):
 
 class ConnectionSettings(_Strict):
     pkce: Literal["auto", "S256", "plain", "disabled"] = "auto"
+
+
+# Auth0's enum for client assertions (private_key_jwt): asymmetric only.
+ASSERTION_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "ES256", "ES384")
+NO_UPSTREAM_DPOP = refusable(str, why="the broker does not use DPoP toward identity providers")
+NO_UPSTREAM_PAR = refusable(bool, False, why="the broker does not push authorization requests "
+                                             "(RFC 9126) to identity providers")
+KEEPS_ATTRIBUTES = refusable(list[Annotated[str, Field(max_length=255)]], [], why=(
+    "the broker keeps every mapped attribute in the user profile; it cannot leave some out"))
+AssertionAlg = Annotated[Optional[str], only(
+    *ASSERTION_ALGS, why="client assertions are signed with an asymmetric key (the connection's "
+                         "key sets the algorithm); never HMAC or none")]
 
 
 class Options(_Strict):
@@ -91,8 +107,9 @@ class Options(_Strict):
     domain_aliases: Optional[list[str]] = Field(default=None, max_length=1000)
     icon_url: Optional[str] = Field(default=None, max_length=2048)
     upstream_params: Optional[dict[str, UpstreamParam]] = Field(default=None, max_length=50)
-    token_endpoint_auth_method: Literal["client_secret_post", "client_secret_basic",
-                                        "private_key_jwt"] = "client_secret_post"
+    token_endpoint_auth_method: Optional[Literal["client_secret_post", "client_secret_basic",
+                                                 "private_key_jwt"]] = Field(
+        default=None, description="Default client_secret_post.")
     id_token_signed_response_algs: Optional[list[str]] = Field(default=None, min_length=1,
                                                                max_length=10)
     # private_key_jwt: the client assertion's aud is the token endpoint (default) or the issuer.
@@ -106,6 +123,29 @@ class Options(_Strict):
         default=None, max_length=2048, json_schema_extra={"readOnly": True},
         description="Read-only: the connection's own redirect URI. Accepted unchanged (a GET "
                     "sent back by PATCH), refused when different.")
+    # Stored and echoed, not acted on (docs/AUTH0-COMPATIBILITY.md).
+    tenant_domain: Optional[str] = inert(max_length=255)
+    token_endpoint_auth_signing_alg: AssertionAlg = inert(
+        "The algorithm is the one of the connection's private_key_jwt key.")
+    pushed_authorization_request_endpoint: Optional[str] = inert(max_length=2048)
+    id_token_session_expiry_supported: Optional[bool] = inert()
+    federated_connections_access_tokens: Optional[JsonObject] = inert(
+        "The broker's own upstream token vault is token_storage.")
+    # Accepted only with the value that asks for nothing the broker does not do.
+    non_persistent_attrs: KEEPS_ATTRIBUTES = None
+    dpop_signing_alg: NO_UPSTREAM_DPOP = None
+    enable_pushed_authorization_requests: NO_UPSTREAM_PAR = None
+
+
+class Purpose(_Strict):
+    active: bool
+    cross_app_access: Optional[bool] = None
+    allow_missing_user_id: Optional[bool] = None
+
+
+class AuthenticationPurpose(_Strict):
+    active: Annotated[bool, only(True, why="the broker always uses a connection to sign users "
+                                           "in; disable it for applications instead")]
 
 
 class ConnectionFields(_Strict):
@@ -116,6 +156,13 @@ class ConnectionFields(_Strict):
     metadata: Optional[dict[str, str]] = Field(default=None, max_length=10)
     enabled_clients: Optional[list[str]] = Field(default=None, max_length=1000)
     options: Optional[Options] = None
+    authentication: Optional[AuthenticationPurpose] = Field(
+        default=None, json_schema_extra={"x-broker": "refused-otherwise"},
+        description="Accepted only as {active: true}: the broker always uses a connection to "
+                    "sign users in.")
+    connected_accounts: Optional[Purpose] = inert()
+    cross_app_access_requesting_app: Optional[JsonObject] = inert()
+    cross_app_access_resource_app: Optional[JsonObject] = inert()
 
     @field_validator("metadata")
     @classmethod
@@ -145,6 +192,13 @@ class ConnectionCreate(ConnectionFields):
 class ConnectionUpdate(ConnectionFields):
     name: Optional[str] = None
     strategy: Optional[str] = None
+    id: Optional[str] = Field(default=None, max_length=64, json_schema_extra={"readOnly": True},
+                              description="Read-only: accepted when it is the connection's id.")
+
+
+OPTION_EXTRAS = (*fields_marked(Options, "inert"), *fields_marked(Options, "refused-otherwise"))
+TOP_LEVEL_EXTRAS = (*fields_marked(ConnectionFields, "refused-otherwise"),
+                    *fields_marked(ConnectionFields, "inert"))
 
 
 def _bad(message: str, where: str) -> InvalidBody:
@@ -321,7 +375,8 @@ def resolve_options(options: Options, previous: dict | None) -> dict:
     params = _check_upstream_params(options.upstream_params)
     if params is not None:
         resolved["upstream_params"] = params
-    resolved["token_endpoint_auth_method"] = options.token_endpoint_auth_method
+    resolved["token_endpoint_auth_method"] = (options.token_endpoint_auth_method
+                                              or "client_secret_post")
     if options.token_endpoint_jwtca_aud_format is not None:  # validated by the model (Literal)
         resolved["token_endpoint_jwtca_aud_format"] = options.token_endpoint_jwtca_aud_format
     resolved["id_token_signed_response_algs"] = _check_algs(options.id_token_signed_response_algs,
@@ -329,6 +384,9 @@ def resolve_options(options: Options, previous: dict | None) -> dict:
     resolved["send_back_channel_nonce"] = options.send_back_channel_nonce
     if metadata is not None:
         resolved["oidc_metadata"] = metadata
+    for field in OPTION_EXTRAS:
+        if getattr(options, field) is not None:
+            resolved[field] = getattr(options, field)
     return resolved
 
 
@@ -361,6 +419,7 @@ def view(item: dict, scopes: frozenset[str] | set[str]) -> dict:
         "metadata": item.get("metadata", {}),
         "enabled_clients": sorted(item.get("enabled_clients") or []),
     }
+    body.update({k: item[k] for k in TOP_LEVEL_EXTRAS if item.get(k) is not None})
     if OPTIONS_SCOPE in scopes:
         body["options"] = {**item.get("options", {}),
                            "callback_url": get_settings().connection_callback_url(item["name"])}
@@ -426,6 +485,11 @@ def _check_enabled_clients(client_ids: list[str] | None) -> list[str] | None:
     return unique
 
 
+def _top_level_extras(data: ConnectionFields) -> dict:
+    return {field: data.model_dump(include={field}, exclude_none=True)[field]
+            for field in TOP_LEVEL_EXTRAS if getattr(data, field) is not None}
+
+
 @_drops_cached_connections
 def create_connection(body: dict) -> dict:
     """Create it; returns the stored record (shape it with ``view``)."""
@@ -451,6 +515,7 @@ def create_connection(body: dict) -> dict:
         "metadata": data.metadata or {},
         "options": options,
         "client_secret_set": bool(secret),
+        **_top_level_extras(data),
     }
     item = {"pk": PK, "sk": connection_id, **record}
     if enabled:
@@ -514,10 +579,13 @@ def update_connection(connection_id: str, body: dict) -> dict:
     new_secret = None
     if data.display_name is not None:
         sets["display_name"] = data.display_name
+    if data.id is not None and data.id != connection_id:
+        raise _bad("id is read-only", "id")
     for field in ("show_as_button", "is_domain_connection", "realms", "metadata"):
         value = getattr(data, field)
         if value is not None:
             sets[field] = value
+    sets.update(_top_level_extras(data))
     if data.options is not None:
         check_read_only_options(data.options, current["name"])
         # PATCH replaces options as a whole (as Auth0 does), except that an absent
