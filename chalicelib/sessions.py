@@ -13,6 +13,17 @@ from chalicelib.store.dynamo import ConditionFailed, table
 from chalicelib.tokens import digest, random_token, same
 
 COOKIE = "broker_session"
+# SameSite=None (the cookie is always Secure, and __Host- over https), as Auth0's own session
+# cookie: silent authentication (response_mode=web_message) loads /authorize in a hidden iframe
+# of the application, and when the application is on another site (app.example.com, broker at
+# login.example.net) a Lax cookie is withheld from that cross-site frame, so every silent
+# renewal would answer login_required. What None adds over Lax is only that cross-site
+# subrequests carry the cookie, and none of them can take anything: /authorize hands codes only
+# to registered redirect URIs and verified web-message origins, its pages forbid framing except
+# by that origin, /oidc/logout asks the user (with a token derived from this cookie), and
+# /v2/logout ends the session on any request, as Auth0's does. Where the browser blocks
+# third-party cookies, the SPA falls back to refresh tokens, as with Auth0.
+COOKIE_SAME_SITE = "None"
 
 
 @dataclass(frozen=True)

@@ -17,13 +17,15 @@ FORM = ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain"
 
 
 def _page(result):
-    from chalicelib.login.authorize import ErrorPage, FormPost
-    from chalicelib.login.pages import error_page, form_post_page, redirect
+    from chalicelib.login.authorize import ErrorPage, FormPost, WebMessage
+    from chalicelib.login.pages import error_page, form_post_page, redirect, web_message_page
 
     if isinstance(result, ErrorPage):
         return error_page(result.status, result.title, result.detail)
     if isinstance(result, FormPost):
         return form_post_page(result.action, result.fields, result.cookies)
+    if isinstance(result, WebMessage):
+        return web_message_page(result.origin, result.response, result.cookies)
     return redirect(result.location, result.status, result.cookies)
 
 

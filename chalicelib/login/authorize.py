@@ -49,7 +49,18 @@ class FormPost:
     cookies: list[str] = field(default_factory=list)
 
 
-RESPONSE_MODES = ("query", "form_post")
+@dataclass
+class WebMessage:
+    """``response_mode=web_message`` (Auth0's silent authentication and popup login): a page that
+    hands ``response`` to the application's window with ``postMessage``, addressed to
+    ``origin`` alone (the redirect_uri's origin, checked against the client's web origins)."""
+
+    origin: str
+    response: dict[str, str]
+    cookies: list[str] = field(default_factory=list)
+
+
+RESPONSE_MODES = ("query", "form_post", "web_message")
 
 
 class AppError(Exception):
@@ -79,10 +90,16 @@ class AppRequest:
     response_mode: str = "query"  # how the answer reaches redirect_uri (validated later)
 
 
+AppAnswer = Redirect | FormPost | WebMessage
+
+
 def to_app(redirect_uri: str, response_mode: str | None, params: dict[str, str], state: str | None,
-           *, cookies: list[str] | None = None, status: int = 302) -> Redirect | FormPost:
+           *, cookies: list[str] | None = None, status: int = 302) -> AppAnswer:
     """The answer to the application, with ``state`` and ``iss`` (RFC 9207), in its response
-    mode: a redirect with a query (default) or an auto-submitted form POST."""
+    mode: a redirect with a query (default), an auto-submitted form POST or a web message.
+
+    The web message carries ``iss`` too: discovery promises it in every authorization response
+    (``authorization_response_iss_parameter_supported``), and Auth0's SDK reads only code/state."""
     from urllib.parse import urlencode
 
     fields = dict(params)
@@ -91,19 +108,24 @@ def to_app(redirect_uri: str, response_mode: str | None, params: dict[str, str],
     fields["iss"] = get_settings().issuer
     if response_mode == "form_post":
         return FormPost(action=redirect_uri, fields=fields, cookies=list(cookies or []))
+    if response_mode == "web_message":
+        origin = redirect_origin(redirect_uri)
+        if origin is None:  # parse_request admits web_message only for an http(s) redirect_uri
+            raise ValueError("web_message needs an http(s) redirect_uri")
+        return WebMessage(origin=origin, response=fields, cookies=list(cookies or []))
     separator = "&" if "?" in redirect_uri else "?"
     return Redirect(redirect_uri + separator + urlencode(fields), cookies=list(cookies or []),
                     status=status)
 
 
 def error_to_app(redirect_uri: str, response_mode: str | None, error: str, description: str,
-                 state: str | None, **kwargs) -> Redirect | FormPost:
+                 state: str | None, **kwargs) -> AppAnswer:
     return to_app(redirect_uri, response_mode,
                   {"error": error, "error_description": description[:300]}, state, **kwargs)
 
 
 def code_to_app(redirect_uri: str, response_mode: str | None, code: str, state: str | None,
-                **kwargs) -> Redirect | FormPost:
+                **kwargs) -> AppAnswer:
     return to_app(redirect_uri, response_mode, {"code": code}, state, **kwargs)
 
 
@@ -140,13 +162,46 @@ def parse_request(params: dict[str, list[str]]) -> AppRequest | ErrorPage:
                          code_challenge_method=None, prompt=set(), max_age=None,
                          audience=values.get("audience"), login_hint=values.get("login_hint"),
                          connection_name=values.get("connection"), raw=values)
-    if repeated != "response_mode" and values.get("response_mode") in RESPONSE_MODES and (
-            redirect_uri.startswith(("https://", "http://"))):
-        request.response_mode = values["response_mode"]  # a form cannot POST to a custom scheme
+    mode = values.get("response_mode") if repeated != "response_mode" else None
+    if mode == "web_message" and web_message_origin(client, redirect_uri) is None:
+        # The page would hand a code to whatever window framed or opened it, addressed to this
+        # origin: only an origin the application vouches for (never an error by postMessage).
+        return ErrorPage(400, "Origin not allowed",
+                         "response_mode=web_message needs the redirect_uri's origin among the "
+                         "application's allowed web origins.")
+    if mode in RESPONSE_MODES and redirect_uri.startswith(("https://", "http://")):
+        request.response_mode = mode  # a form cannot POST to a custom scheme
     if repeated:
         raise_to_app = AppError("invalid_request", f"The {repeated} parameter is repeated")
         return _attach(request, raw_error=raise_to_app)
     return request
+
+
+def redirect_origin(redirect_uri: str) -> str | None:
+    """``scheme://host[:port]`` of an http(s) redirect_uri, as browsers write origins."""
+    from urllib.parse import urlsplit
+
+    from chalicelib.provider.cors import normalise_origin
+
+    try:
+        parts = urlsplit(redirect_uri)
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return None
+    return normalise_origin(f"{parts.scheme}://{parts.netloc}")
+
+
+def web_message_origin(client: dict, redirect_uri: str) -> str | None:
+    """The origin a web message may be posted to, or None: the redirect_uri's origin when it is
+    one of the client's allowed web origins (``web_origins``, else the origins of its
+    ``callbacks``, as Auth0's "Allowed Web Origins")."""
+    origin = redirect_origin(redirect_uri)
+    if origin is None:
+        return None
+    allowed = client.get("web_origins") or [redirect_origin(url) for url in
+                                            client.get("callbacks") or ()]
+    return origin if origin in allowed else None
 
 
 def _attach(request: AppRequest, raw_error: AppError) -> AppRequest:
@@ -163,7 +218,8 @@ def validate_request(request: AppRequest) -> None:
     if values.get("response_type") != "code":
         raise AppError("unsupported_response_type", "Only response_type=code is supported")
     if values.get("response_mode") not in (None, *RESPONSE_MODES):
-        raise AppError("invalid_request", "Only response_mode=query or form_post is supported")
+        raise AppError("invalid_request",
+                       "Only response_mode=query, form_post or web_message is supported")
     if values.get("response_mode") == "form_post" and not request.redirect_uri.startswith(
             ("https://", "http://")):
         raise AppError("invalid_request", "response_mode=form_post needs an http(s) redirect_uri")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from chalicelib.errors import ApiError
-from chalicelib.login.authorize import ErrorPage, FormPost, Redirect, code_to_app, error_to_app
+from chalicelib.login.authorize import AppAnswer, ErrorPage, code_to_app, error_to_app
 from chalicelib.login.transactions import (
     LoginTransaction,
     TransactionError,
@@ -37,7 +37,7 @@ class LoginFailed(Exception):
 
 
 def handle_callback(params: dict[str, str], method: str, cookies: dict[str, str],
-                    now: int, route_connection: str | None = None) -> ErrorPage | Redirect | FormPost:
+                    now: int, route_connection: str | None = None) -> ErrorPage | AppAnswer:
     """``route_connection``: the connection named in the callback path; None on the shared one."""
     state = params.get("state")
     binding_cookie = binding_cookie_name(state) if state else None
@@ -52,7 +52,7 @@ def handle_callback(params: dict[str, str], method: str, cookies: dict[str, str]
 
 
 def _answer(tx: LoginTransaction, params: dict[str, str], method: str, now: int,
-            route_connection: str | None) -> Redirect | FormPost:
+            route_connection: str | None) -> AppAnswer:
     try:
         return _complete(tx, params, method, now, route_connection)
     except LoginFailed as exc:
@@ -84,7 +84,7 @@ def _answer(tx: LoginTransaction, params: dict[str, str], method: str, now: int,
 
 
 def _complete(tx: LoginTransaction, params: dict[str, str], method: str, now: int,
-              route_connection: str | None) -> Redirect | FormPost:
+              route_connection: str | None) -> AppAnswer:
     from chalicelib.management.connections import cached_connection
     from chalicelib.management.clients import cached_client
 
@@ -237,7 +237,7 @@ def _userinfo(connection: dict, access_token: str | None, claims: dict) -> dict 
 
 def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
             userinfo: dict | None, now: int, raw_id_token: str | None,
-            authentication) -> Redirect | FormPost:
+            authentication) -> AppAnswer:
     from chalicelib import sessions, users
     from chalicelib.login.complete import code_operations
     from chalicelib.login.mapping import apply_root_attribute_policy, map_claims
@@ -283,6 +283,7 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
         raise LoginFailed("server_error", "The login could not be recorded; try again") from None
     # The cookie lives as long as the session (the tenant's session_lifetime, SPEC §2.4).
     session_cookie = cookie(sessions.COOKIE, cookie_value,
-                            max_age=session_fields["expires_at"] - now, same_site="Lax")
+                            max_age=session_fields["expires_at"] - now,
+                            same_site=sessions.COOKIE_SAME_SITE)
     return code_to_app(tx.redirect_uri, tx.response_mode, code, tx.state, cookies=[session_cookie],
                        status=303)

@@ -119,6 +119,40 @@ def form_post_page(action: str, fields: dict[str, str], cookies: list[str] | Non
     return Response(body=body, status_code=200, headers=headers)
 
 
+def web_message_script(origin: str, response: dict[str, str]) -> str:
+    """The one script of a web_message page: post the authorization response to the window that
+    framed (silent authentication) or opened (popup login) this page, addressed to ``origin`` so
+    no other site's window can read it. The JSON is ASCII (``ensure_ascii``: U+2028/U+2029
+    escaped) with ``<``, ``>`` and ``&`` escaped too, so no value can end the script element."""
+    import json
+
+    message = json.dumps({"type": "authorization_response", "response": response},
+                         separators=(",", ":"), sort_keys=True, ensure_ascii=True)
+    target = json.dumps(origin)
+    for raw, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        message, target = message.replace(raw, escaped), target.replace(raw, escaped)
+    return f"(window.opener||window.parent).postMessage({message},{target});"
+
+
+def web_message_page(origin: str, response: dict[str, str],
+                     cookies: list[str] | None = None) -> Response:
+    """``response_mode=web_message``: the CSP lets exactly this page's script run (by its hash)
+    and lets only ``origin`` frame it (the SPA's hidden iframe); nothing else is allowed. No
+    ``X-Frame-Options``: it cannot name an origin, and ``frame-ancestors`` supersedes it."""
+    script = web_message_script(origin, response)
+    body = ('<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>Continue</title>'
+            '<meta name="referrer" content="no-referrer"></head><body>'
+            f"<script>{script}</script></body></html>")
+    csp = (f"default-src 'none'; script-src {style_hash(script)}; frame-ancestors {origin}; "
+           "base-uri 'none'")
+    headers: dict = {"Content-Type": "text/html; charset=utf-8", **SECURITY_HEADERS,
+                     "Content-Security-Policy": csp}
+    del headers["X-Frame-Options"]
+    if cookies:
+        headers["Set-Cookie"] = cookies
+    return Response(body=body, status_code=200, headers=headers)
+
+
 def style_hash(style: str) -> str:
     """A CSP ``'sha256-…'`` source for one inline ``<style>`` or ``<script>`` block."""
     import base64

@@ -9,8 +9,9 @@ only then is the browser's session ended (``revocation.end_session``: its online
 session's other applications get back-channel logout, the initiating one does not) and the session
 cookie cleared.
 
-Logout CSRF: the session cookie is ``SameSite=Lax``, so a top-level navigation from any site (a
-link, ``window.location``) carries it to ``/oidc/logout``. RP-Initiated Logout §2 says the OP
+Logout CSRF: the session cookie is ``SameSite=None`` (silent authentication needs it in a
+cross-site iframe: ``sessions.COOKIE_SAME_SITE``), so any request from any site (a link,
+``window.location``, an image) carries it to ``/oidc/logout``. RP-Initiated Logout §2 says the OP
 SHOULD ask the user when there is no ``id_token_hint`` (or it names another user): then the
 browser's session is ended only after the user confirms on a page whose form carries a token
 derived from the session cookie, which another site can neither read nor guess (Keycloak does the

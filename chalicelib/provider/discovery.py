@@ -20,7 +20,7 @@ def document() -> dict:
         "userinfo_endpoint": url("userinfo"),
         "jwks_uri": url(".well-known/jwks.json"),
         "response_types_supported": ["code"],
-        "response_modes_supported": ["query", "form_post"],
+        "response_modes_supported": ["query", "form_post", "web_message"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],

@@ -105,7 +105,7 @@ def test_errors_use_the_form_post_too(client, apps):
 
 def test_unsupported_or_repeated_response_mode_is_an_error_by_query(client, apps):
     web, connection = apps["web"], apps["connection"]
-    for extra in ({"response_mode": "fragment"}, {"response_mode": "web_message"}):
+    for extra in ({"response_mode": "fragment"}, {"response_mode": "jwt"}):
         response, _ = start(Browser(client), web, connection, **extra)
         assert response.status_code == 302, extra
         assert response.headers["Location"].startswith(APP_CALLBACK + "?error=invalid_request")
@@ -132,7 +132,7 @@ def test_an_upstream_failure_goes_back_by_form_post(client, apps):
 
 def test_discovery_lists_form_post(client):
     document = json.loads(client.http.get("/.well-known/openid-configuration").body)
-    assert document["response_modes_supported"] == ["query", "form_post"]
+    assert document["response_modes_supported"] == ["query", "form_post", "web_message"]
 
 
 
