@@ -17,6 +17,7 @@ from chalicelib.api import (
     sessions,
     signing_keys,
     tenant,
+    users,
 )
 from chalicelib.logs import configure_logging
 
@@ -31,6 +32,7 @@ app.register_blueprint(events.bp)
 app.register_blueprint(gtr.bp)
 app.register_blueprint(logout.bp)
 app.register_blueprint(sessions.bp)
+app.register_blueprint(users.bp)
 app.register_blueprint(connection_keys.bp)
 app.register_blueprint(resource_servers.bp)
 app.register_blueprint(signing_keys.bp)

@@ -3,7 +3,8 @@
 Two strengths:
 - ``end_session`` (RP-initiated or Auth0 logout): the session ends, its online grants are revoked,
   offline grants (those holding refresh tokens) survive, like Keycloak's offline sessions.
-- ``revoke_user`` / ``revoke_session`` (Global Token Revocation, deleting a user or its sessions):
+- ``revoke_user`` / ``revoke_session`` (Global Token Revocation, deleting or blocking a user,
+  deleting its sessions):
   everything ends, offline refresh tokens too.
 Either way the applications that got tokens in an ended session are notified by back-channel
 logout. Refs under ``USER#{user_id}`` name every session and grant of a user, so revoking a user is
@@ -98,7 +99,14 @@ def revoke_user(user_id: str, now: int, reason: str) -> dict:
 
 
 def delete_user(user_id: str, now: int) -> None:
-    from chalicelib.users import key
+    from chalicelib.store import users
 
     revoke_user(user_id, now, "user_deleted")
-    table().delete(*key(user_id))
+    users.delete(user_id)
+
+
+def block_user(user_id: str, now: int) -> dict:
+    """After ``blocked`` was written: end everything of the user exactly as deleting it would,
+    but keep the profile. The flag is written first, so a login or refresh racing this sees it
+    (the login's condition, the refresh's read) or loses its grant here."""
+    return revoke_user(user_id, now, "user_blocked")

@@ -1,40 +1,27 @@
 """User profiles: ``oidc|{connection}|{sub}`` with root and mapped attributes (SPEC §2.4).
 
-Each profile is its own item, ``USER#{user_id}`` / ``PROFILE``, in the partition that also holds
-what hangs off the user (session and grant refs), so revoking "everything of a user" is one query
-and no partition key is shared by all logins (a single ``USERS`` partition would cap the whole
-broker at one partition's write rate). Two sparse, keys-only global secondary indexes
-(infra/resources.yaml) list a connection's users (``users``: ``list_pk`` = ``USERS#{connection}#``
-one of 4 shards, ``list_sk`` = the user id) and find them by email for Global Token Revocation
-(``user_email``: ``email_key`` = ``{connection}|{casefolded email}``). Keys-only projections are
-written only when a key changes (a new user, a new email), not on every login.
+The key formats, indexes and conditions live in :mod:`chalicelib.store.users`; this module is
+the profile as the rest of the broker sees it (ids, Auth0's user object, the 404).
 """
 from __future__ import annotations
 
 import datetime as dt
 
 from chalicelib.errors import NotFound
-from chalicelib.store.dynamo import table
-
-PROFILE = "PROFILE"
-LIST_INDEX, LIST_SHARDS = "users", 4
-EMAIL_INDEX = "user_email"
-
-
-def key(user_id: str) -> tuple[str, str]:
-    return f"USER#{user_id}", PROFILE
-
-
-def _list_pk(connection_name: str, user_id: str) -> str:
-    import hashlib
-
-    shard = int(hashlib.sha256(user_id.encode()).hexdigest()[:8], 16) % LIST_SHARDS
-    return f"USERS#{connection_name}#{shard}"
+from chalicelib.store import users as store
+from chalicelib.store.users import (  # noqa: F401 - the user API the other modules import
+    EMAIL_INDEX,
+    LIST_INDEX,
+    LIST_SHARDS,
+    PROFILE,
+    email_key,
+    key,
+    list_user_ids,
+    user_ids_by_email,
+)
 
 
-def email_key(connection_name: str, email: str) -> str:
-    """The ``user_email`` index key; capped well inside DynamoDB's 2 KB key limit."""
-    return f"{connection_name}|{email.strip().casefold()}"[:512]
+ADMIN_FIELDS = ("blocked", "app_metadata", "user_metadata")
 
 
 def user_id_for(connection_name: str, sub: str) -> str:
@@ -47,9 +34,7 @@ def iso(epoch: float) -> str:
 
 
 def get_user(user_id: str) -> dict | None:
-    if not isinstance(user_id, str) or not user_id or len(user_id) > 512:
-        return None
-    return table().get(*key(user_id))
+    return store.get(user_id)
 
 
 def require_user(user_id: str) -> dict:
@@ -59,62 +44,20 @@ def require_user(user_id: str) -> dict:
     return user
 
 
-def _profile_ids(items) -> set[str]:
-    """The user ids of the profile items among index entries (keys only)."""
-    return {item["pk"][len("USER#"):] for item in items
-            if item.get("sk") == PROFILE and item["pk"].startswith("USER#")}
-
-
-def list_user_ids(connection_names: list[str]) -> list[str]:
-    """The ids of every user of these connections, sorted: their shards of the keys-only
-    ``users`` index, merged. The caller pages the ids and reads only the page's profiles."""
-    found: set[str] = set()
-    for name in connection_names:
-        for shard in range(LIST_SHARDS):
-            found |= _profile_ids(table().query_index(LIST_INDEX, "list_pk", f"USERS#{name}#{shard}"))
-    return sorted(found)
-
-
-def user_ids_by_email(connection_name: str, email: str) -> list[str]:
-    """The users of one connection with this email (case-insensitive), from the index; each is
-    read again by the caller (the index is eventually consistent and holds keys only)."""
-    return sorted(_profile_ids(table().query_index(EMAIL_INDEX, "email_key",
-                                                   email_key(connection_name, email))))
+def is_blocked(user: dict) -> bool:
+    return user.get("blocked") is True
 
 
 def user_update_operation(user_id: str, connection: dict, sub: str, attributes: dict,
                           now: float) -> dict:
-    """The TransactWriteItems ``Update`` that creates or refreshes a user after a login."""
-    identity = [{"connection": connection["name"], "provider": "oidc", "user_id": sub,
-                 "iss": connection["options"]["issuer"], "isSocial": False}]
-    values = {":attrs": attributes, ":now": iso(now), ":one": 1, ":identities": identity,
-              ":connection": connection["name"], ":connection_id": connection["id"],
-              ":uid": user_id, ":list_pk": _list_pk(connection["name"], user_id)}
-    email = attributes.get("email")
-    if isinstance(email, str) and email.strip():
-        values[":email_key"] = email_key(connection["name"], email)
-        email_clause = ", email_key = :email_key"
-        remove = ""
-    else:
-        email_clause = ""
-        remove = " REMOVE email_key"
-    pk, sk = key(user_id)
-    return {"Update": {
-        "Key": {"pk": pk, "sk": sk},
-        "UpdateExpression": (
-            "SET attributes = :attrs, updated_at = :now, last_login = :now, "
-            "identities = :identities, #conn = :connection, connection_id = :connection_id, "
-            "user_id = :uid, created_at = if_not_exists(created_at, :now), "
-            f"list_pk = :list_pk, list_sk = :uid{email_clause}"
-            f"{remove} ADD logins_count :one"
-        ),
-        "ExpressionAttributeNames": {"#conn": "connection"},
-        "ExpressionAttributeValues": values,
-    }}
+    """The TransactWriteItems ``Update`` that creates or refreshes a user after a login; it
+    cancels the login's transaction when the user is blocked."""
+    return store.login_update_operation(user_id, connection, sub, attributes, iso(now))
 
 
 def view(user: dict) -> dict:
-    """Auth0's user object: root attributes at the top level, then the mapped ones."""
+    """Auth0's user object: root attributes at the top level, then the mapped ones, then the
+    administrative fields (``blocked`` once it was ever set, the two metadata objects)."""
     body = dict(user.get("attributes") or {})
     body.update({
         "user_id": user["user_id"],
@@ -124,4 +67,228 @@ def view(user: dict) -> dict:
         "last_login": user.get("last_login"),
         "logins_count": user.get("logins_count", 0),
     })
+    for field in ADMIN_FIELDS:
+        # Only the Management API writes these: a mapped claim of the same name never shows.
+        body.pop(field, None)
+        if field in user:
+            body[field] = user[field]
     return body
+
+
+# --- PATCH /api/v2/users/{id} (SPEC §2.4) -------------------------------------------------------
+
+METADATA_FIELDS = ("app_metadata", "user_metadata")
+MAX_METADATA_BYTES = 16 * 1024
+MAX_METADATA_DEPTH = 10
+# Auth0's other updatable user fields. Users of an OpenID Connect connection get them from
+# their identity provider at each login, so an edit here would be overwritten: refused, as Auth0
+# refuses root attribute changes for enterprise connections that sync the profile.
+UPSTREAM_OWNED = ("email", "email_verified", "phone_number", "phone_verified", "given_name",
+                  "family_name", "name", "nickname", "picture", "username", "password",
+                  "verify_email", "verify_phone_number", "connection", "client_id")
+
+
+def _invalid(message: str):
+    from chalicelib.errors import InvalidBody
+
+    return InvalidBody(message)
+
+
+def _check_metadata_value(field: str, value, depth: int = 0) -> None:
+    """JSON DynamoDB can store exactly: bounded depth, numbers inside DynamoDB's range."""
+    import math
+
+    if depth > MAX_METADATA_DEPTH:
+        raise _invalid(f"Payload validation error: '{field} is nested too deeply' on property "
+                       f"{field}")
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return
+    if isinstance(value, int):
+        if abs(value) >= 10 ** 38:
+            raise _invalid(f"Payload validation error: 'number out of range' on property {field}")
+        return
+    if isinstance(value, float):
+        if not math.isfinite(value) or (value and not 1e-130 < abs(value) < 1e125):
+            raise _invalid(f"Payload validation error: 'number out of range' on property {field}")
+        return
+    if isinstance(value, list):
+        for item in value:
+            _check_metadata_value(field, item, depth + 1)
+        return
+    for item in value.values():
+        _check_metadata_value(field, item, depth + 1)
+
+
+def merge_metadata(field: str, current: dict | None, change) -> dict:
+    """Auth0's merge: top-level keys of ``change`` replace the stored ones (nested objects are
+    replaced whole, not merged), a ``null`` value removes its key, and an empty object (or
+    ``null`` for the whole field) clears it."""
+    import json
+
+    if change is None or change == {}:
+        return {}
+    if not isinstance(change, dict):
+        raise _invalid(f"Payload validation error: 'Expected type object but found type "
+                       f"{type(change).__name__}' on property {field}")
+    merged = dict(current or {})
+    for name, value in change.items():
+        if not name or "." in name or name.startswith("$") or len(name) > 255:
+            raise _invalid(f"Payload validation error: 'invalid key {name[:64]!r}: keys are 1-255 "
+                           f"characters, without dots and not starting with $' on property "
+                           f"{field}")
+        if value is None:
+            merged.pop(name, None)
+        else:
+            _check_metadata_value(field, value)
+            merged[name] = value
+    size = len(json.dumps(merged, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > MAX_METADATA_BYTES:
+        raise _invalid(f"Payload validation error: '{field} must be at most "
+                       f"{MAX_METADATA_BYTES} bytes once merged ({size})' on property {field}")
+    return merged
+
+
+def _check_patch(body: dict) -> None:
+    if not body:
+        raise _invalid("Payload validation error: 'Too few properties defined (0), minimum 1'")
+    for name in body:
+        if name == "blocked" or name in METADATA_FIELDS:
+            continue
+        if name in UPSTREAM_OWNED:
+            raise _invalid(f"The following user attributes cannot be updated: {name}. The "
+                           f"user's identity provider (an OpenID Connect connection) owns them "
+                           f"and sets them at each login.")
+        raise _invalid(f"Payload validation error: 'Additional properties not allowed: "
+                       f"{str(name)[:64]}'")
+    if "blocked" in body and not isinstance(body["blocked"], bool):
+        raise _invalid("Payload validation error: 'Expected type boolean' on property blocked")
+
+
+def update_user(user_id: str, body: dict, now: float) -> dict:
+    """Apply a PATCH; returns the updated profile. Blocking ends the user's sessions and
+    revokes its grants (offline ones too) after the flag is written (SPEC §2.4)."""
+    _check_patch(body)
+    for _ in range(5):  # optimistic concurrency against other PATCHes of the same user
+        user = require_user(user_id)
+        changes = {}
+        if "blocked" in body:
+            changes["blocked"] = body["blocked"]
+        for field in METADATA_FIELDS:
+            if field in body:
+                changes[field] = merge_metadata(field, user.get(field), body[field])
+        updated = store.update_admin_fields(user["user_id"], changes,
+                                            seen_revision=int(user.get("admin_revision") or 0),
+                                            now_iso=iso(now))
+        if updated is not None:
+            break
+    else:
+        from chalicelib.errors import ServiceUnavailable
+
+        raise ServiceUnavailable("The user is being changed concurrently; retry")
+    if body.get("blocked") is True:
+        from chalicelib import revocation  # the Management API's path only: cold start
+
+        revocation.block_user(updated["user_id"], int(now))
+    return updated
+
+
+# --- GET /api/v2/users?q= and /users-by-email ---------------------------------------------------
+
+def users_by_email(email: str, connection_names: list[str]) -> list[dict]:
+    """Users whose email equals ``email`` (case-insensitive), over these connections, sorted by
+    user_id: the email index per connection, confirmed on each profile (the index is eventually
+    consistent)."""
+    wanted = email.strip().casefold()
+    found = []
+    for name in connection_names:
+        for user_id in user_ids_by_email(name, email):
+            user = get_user(user_id)
+            stored = (user or {}).get("attributes", {}).get("email")
+            if user is not None and isinstance(stored, str) and stored.strip().casefold() == wanted:
+                found.append(user)
+    return sorted(found, key=lambda u: u["user_id"])
+
+
+# The subset of Auth0's user search syntax (Lucene) the broker answers: exact matches joined by
+# AND. Anything else is refused with the part named, never silently ignored.
+QUERY_FIELDS = ("email", "user_id", "identities.connection", "blocked")
+MAX_QUERY = 1024
+
+
+def _query_error(part: str):
+    from chalicelib.errors import InvalidQueryString
+
+    shown = part.strip()[:80] or "(empty)"
+    return InvalidQueryString(f"Query validation error: unsupported part of q: '{shown}'. "
+                              f"Supported: email:\"...\", user_id:\"...\", "
+                              f"identities.connection:\"...\", blocked:true, joined by AND.")
+
+
+def parse_query(q: str) -> list[tuple[str, str | bool]]:
+    """``email:"a@b.c" AND blocked:true`` → ``[("email", "a@b.c"), ("blocked", True)]``."""
+    import re
+
+    if len(q) > MAX_QUERY:
+        raise _query_error(q[:80])
+    term = re.compile(r'\s*([A-Za-z_.]+):("((?:[^"\\]|\\.)*)"|([^\s"()\\]+))\s*')
+    joiner = re.compile(r"AND\s+")
+    terms: list[tuple[str, str | bool]] = []
+    position = 0
+    while True:
+        match = term.match(q, position)
+        if match is None:
+            raise _query_error(q[position:])
+        field, quoted, bare = match.group(1), match.group(3), match.group(4)
+        if field not in QUERY_FIELDS:
+            raise _query_error(match.group(0))
+        if field == "blocked":
+            if bare != "true":
+                raise _query_error(match.group(0))
+            terms.append((field, True))
+        elif quoted is not None:
+            terms.append((field, re.sub(r"\\(.)", r"\1", quoted)))
+        elif any(c in bare for c in "*?~^[]{}:"):
+            raise _query_error(match.group(0))  # wildcards, fuzzy, ranges: not supported
+        else:
+            terms.append((field, bare))
+        position = match.end()
+        if position == len(q):
+            return terms
+        joined = joiner.match(q, position)
+        if joined is None:
+            raise _query_error(q[position:])
+        position = joined.end()
+
+
+def _matches(user: dict, terms: list[tuple[str, str | bool]]) -> bool:
+    for field, value in terms:
+        if field == "blocked" and not is_blocked(user):
+            return False
+        if field == "user_id" and user["user_id"] != value:
+            return False
+        if field == "identities.connection" and user.get("connection") != value:
+            return False
+        if field == "email":
+            email = (user.get("attributes") or {}).get("email")
+            if not isinstance(email, str) or email.strip().casefold() != value.strip().casefold():
+                return False
+    return True
+
+
+def search(terms: list[tuple[str, str | bool]], connection_names: list[str]) -> list[dict]:
+    """Profiles of these connections matching every term, sorted by user_id. The candidates
+    come from the narrowest key the terms give (the user id, the email index, the connection's
+    list); every term is then checked on the profile itself."""
+    names = [n for n in connection_names
+             if all(v == n for f, v in terms if f == "identities.connection")]
+    user_ids = [v for f, v in terms if f == "user_id"]
+    emails = [v for f, v in terms if f == "email"]
+    if user_ids:
+        candidates = [u for u in [get_user(user_ids[0])] if u is not None]
+    elif emails:
+        candidates = users_by_email(emails[0], names)
+    else:
+        candidates = [u for u in (get_user(i) for i in list_user_ids(names)) if u is not None]
+    return sorted((u for u in candidates
+                   if u.get("connection") in names and _matches(u, terms)),
+                  key=lambda u: u["user_id"])

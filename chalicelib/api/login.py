@@ -104,6 +104,7 @@ def _single_sign_on(app_request, session, now: int):
     from chalicelib.login.complete import code_operations
     from chalicelib.provider import grant_store
     from chalicelib.store.dynamo import ConditionFailed
+    from chalicelib.store.users import not_blocked_check
 
     client_id = app_request.client["client_id"]
     code, grant_id, operations = code_operations(
@@ -113,9 +114,13 @@ def _single_sign_on(app_request, session, now: int):
         user_id=session.user_id, sid=session.sid, auth_time=session.auth_time, now=now,
         acr=session.acr, amr=list(session.amr) if session.amr else None)
     operations.append(sessions.session_touch_operation(session, client_id, grant_id, now))
+    # Last: a blocked user's session (its ending still in flight) issues nothing (SPEC §2.4).
+    operations.append(not_blocked_check(session.user_id))
     try:
         grant_store.run(operations)
-    except ConditionFailed:
+    except ConditionFailed as exc:
+        if exc.reasons[-1:] == ["ConditionalCheckFailed"]:
+            raise AppError("access_denied", "user is blocked") from None
         raise AppError("login_required", "The session ended; log in again") from None
     return code_to_app(app_request.redirect_uri, app_request.response_mode, code, app_request.state)
 

@@ -279,6 +279,12 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
     try:
         grant_store.run(operations)
     except ConditionFailed as exc:
+        if exc.reasons[:1] == ["ConditionalCheckFailed"]:
+            # The user update comes first and holds only while the user is not blocked
+            # (SPEC §2.4): the whole transaction is cancelled, nothing is stored.
+            log.info("login through %s refused: user %s is blocked", connection["name"],
+                     user_id[:80])
+            raise LoginFailed("access_denied", "user is blocked") from None
         log.error("login transaction for %s cancelled: %s", connection["name"], exc.reasons)
         raise LoginFailed("server_error", "The login could not be recorded; try again") from None
     # The cookie lives as long as the session (the tenant's session_lifetime, SPEC §2.4).

@@ -13,7 +13,8 @@ MANAGEMENT_SCOPES = (
     "read:connections_options", "update:connections_options",
     "create:clients", "read:clients", "update:clients", "delete:clients",
     "create:client_grants", "read:client_grants", "update:client_grants", "delete:client_grants",
-    "read:users", "delete:users",
+    "read:users", "update:users", "delete:users",
+    "read:refresh_tokens", "delete:refresh_tokens",
     "read:sessions", "delete:sessions",
     "read:signing_keys", "create:signing_keys", "update:signing_keys",
     # Auth0's scopes for the connection key routes; read:/update:connections work there too.

@@ -10,6 +10,7 @@ races a revocation cannot win.
 from __future__ import annotations
 
 from chalicelib.provider import lifetimes
+from chalicelib.store import refresh_tokens
 from chalicelib.store.dynamo import ConditionFailed, table
 from chalicelib.tokens import digest, random_token
 
@@ -137,8 +138,19 @@ def new_refresh_token_operation(fields: dict, now: int, *, absolute_expiry: int,
     token = random_token(32)
     item = {"pk": f"RT#{digest(token)}", "sk": "RT", "ttl": absolute_expiry,
             "idle_expires_at": min(now + idle_lifetime, absolute_expiry),
-            "created_at": now, **fields}
+            "created_at": now, "family_created_at": now, **fields,
+            # Listed for the Management API until rotated (chalicelib/store/refresh_tokens.py).
+            **refresh_tokens.index_keys(fields["user_id"], fields["grant_id"])}
     return token, {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+
+
+def continue_family(put_operation: dict, presented: dict, now: int) -> dict:
+    """A new token of an existing family (rotation, reissue) keeps the family's creation time
+    and records this exchange, for the Management API's view of the family."""
+    item = put_operation["Put"]["Item"]
+    item["family_created_at"] = int(presented.get("family_created_at") or presented["created_at"])
+    item["last_exchanged_at"] = now
+    return put_operation
 
 
 def find_refresh_token(token: str) -> dict | None:
@@ -150,7 +162,7 @@ def find_refresh_token(token: str) -> dict | None:
 def rotate_refresh_token_operation(token: str, now: int) -> dict:
     return {"Update": {
         "Key": {"pk": f"RT#{digest(token)}", "sk": "RT"},
-        "UpdateExpression": "SET rotated_at = :now",
+        "UpdateExpression": f"SET rotated_at = :now {refresh_tokens.LEAVE_INDEX}",
         "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(rotated_at) "
                                "AND #ttl > :now AND idle_expires_at > :now",
         "ExpressionAttributeNames": {"#ttl": "ttl"},
@@ -172,7 +184,8 @@ def rotated_within_check(token: str, now: int, since: int) -> dict:
 def slide_refresh_token_operation(token: str, now: int, idle_expires_at: int) -> dict:
     return {"Update": {
         "Key": {"pk": f"RT#{digest(token)}", "sk": "RT"},
-        "UpdateExpression": "SET idle_expires_at = :idle, last_used_at = :now",
+        "UpdateExpression": "SET idle_expires_at = :idle, last_used_at = :now, "
+                            "last_exchanged_at = :now",
         "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(rotated_at) "
                                "AND #ttl > :now AND idle_expires_at > :now",
         "ExpressionAttributeNames": {"#ttl": "ttl"},

@@ -49,7 +49,7 @@ def refresh(client: AuthenticatedClient, form: dict, now: int) -> dict:
 
 
 def _refresh_once(client: AuthenticatedClient, form: dict, now: int) -> dict:
-    from chalicelib.users import get_user
+    from chalicelib.users import get_user, is_blocked
 
     token = form.get("refresh_token")
     if not token:
@@ -88,6 +88,12 @@ def _refresh_once(client: AuthenticatedClient, form: dict, now: int) -> dict:
     user = get_user(record["user_id"])
     if user is None:
         raise _invalid()
+    if is_blocked(user):
+        # SPEC §2.4: refused until unblocked. Blocking writes the flag first, then revokes
+        # the grants, so a refresh racing it either fails here or in the transaction (grant
+        # revoked), or wins a token that the revocation kills right after. No extra read: the
+        # user is read anyway for the ID token.
+        raise _invalid("user is blocked")
     _, idle = lifetimes.refresh_token_lifetimes(settings)
     new_token = None
     if rotating and record.get("rotated_at"):
@@ -97,6 +103,7 @@ def _refresh_once(client: AuthenticatedClient, form: dict, now: int) -> dict:
         # The grant update in ops carries the "grant still active" condition.
         new_token, ops = _new_refresh_token(app, record, record["scope"], now,
                                             absolute_expiry=int(record["family_expires_at"]))
+        grant_store.continue_family(ops[0], record, now)
         operations = [grant_store.rotate_refresh_token_operation(token, now), *ops]
     else:
         idle_expiry = min(now + idle, int(record["family_expires_at"]))
@@ -140,6 +147,7 @@ def _reissue(app: dict, record: dict, token: str, now: int, leeway: int) -> tupl
     for writing."""
     new_token, (put, _extend) = _new_refresh_token(
         app, record, record["scope"], now, absolute_expiry=int(record["family_expires_at"]))
+    grant_store.continue_family(put, record, now)
     return new_token, [grant_store.rotated_within_check(token, now, now - leeway), put,
                        grant_store.grant_is_active_check(record["grant_id"], now)]
 

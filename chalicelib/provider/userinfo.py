@@ -34,7 +34,7 @@ def bearer_token(authorization: str | None, form: dict | None) -> str:
 
 
 def userinfo(token: str, now: float | None = None) -> dict:
-    from chalicelib.users import get_user
+    from chalicelib.users import get_user, is_blocked
 
     now = time.time() if now is None else now
     try:
@@ -55,6 +55,9 @@ def userinfo(token: str, now: float | None = None) -> dict:
     user = get_user(claims.get("sub", ""))
     if user is None:
         raise _invalid_token("The access token was revoked")
+    if is_blocked(user):
+        # SPEC §2.4: refused until unblocked, even while the grants' revocation is in flight.
+        raise _invalid_token("The user is blocked")
     scope = claims.get("scope", "")
     if "openid" not in scope.split():
         raise OAuthError("insufficient_scope", "The openid scope is required", 403,

@@ -1,0 +1,198 @@
+"""``/api/v2/users``, ``/users-by-email`` and ``/refresh-tokens``: Auth0's user administration
+(SPEC §2.4). Parse, authorize, call the rules in chalicelib/users.py, shape."""
+from __future__ import annotations
+
+import time
+from urllib.parse import unquote
+
+from chalice import Blueprint
+
+from chalicelib.api.http import handles_api_errors, json_response, parse_json, query_params
+from chalicelib.errors import InvalidQueryString, NotFound
+from chalicelib.management import auth
+from chalicelib.management.paging import check_known, one, page, select_fields
+
+bp = Blueprint(__name__)
+# As in api/management.py: Chalice would answer other types with its own 415 body.
+JSON = ["application/json", "text/plain", "application/x-www-form-urlencoded",
+        "application/octet-stream"]
+
+USER_FIELDS = ("user_id", "email", "email_verified", "name", "given_name", "family_name",
+               "nickname", "picture", "username", "identities", "created_at", "updated_at",
+               "last_login", "logins_count", "blocked", "app_metadata", "user_metadata")
+# Auth0 accepts v2 and v3 (v1 is retired); the broker's search is its own either way.
+SEARCH_ENGINES = ("v2", "v3")
+
+
+def _caller(*scopes: str) -> auth.Caller:
+    caller = auth.authenticate(bp.current_request.headers.get("authorization"))
+    auth.require(caller, *scopes)
+    return caller
+
+
+def _all_connection_names() -> list[str]:
+    from chalicelib.management.connections import list_connections
+
+    return [c["name"] for c in list_connections()]
+
+
+def _selected(found: list[dict], params: dict, paged) -> object:
+    known = USER_FIELDS + tuple(sorted({k for u in found for k in u}))
+    if isinstance(paged, list):
+        return select_fields(found, params, known)
+    paged["users"] = select_fields(found, params, known)
+    return paged
+
+
+@bp.route("/api/v2/users", methods=["GET"])
+@handles_api_errors
+def list_users():
+    from chalicelib import users
+
+    _caller("read:users")
+    params = query_params(bp.current_request)
+    check_known(params, {"page", "per_page", "include_totals", "connection", "fields",
+                         "include_fields", "search_engine", "q"})
+    engine = one(params, "search_engine")
+    if engine is not None and engine not in SEARCH_ENGINES:
+        raise InvalidQueryString("Query validation error: 'search_engine must be v2 or v3' on "
+                                 "property search_engine")
+    connection = one(params, "connection")
+    names = [connection] if connection is not None else _all_connection_names()
+    q = one(params, "q")
+    terms = users.parse_query(q) if q is not None and q.strip() else []
+    if any(field != "identities.connection" for field, _ in terms):
+        found = [users.view(u) for u in users.search(terms, names)]
+        paged = page(found, params, "users", "user_id")
+        chunk = paged if isinstance(paged, list) else paged["users"]
+        return json_response(_selected(chunk, params, paged))
+    names = [n for n in names if all(value == n for _, value in terms)]
+    # Page the ids (from the keys-only index), then read only the page's profiles.
+    ids = [{"user_id": user_id} for user_id in users.list_user_ids(names)]
+    paged = page(ids, params, "users", "user_id")
+    chunk = paged if isinstance(paged, list) else paged["users"]
+    found = [users.view(u) for u in (users.get_user(i["user_id"]) for i in chunk) if u is not None]
+    return json_response(_selected(found, params, paged))
+
+
+@bp.route("/api/v2/users-by-email", methods=["GET"])
+@handles_api_errors
+def users_by_email():
+    from chalicelib import users
+
+    _caller("read:users")
+    params = query_params(bp.current_request)
+    check_known(params, {"email", "fields", "include_fields"})
+    email = one(params, "email")
+    if not email or not email.strip() or len(email) > 320:
+        raise InvalidQueryString("Query validation error: 'email is required (at most 320 "
+                                 "characters)' on property email")
+    found = [users.view(u) for u in users.users_by_email(email, _all_connection_names())]
+    known = USER_FIELDS + tuple(sorted({k for u in found for k in u}))
+    return json_response(select_fields(found, params, known))
+
+
+@bp.route("/api/v2/users/{user_id}", methods=["GET"])
+@handles_api_errors
+def get_user(user_id):
+    from chalicelib import users
+
+    _caller("read:users")
+    return json_response(users.view(users.require_user(unquote(user_id))))
+
+
+@bp.route("/api/v2/users/{user_id}", methods=["PATCH"], content_types=JSON)
+@handles_api_errors
+def update_user(user_id):
+    from chalicelib import users
+
+    _caller("update:users")
+    body = parse_json(bp.current_request)
+    return json_response(users.view(users.update_user(unquote(user_id), body, time.time())))
+
+
+@bp.route("/api/v2/users/{user_id}", methods=["DELETE"])
+@handles_api_errors
+def delete_user(user_id):
+    from chalicelib import revocation, users
+
+    _caller("delete:users")
+    user = users.require_user(unquote(user_id))
+    revocation.delete_user(user["user_id"], int(time.time()))
+    return json_response(None, 204)
+
+
+# --- refresh tokens (Auth0's refresh-token management) -----------------------------------------
+
+def refresh_token_view(family) -> dict:
+    """Auth0's refresh token object: the family's id and facts, never a token value."""
+    from chalicelib.management.clients import cached_client
+    from chalicelib.provider.issue import userinfo_audience
+    from chalicelib.users import iso
+
+    client = cached_client(family.client_id) or {}
+    rotating = (client.get("refresh_token") or {}).get("rotation_type", "rotating") == "rotating"
+    return {
+        "id": family.id,
+        "user_id": family.user_id,
+        "created_at": iso(family.created_at),
+        "idle_expires_at": iso(family.idle_expires_at),
+        "expires_at": iso(family.expires_at),
+        "client_id": family.client_id,
+        "session_id": family.session_id,
+        "rotating": rotating,
+        "resource_servers": [{"audience": family.audience or userinfo_audience(),
+                              "scopes": family.scope}],
+        "last_exchanged_at": (iso(family.last_exchanged_at)
+                              if family.last_exchanged_at is not None else None),
+    }
+
+
+def _no_refresh_token() -> NotFound:
+    return NotFound("The refresh token does not exist.", error_code="inexistent_refresh_token")
+
+
+@bp.route("/api/v2/users/{user_id}/refresh-tokens", methods=["GET"])
+@handles_api_errors
+def list_user_refresh_tokens(user_id):
+    from chalicelib import users
+    from chalicelib.store import refresh_tokens
+
+    _caller("read:refresh_tokens")
+    params = query_params(bp.current_request)
+    # include_totals: Auth0's SDKs send it; checkpoint paging ignores it, as Auth0 does.
+    check_known(params, {"include_totals", "from", "take"})
+    user = users.require_user(unquote(user_id))
+    families = refresh_tokens.families_of_user(user["user_id"], int(time.time()))
+    params.pop("include_totals", None)
+    params.setdefault("take", ["50"])
+    paged = page([refresh_token_view(f) for f in families], params, "tokens", "id")
+    return json_response(paged)
+
+
+@bp.route("/api/v2/refresh-tokens/{token_id}", methods=["GET"])
+@handles_api_errors
+def get_refresh_token(token_id):
+    from chalicelib.store import refresh_tokens
+
+    _caller("read:refresh_tokens")
+    family = refresh_tokens.get_family(token_id, int(time.time()))
+    if family is None:
+        raise _no_refresh_token()
+    return json_response(refresh_token_view(family))
+
+
+@bp.route("/api/v2/refresh-tokens/{token_id}", methods=["DELETE"])
+@handles_api_errors
+def delete_refresh_token(token_id):
+    from chalicelib.provider import grant_store
+    from chalicelib.store import refresh_tokens
+
+    _caller("delete:refresh_tokens")
+    now = int(time.time())
+    if refresh_tokens.get_family(token_id, now) is None:
+        raise _no_refresh_token()
+    # The family is its grant: revoking it kills every token of the family and the access
+    # tokens issued from it (RFC 7009 §2.1).
+    grant_store.revoke_grant(token_id, now, "refresh_token_deleted")
+    return json_response(None, 204)
