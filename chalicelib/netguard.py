@@ -16,6 +16,10 @@ request forgery risk. This module is the only door out:
   TLS SNI and certificate verification still use the host name. Redirects are
   followed by hand and only to the same scheme, host and port; bodies are
   streamed and capped; the whole exchange is bounded by a total deadline.
+- :func:`guard_session` puts a ``requests.Session`` built by a library (authlib's
+  ``OAuth2Session``, the client toward upstream IdPs) behind the same two doors:
+  its only transport is :class:`SessionAdapter`, which sends each request through
+  :func:`safe_get` or :func:`safe_post_form`.
 
 Messages of :class:`OutboundRefused` and :class:`OutboundError` are meant for
 administrators: they name the host and the reason, never bodies or secrets.
@@ -33,7 +37,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import requests
 import urllib3.exceptions
@@ -50,9 +54,11 @@ __all__ = [
     "Resolver",
     "ResponseTooLarge",
     "SafeResponse",
+    "SessionAdapter",
     "check_address",
     "check_url",
     "default_resolver",
+    "guard_session",
     "safe_get",
     "safe_post_form",
 ]
@@ -740,3 +746,121 @@ def safe_post_form(
         max_bytes=max_bytes,
         max_redirects=max_redirects,
     )
+
+
+# --------------------------------------------------------------------------- sessions
+
+# Headers that describe the transport or the body, which the guarded exchange sets itself.
+_TRANSPORT_HEADERS = frozenset({"content-length", "content-type", "transfer-encoding", "host",
+                                "connection", "accept-encoding", "user-agent"})
+_FORM = "application/x-www-form-urlencoded"
+_MAX_FORM_FIELDS = 100
+
+
+class SessionAdapter(HTTPAdapter):
+    """The transport of a ``requests.Session`` that a library drives (authlib's OAuth2Session).
+
+    Every request becomes one call of :func:`safe_get` (a GET without a body) or
+    :func:`safe_post_form` (a form POST), so it gets their rules: checked addresses,
+    connect to the checked IP, same-origin redirects only (``max_redirects``), size cap,
+    connect ≤3 s and whole exchange ≤10 s. Any other method or body is refused before a
+    socket opens. The answer comes back as a ``requests.Response`` whose body was read
+    under those rules; it is never a redirect the session could follow elsewhere.
+    """
+
+    def __init__(self, *, allow_loopback: bool, resolver: Resolver | None = None,
+                 max_bytes: int = DEFAULT_MAX_BYTES, max_redirects: int = 0):
+        super().__init__(max_retries=0)
+        self.allow_loopback = allow_loopback
+        self.resolver = resolver
+        self.max_bytes = max_bytes
+        self.max_redirects = max_redirects
+
+    def send(self, request: requests.PreparedRequest, stream: bool = False, timeout: Any = None,
+             verify: Any = True, cert: Any = None, proxies: Any = None) -> requests.Response:
+        method = (request.method or "").upper()
+        url = request.url or ""
+        headers = {name: value for name, value in request.headers.items()
+                   if name.lower() not in _TRANSPORT_HEADERS}
+        connect_timeout, read_timeout = _timeouts(timeout)
+        common = dict(headers=headers, allow_loopback=self.allow_loopback, resolver=self.resolver,
+                      connect_timeout=connect_timeout, read_timeout=read_timeout,
+                      max_bytes=self.max_bytes, max_redirects=self.max_redirects)
+        if method == "GET" and not request.body:
+            answer = safe_get(url, **common)
+        elif method == "POST" and _is_form(request):
+            answer = safe_post_form(url, _form_fields(request.body), **common)
+        else:
+            raise OutboundRefused(f"{method[:10]} request to {_host_of(url)} refused: only GET "
+                                  "and form POST go out")
+        return _as_requests_response(request, answer)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        raise OutboundRefused("proxies are not supported for outbound requests")
+
+
+def guard_session(session: requests.Session, *, allow_loopback: bool,
+                  resolver: Resolver | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+                  max_redirects: int = 0) -> requests.Session:
+    """Make :class:`SessionAdapter` the only transport of ``session`` (and return it).
+
+    The session's own adapters are dropped, so no scheme falls back to requests' default
+    transport; proxies and ~/.netrc from the environment are ignored.
+    """
+    session.trust_env = False
+    session.max_redirects = 0
+    session.adapters.clear()
+    adapter = SessionAdapter(allow_loopback=allow_loopback, resolver=resolver,
+                             max_bytes=max_bytes, max_redirects=max_redirects)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
+
+
+def _timeouts(timeout: Any) -> tuple[float | None, float | None]:
+    """A caller's (connect, read) or single timeout; netguard's bounds still cap both."""
+    if isinstance(timeout, tuple) and len(timeout) == 2:
+        connect, read = timeout
+    else:
+        connect = read = timeout
+    number = (int, float)
+    return (connect if isinstance(connect, number) else None,
+            read if isinstance(read, number) else None)
+
+
+def _is_form(request: requests.PreparedRequest) -> bool:
+    content_type = request.headers.get("Content-Type", "")
+    return not request.body or content_type.split(";", 1)[0].strip().lower() == _FORM
+
+
+def _form_fields(body: Any) -> dict[str, str]:
+    """The fields of an already-encoded form body; a repeated field is refused (RFC 6749 §3.1)."""
+    if not body:
+        return {}
+    text = body.decode("utf-8") if isinstance(body, bytes) else str(body)
+    try:
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True,
+                          max_num_fields=_MAX_FORM_FIELDS)
+    except ValueError:
+        raise OutboundRefused("request body is not a well-formed form: refused") from None
+    fields: dict[str, str] = {}
+    for name, value in pairs:
+        if name in fields:
+            raise OutboundRefused(f"form field {name[:40]!r} repeated: refused")
+        fields[name] = value
+    return fields
+
+
+def _as_requests_response(request: requests.PreparedRequest, answer: SafeResponse) -> requests.Response:
+    from requests.utils import get_encoding_from_headers
+
+    response = requests.Response()
+    response.status_code = answer.status_code
+    response.headers = CaseInsensitiveDict(answer.headers)
+    response._content = answer.content
+    response._content_consumed = True
+    response.url = answer.url
+    response.request = request
+    response.reason = http.client.responses.get(answer.status_code, "")
+    response.encoding = get_encoding_from_headers(response.headers)
+    return response

@@ -1,14 +1,23 @@
 """The broker as a relying party of an upstream IdP: the authorization request (SPEC §3.2), the
-code exchange and the userinfo call (§3.3 steps 3 and 5). Every call goes through netguard:
-public addresses only (loopback when allowed), connect ≤3 s, whole exchange ≤10 s (§8)."""
+code exchange and the userinfo call (§3.3 steps 3 and 5).
+
+The authorization request is built here by hand: /authorize must stay light (no authlib at cold
+start). The two calls to the IdP are authlib's requests client (``OAuth2Session``: client
+authentication, token request, Bearer userinfo) on netguard's transport: public addresses only
+(loopback when allowed), no redirect, connect ≤3 s, whole exchange ≤10 s, size cap (§8)."""
 from __future__ import annotations
 
+import base64
 import json
 import logging
-from urllib.parse import urlencode, urlsplit
+from typing import TYPE_CHECKING
+from urllib.parse import quote, urlencode, urlsplit
 
 from chalicelib.settings import get_settings
 from chalicelib.tokens import s256
+
+if TYPE_CHECKING:
+    from chalicelib.netguard import Resolver
 
 log = logging.getLogger(__name__)
 
@@ -75,37 +84,75 @@ def authorization_url(connection: dict, *, state: str, nonce: str, scope: str,
     return endpoint + separator + urlencode(params)
 
 
-def exchange_code(connection: dict, code: str, code_verifier: str | None,
-                  client_secret: str | None, redirect_uri: str) -> dict:
-    """RFC 6749 §4.1.3 at the connection's token endpoint; returns the token response.
-    ``redirect_uri`` is the one the authorization request carried (§4.1.3 requires it equal)."""
-    from chalicelib.netguard import safe_post_form
+AUTH_METHODS = ("client_secret_post", "client_secret_basic", "private_key_jwt")
+
+
+def upstream_session(connection: dict, *, client_secret: str | None = None,
+                     access_token: str | None = None, resolver: Resolver | None = None):
+    """authlib's OAuth 2.0 client for one call to ``connection``'s IdP, its only transport
+    netguard's (:func:`chalicelib.netguard.guard_session`): no request it makes can skip the
+    address, redirect, size and time rules. ``resolver`` is for tests (netguard's)."""
+    # cold start: authlib (and requests under it) load only on the callback path, never for
+    # /authorize, /oauth/token, discovery or JWKS.
+    from authlib.integrations.requests_client import OAuth2Session
+
+    from chalicelib.netguard import guard_session
 
     options = connection["options"]
-    data = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
-    auth = None
     method = options.get("token_endpoint_auth_method", "client_secret_post")
-    if method == "client_secret_basic":
-        auth = (options["client_id"], client_secret or "")
-    elif method == "client_secret_post":
-        data["client_id"] = options["client_id"]
-        if client_secret:
-            data["client_secret"] = client_secret
-    elif method == "private_key_jwt":
-        from chalicelib.login.client_assertion import assertion_form
-
-        # RFC 7523 §2.2: a signed assertion, no secret; client_id stays in the form (RFC 6749
-        # §3.2.1 lets a client send it, and some IdPs need it to find the client's keys).
-        data.update(assertion_form(connection))
-    else:
+    if method not in AUTH_METHODS:
         raise UpstreamError(f"unsupported client authentication method {method}", "server_error")
-    if code_verifier:
-        data["code_verifier"] = code_verifier
-    response, body = _call(connection, "token endpoint", lambda: safe_post_form(
-        options["token_endpoint"], data, auth=_basic(auth), headers={"Accept": "application/json"},
-        allow_loopback=get_settings().allow_insecure_loopback, max_redirects=0))
-    if response.status_code != 200 or body is None:
-        code_name = (body or {}).get("error") if isinstance(body, dict) else None
+    if method == "client_secret_post" and not client_secret:
+        method = "none"  # client_id alone in the form, no empty client_secret
+    session = OAuth2Session(
+        client_id=options["client_id"], client_secret=client_secret,
+        token_endpoint_auth_method=method,
+        token={"access_token": access_token, "token_type": "Bearer"} if access_token else None)
+    # authlib 1.9 Basic-encodes the raw id and secret (latin-1); RFC 6749 §2.3.1 wants them
+    # form-urlencoded first, so ours replaces it.
+    session.register_client_auth_method(("client_secret_basic", client_secret_basic))
+    if method == "private_key_jwt":
+        from chalicelib.login.client_assertion import ConnectionKeyJWT
+
+        session.register_client_auth_method(ConnectionKeyJWT(connection))
+    return guard_session(session, allow_loopback=get_settings().allow_insecure_loopback,
+                         resolver=resolver, max_redirects=0)
+
+
+def client_secret_basic(client, method, uri, headers, body):
+    """An authlib client-auth method: RFC 6749 §2.3.1 HTTP Basic, each part form-urlencoded."""
+    pair = f"{quote(client.client_id, safe='')}:{quote(client.client_secret or '', safe='')}"
+    headers["Authorization"] = "Basic " + base64.b64encode(pair.encode("ascii")).decode("ascii")
+    return uri, headers, body
+
+
+def exchange_code(connection: dict, code: str, code_verifier: str | None,
+                  client_secret: str | None, redirect_uri: str, *,
+                  resolver: Resolver | None = None) -> dict:
+    """RFC 6749 §4.1.3 at the connection's token endpoint; returns the token response as sent.
+    ``redirect_uri`` is the one the authorization request carried (§4.1.3 requires it equal):
+    the login transaction's, i.e. the connection's own callback URL."""
+    options = connection["options"]
+    session = upstream_session(connection, client_secret=client_secret, resolver=resolver)
+    answered: dict = {}
+
+    def checked(response):  # authlib's hook, run before it parses the answer
+        answered.update(_token_response(connection, response))
+        return response
+
+    session.register_compliance_hook("access_token_response", checked)
+    extra = {"code_verifier": code_verifier} if code_verifier else {}
+    _send(connection, "token endpoint", lambda: session.fetch_token(
+        options["token_endpoint"], grant_type="authorization_code", code=code,
+        redirect_uri=redirect_uri, **extra))
+    return answered
+
+
+def _token_response(connection: dict, response) -> dict:
+    _check_available(connection, "token endpoint", response)
+    body = _json_object(response.content)
+    if response.status_code != 200 or body is None or "error" in body:
+        code_name = (body or {}).get("error")
         log.warning("upstream token endpoint of %s answered %s %s", connection["name"],
                     response.status_code, str(code_name)[:64])
         raise UpstreamError("The identity provider refused the authorization code")
@@ -117,32 +164,26 @@ def exchange_code(connection: dict, code: str, code_verifier: str | None,
     return body
 
 
-def _basic(auth: tuple[str, str] | None):
-    if auth is None:
-        return None
-    from urllib.parse import quote
-
-    # RFC 6749 §2.3.1: form-urlencode both parts before Basic encoding.
-    return (quote(auth[0], safe=""), quote(auth[1], safe=""))
-
-
-def _call(connection: dict, what: str, send) -> tuple:
-    """Send one upstream request; (response, JSON object or None). A network failure, a 5xx or a
-    429 is an outage (SPEC §8: ``temporarily_unavailable``, the app may retry), not a refusal."""
+def _send(connection: dict, what: str, send):
+    """Send one upstream request. A network failure is an outage (SPEC §8:
+    ``temporarily_unavailable``, the app may retry), not a refusal."""
     from chalicelib.netguard import OutboundError, OutboundRefused
 
-    unavailable = UpstreamError(f"The identity provider's {what} is unavailable",
-                                "temporarily_unavailable")
     try:
-        response = send()
+        return send()
     except (OutboundError, OutboundRefused) as exc:
         log.warning("upstream %s of %s failed: %s", what, connection["name"], exc)
-        raise unavailable from None
+        raise UpstreamError(f"The identity provider's {what} is unavailable",
+                            "temporarily_unavailable") from None
+
+
+def _check_available(connection: dict, what: str, response) -> None:
+    """A 5xx or a 429 is an outage too (SPEC §8)."""
     if response.status_code >= 500 or response.status_code == 429:
         log.warning("upstream %s of %s answered %s", what, connection["name"],
                     response.status_code)
-        raise unavailable
-    return response, _json_object(response.content)
+        raise UpstreamError(f"The identity provider's {what} is unavailable",
+                            "temporarily_unavailable")
 
 
 def _json_object(content: bytes) -> dict | None:
@@ -153,15 +194,16 @@ def _json_object(content: bytes) -> dict | None:
     return value if isinstance(value, dict) else None
 
 
-def fetch_userinfo(connection: dict, access_token: str) -> dict:
-    from chalicelib.netguard import safe_get
-
+def fetch_userinfo(connection: dict, access_token: str, *, resolver: Resolver | None = None) -> dict:
+    """OIDC Core §5.3 with the access token as a Bearer header (RFC 6750 §2.1), by authlib."""
     endpoint = connection["options"].get("userinfo_endpoint")
     if not endpoint:
         raise UpstreamError("The connection has no userinfo endpoint", "server_error")
-    response, body = _call(connection, "userinfo endpoint", lambda: safe_get(
-        endpoint, headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
-        allow_loopback=get_settings().allow_insecure_loopback, max_redirects=0))
+    session = upstream_session(connection, access_token=access_token, resolver=resolver)
+    response = _send(connection, "userinfo endpoint", lambda: session.get(
+        endpoint, headers={"Accept": "application/json"}))
+    _check_available(connection, "userinfo endpoint", response)
+    body = _json_object(response.content)
     if response.status_code != 200 or body is None:
         raise UpstreamError("The identity provider's userinfo response was refused")
     return body

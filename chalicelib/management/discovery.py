@@ -7,6 +7,12 @@ The administrator gives either the issuer (``https://idp.example.com``,
 same-origin redirects only) and check it the way OpenID Connect Discovery 1.0
 §4.3 asks: the ``issuer`` it announces must be the URL it was fetched under.
 
+The broker's own checks come first (size, JSON, issuer, the fields it needs, endpoint
+URLs through netguard's rules); then authlib's provider-metadata validators
+(``OpenIDProviderMetadata``) for the fields a document carries, limited to the
+checks that the documents of real IdPs (Auth0, Entra ID, Google, Okta, Keycloak)
+pass: see :data:`AUTHLIB_CHECKS`.
+
 Every failure is a :class:`DiscoveryError` whose ``str`` is the message for the
 administrator. Messages never echo the response body; only short, quoted
 excerpts of individual values (e.g. a mismatching issuer).
@@ -48,6 +54,32 @@ ENDPOINT_FIELDS = (
     "end_session_endpoint",
 )
 _EXCERPT = 120
+
+# authlib's OpenIDProviderMetadata.validate_<field>, run when the document has the field.
+# Adopted: shape checks every real IdP passes, some of which the broker relies on
+# (code_challenge_methods_supported as a string would match "S256" by substring).
+# Left out: https checks of issuer and endpoints (netguard's check_url does them, and allows
+# loopback http in local development); token_endpoint_auth_signing_alg_values_supported
+# (required by authlib whenever private_key_jwt is listed: Entra ID lists it without);
+# "RS256 MUST be included" in id_token_signing_alg_values_supported (the broker checks each
+# ID token's algorithm itself); display_values_supported and language tags (not used here);
+# the required-ness of subject_types_supported etc. beyond what the broker needs.
+AUTHLIB_CHECKS = (
+    "response_types_supported",
+    "response_modes_supported",
+    "grant_types_supported",
+    "scopes_supported",
+    "token_endpoint_auth_methods_supported",
+    "code_challenge_methods_supported",
+    "subject_types_supported",
+    "acr_values_supported",
+    "claims_supported",
+    "claim_types_supported",
+    "claims_parameter_supported",
+    "request_parameter_supported",
+    "request_uri_parameter_supported",
+    "require_request_uri_registration",
+)
 
 
 class DiscoveryError(Exception):
@@ -141,7 +173,22 @@ def fetch_discovery(
     for name in ENDPOINT_FIELDS:
         if name in document and document[name] is not None:
             _check_endpoint(name, document[name], allow_loopback)
+    _check_with_authlib(document)
     return document
+
+
+def _check_with_authlib(document: dict) -> None:
+    # cold start: authlib loads for an administrator's discovery check, never for a login
+    from authlib.oidc.discovery import OpenIDProviderMetadata
+
+    metadata = OpenIDProviderMetadata(document)
+    for name in AUTHLIB_CHECKS:
+        if document.get(name) is None:
+            continue
+        try:
+            getattr(metadata, f"validate_{name}")()
+        except ValueError as exc:  # authlib's messages name the field, never the document
+            raise DiscoveryError(f"discovery document is invalid: {str(exc)[:200]}") from None
 
 
 def _check_issuer(document: dict, expected_issuer: str) -> None:
