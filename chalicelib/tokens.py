@@ -21,7 +21,11 @@ def same(a: str, b: str) -> bool:
 
 
 def s256(verifier: str) -> str:
-    """RFC 7636 §4.2 code challenge."""
+    """RFC 7636 §4.2 code challenge: the broker's one PKCE implementation, for the challenge it
+    sends upstream (/authorize) and the check of an application's verifier (/oauth/token, with
+    :func:`same`). authlib's ``create_s256_code_challenge`` computes the same value (a test
+    compares them) but would load authlib on /authorize, and its ``compare_s256_code_challenge``
+    compares with ``==``, not in constant time."""
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode("ascii")).digest()).rstrip(
         b"=").decode()
 
