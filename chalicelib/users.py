@@ -101,7 +101,12 @@ def _check_metadata_value(field: str, value, depth: int = 0) -> None:
     if depth > MAX_METADATA_DEPTH:
         raise _invalid(f"Payload validation error: '{field} is nested too deeply' on property "
                        f"{field}")
-    if isinstance(value, bool) or value is None or isinstance(value, str):
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, str):
+        if not _utf8(value):
+            raise _invalid(f"Payload validation error: 'invalid string (unpaired surrogate)' on "
+                           f"property {field}")
         return
     if isinstance(value, int):
         if abs(value) >= 10 ** 38:
@@ -115,8 +120,26 @@ def _check_metadata_value(field: str, value, depth: int = 0) -> None:
         for item in value:
             _check_metadata_value(field, item, depth + 1)
         return
-    for item in value.values():
+    for name, item in value.items():
+        _check_key(field, name)
         _check_metadata_value(field, item, depth + 1)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_key(field: str, name: str) -> None:
+    """Keys are 1-255 characters of valid UTF-8 (DynamoDB map keys cannot be empty), without
+    dots and not starting with $ (Auth0's rule for metadata keys)."""
+    if not name or "." in name or name.startswith("$") or len(name) > 255 or not _utf8(name):
+        shown = name[:64].encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")
+        raise _invalid(f"Payload validation error: 'invalid key {shown!r}: keys are 1-255 "
+                       f"characters, without dots and not starting with $' on property {field}")
 
 
 def merge_metadata(field: str, current: dict | None, change) -> dict:
@@ -132,10 +155,7 @@ def merge_metadata(field: str, current: dict | None, change) -> dict:
                        f"{type(change).__name__}' on property {field}")
     merged = dict(current or {})
     for name, value in change.items():
-        if not name or "." in name or name.startswith("$") or len(name) > 255:
-            raise _invalid(f"Payload validation error: 'invalid key {name[:64]!r}: keys are 1-255 "
-                           f"characters, without dots and not starting with $' on property "
-                           f"{field}")
+        _check_key(field, name)
         if value is None:
             merged.pop(name, None)
         else:

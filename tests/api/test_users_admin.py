@@ -135,6 +135,10 @@ def test_metadata_validation_changes_nothing(client, api, setup):
                      400, "invalid_body", "app_metadata")
     assert_api_error(api.call("PATCH", user_path(user_id), body={"app_metadata": {"a.b": 1}}),
                      400, "invalid_body", "a.b")
+    # DynamoDB cannot store an empty map key nor an unpaired surrogate, at any depth.
+    for bad in ({"x": {"": 1}}, {"x": [{"ok": "\ud800"}]}, {"\udc00": 1}):
+        assert_api_error(api.call("PATCH", user_path(user_id), body={"app_metadata": bad}),
+                         400, "invalid_body", "app_metadata")
     assert_api_error(api.call("PATCH", user_path(user_id),
                               body={"app_metadata": {"n": 1e300}}), 400, "invalid_body")
     assert_api_error(api.call("PATCH", user_path(user_id), body={"email": "x@example.com"}),
