@@ -334,6 +334,8 @@ def _response_schemas(schemas: dict) -> None:
         "enforce_policies": _bool(enum=[False], description="Stored, inert."),
         "authorization_details": _array({"type": "object"}, description="Stored, inert."),
         "subject_type_authorization": {"type": "object", "description": "Stored, inert."},
+        "allow_online_access": _bool(description="Stored, inert."),
+        "allow_online_access_with_ephemeral_sessions": _bool(description="Stored, inert."),
     }, ("id", "identifier", "name", "scopes", "signing_alg", "token_lifetime",
         "token_lifetime_for_web", "allow_offline_access",
         "skip_consent_for_verifiable_first_party_clients"),
@@ -581,6 +583,17 @@ def _paths() -> dict:
                       "a value may also be comma-separated).", style="form", explode=True)
     audience = _query("audience", _str(), "Only grants for this audience.")
     grant_client = _query("client_id", _str(), "Only grants of this client.")
+    true_false = _str(enum=["true", "false"])
+    is_global = _query("is_global", true_false, "true lists no application (the broker has no "
+                       "Auth0-style global client); false changes nothing.")
+    is_first_party = _query("is_first_party", true_false, "Only first-party (true) or "
+                            "third-party (false) applications.")
+    any_organization = _query("allow_any_organization", true_false,
+                              "true lists no grant (grants here belong to no organization).")
+    subject_type = _query("subject_type", _str(enum=["client", "user"]),
+                          "user lists no grant (grants here are for client_credentials).")
+    identifiers = _query("identifiers", _array(_str()), "Only the APIs with these identifiers "
+                         "(repeatable).", style="form", explode=True)
     paging = ("page", "per_page", "include_totals", "from", "take")
     no_content = {"204": {"$ref": "#/components/responses/NoContent"}}
 
@@ -691,7 +704,8 @@ def _paths() -> dict:
             "get": _op("get_clients", "clients", "List applications", ["read:clients"],
                        {"200": ok(_ref("ClientList"), "Applications, sorted by client_id."),
                         **_errors(400, 401, 403, 503)},
-                       parameters=[*_p(*paging, "fields", "include_fields"), app_type]),
+                       parameters=[*_p(*paging, "fields", "include_fields"), app_type,
+                                   is_global, is_first_party]),
             "post": _op("post_clients", "clients", "Create an application", ["create:clients"],
                         {"201": ok(_ref("ClientWithSecret"), "The application; client_secret "
                                    "for confidential applications, shown this once."),
@@ -727,7 +741,8 @@ def _paths() -> dict:
                        ["read:client_grants"],
                        {"200": ok(_ref("ClientGrantList"), "Client grants, sorted by id."),
                         **_errors(400, 401, 403, 503)},
-                       parameters=[*_p(*paging), audience, grant_client]),
+                       parameters=[*_p(*paging), audience, grant_client, any_organization,
+                                   subject_type]),
             "post": _op("post_client_grants", "client-grants", "Create a client grant",
                         ["create:client_grants"],
                         {"201": ok(_ref("ClientGrant"), "The grant."),
@@ -751,7 +766,9 @@ def _paths() -> dict:
                        ["read:resource_servers"],
                        {"200": ok(_ref("ResourceServerList"), "APIs, sorted by id."),
                         **_errors(400, 401, 403, 503)},
-                       parameters=_p(*paging)),
+                       parameters=[*_p(*paging), identifiers],
+                       description="fields and include_fields select properties as on the "
+                                   "other lists."),
             "post": _op("post_resource_servers", "resource-servers", "Create an API",
                         ["create:resource_servers"],
                         {"201": ok(_ref("ResourceServer"), "The API."),
@@ -766,7 +783,9 @@ def _paths() -> dict:
             "get": _op("get_resource_servers_by_id", "resource-servers", "Get an API",
                        ["read:resource_servers"],
                        {"200": ok(_ref("ResourceServer"), "The API."),
-                        **_errors(400, 401, 403, 404, 503)}),
+                        **_errors(400, 401, 403, 404, 503)},
+                       description="fields and include_fields select properties as on the "
+                                   "list."),
             "patch": _op("patch_resource_servers_by_id", "resource-servers", "Update an API",
                          ["update:resource_servers"],
                          {"200": ok(_ref("ResourceServer"), "The API."),

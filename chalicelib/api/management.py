@@ -4,8 +4,9 @@ from __future__ import annotations
 from chalice import Blueprint
 
 from chalicelib.api.http import handles_api_errors, json_response, parse_json, query_params
+from chalicelib.errors import InvalidQueryString
 from chalicelib.management import auth, clients, connections, grants
-from chalicelib.management.paging import check_known, one, page, select_fields
+from chalicelib.management.paging import check_known, flag, one, page, select_fields
 
 bp = Blueprint(__name__)
 # Chalice answers other types with its own 415 body; accept the usual ones and let parse_json
@@ -118,12 +119,17 @@ def list_clients():
     _caller("read:clients")
     params = query_params(bp.current_request)
     check_known(params, {"page", "per_page", "include_totals", "from", "take", "fields",
-                         "include_fields", "app_type"})
+                         "include_fields", "app_type", "is_global", "is_first_party"})
     items = [clients.view(i) for i in clients.list_clients()]
     app_types = params.get("app_type")
     if app_types:
         wanted = {t for value in app_types for t in value.split(",")}
         items = [i for i in items if i["app_type"] in wanted]
+    if flag(params, "is_global"):
+        items = []  # Auth0's global client (its legacy tenant-wide client): the broker has none
+    first_party = flag(params, "is_first_party")
+    if first_party is not None:
+        items = [i for i in items if i.get("is_first_party", True) == first_party]
     paged = page(items, params, "clients", "client_id")
     if isinstance(paged, list):
         return json_response(select_fields(paged, params, CLIENT_FIELDS))
@@ -179,8 +185,16 @@ def list_client_grants():
     _caller("read:client_grants")
     params = query_params(bp.current_request)
     check_known(params, {"page", "per_page", "include_totals", "from", "take", "audience",
-                         "client_id"})
+                         "client_id", "allow_any_organization", "subject_type"})
     items = grants.list_grants(client_id=one(params, "client_id"), audience=one(params, "audience"))
+    subject_type = one(params, "subject_type")
+    if subject_type not in (None, "client", "user"):
+        raise InvalidQueryString("Query validation error: 'subject_type must be client or user' "
+                                 "on property subject_type")
+    if flag(params, "allow_any_organization") or subject_type == "user":
+        # Grants here are for client_credentials and outside any organization (Auth0's
+        # allow_any_organization false, subject_type client).
+        items = []
     return json_response(page(items, params, "client_grants", "id"))
 
 

@@ -6,7 +6,7 @@ from chalice import Blueprint
 from chalicelib.api.http import handles_api_errors, json_response, parse_json, query_params
 from chalicelib.management import auth
 from chalicelib.management import resource_servers as servers
-from chalicelib.management.paging import check_known, page
+from chalicelib.management.paging import check_known, page, select_fields
 
 bp = Blueprint(__name__)
 # As in api/management.py: Chalice would answer other types with its own 415 body.
@@ -24,8 +24,18 @@ def _caller(scope: str) -> None:
 def list_resource_servers():
     _caller("read:resource_servers")
     params = query_params(bp.current_request)
-    check_known(params, {"page", "per_page", "include_totals", "from", "take"})
-    return json_response(page(servers.list_resource_servers(), params, "resource_servers", "id"))
+    check_known(params, {"page", "per_page", "include_totals", "from", "take", "identifiers",
+                         "fields", "include_fields"})
+    items = servers.list_resource_servers()
+    identifiers = params.get("identifiers")
+    if identifiers:
+        items = [i for i in items if i["identifier"] in identifiers]
+    paged = page(items, params, "resource_servers", "id")
+    if isinstance(paged, list):
+        return json_response(select_fields(paged, params, servers.PUBLIC_FIELDS))
+    paged["resource_servers"] = select_fields(paged["resource_servers"], params,
+                                              servers.PUBLIC_FIELDS)
+    return json_response(paged)
 
 
 @bp.route("/api/v2/resource-servers", methods=["POST"], content_types=JSON)
@@ -39,8 +49,10 @@ def create_resource_server():
 @handles_api_errors
 def get_resource_server(server_id):
     _caller("read:resource_servers")
-    check_known(query_params(bp.current_request), set())
-    return json_response(servers.view(servers.require_resource_server(server_id)))
+    params = query_params(bp.current_request)
+    check_known(params, {"fields", "include_fields"})
+    view = servers.view(servers.require_resource_server(server_id))
+    return json_response(select_fields([view], params, servers.PUBLIC_FIELDS)[0])
 
 
 @bp.route("/api/v2/resource-servers/{server_id}", methods=["PATCH"], content_types=JSON)

@@ -26,6 +26,12 @@ def _bool(name: str, raw: str | None, default: bool) -> bool:
                              f"property {name}")
 
 
+def flag(params: dict, name: str) -> bool | None:
+    """An optional true/false filter (is_global, is_first_party, allow_any_organization)."""
+    raw = one(params, name)
+    return None if raw is None else _bool(name, raw, False)
+
+
 def check_known(params: dict, allowed: set[str]) -> None:
     unknown = sorted(set(params) - allowed)
     if unknown:

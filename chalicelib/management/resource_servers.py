@@ -29,8 +29,12 @@ SCOPE_TOKEN = re.compile(r"^[\x21\x23-\x5B\x5D-\x7E]{1,280}$")
 # Stored and echoed, not acted on (Auth0 round trips); each is limited to the value that asks
 # for nothing the broker does not do.
 INERT_FIELDS = ("token_dialect", "enforce_policies", "authorization_details",
-                "subject_type_authorization")
+                "subject_type_authorization", "allow_online_access",
+                "allow_online_access_with_ephemeral_sessions")
 READ_ONLY = ("id", "identifier")
+PUBLIC_FIELDS = ("id", "identifier", "name", "scopes", "signing_alg", "token_lifetime",
+                 "token_lifetime_for_web", "allow_offline_access",
+                 "skip_consent_for_verifiable_first_party_clients", *INERT_FIELDS)
 
 
 class _Strict(BaseModel):
@@ -92,6 +96,9 @@ class ResourceServerFields(_Strict):
     token_encryption: Optional[dict] = None
     consent_policy: Optional[str] = None
     proof_of_possession: Optional[dict] = None
+    authorization_policy: Optional[dict] = None
+    allow_online_access: Optional[bool] = None
+    allow_online_access_with_ephemeral_sessions: Optional[bool] = None
 
     @field_validator("name")
     @classmethod
@@ -125,7 +132,8 @@ class ResourceServerFields(_Strict):
             raise ValueError("enforce_policies (RBAC) is not supported")
         return value
 
-    @field_validator("token_encryption", "consent_policy", "proof_of_possession")
+    @field_validator("token_encryption", "consent_policy", "proof_of_possession",
+                     "authorization_policy")
     @classmethod
     def _unsupported(cls, value, info):
         if value is not None:
@@ -146,7 +154,10 @@ class ResourceServerCreate(ResourceServerFields):
 
 
 class ResourceServerUpdate(ResourceServerFields):
-    pass
+    # Read-only: accepted when unchanged, so a GET sent back by PATCH works.
+    id: Optional[str] = Field(default=None, max_length=64, json_schema_extra={"readOnly": True})
+    identifier: Optional[str] = Field(default=None, max_length=600,
+                                      json_schema_extra={"readOnly": True})
 
 
 def _not_found() -> NotFound:
@@ -234,13 +245,14 @@ def list_resource_servers() -> list[dict]:
 
 
 def update_resource_server(server_id: str, body: dict) -> dict:
-    if isinstance(body, dict) and "identifier" in body:
-        raise InvalidBody("Payload validation error: 'identifier cannot be changed' on property "
-                          "identifier")
     if isinstance(body, dict) and "name" in body and body["name"] is None:
         raise InvalidBody("Payload validation error: 'name cannot be removed' on property name")
     patch = validate(ResourceServerUpdate, body).model_dump(exclude_unset=True)
     current = require_resource_server(server_id)
+    for field in READ_ONLY:  # a GET sent back: accepted unchanged, refused when different
+        if field in patch and patch.pop(field) != getattr(current, field):
+            raise InvalidBody(f"Payload validation error: '{field} cannot be changed' on "
+                              f"property {field}")
     merged = {k: v for k, v in view(current).items() if k not in READ_ONLY}
     for key, value in patch.items():
         if value is None:
