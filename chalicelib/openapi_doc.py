@@ -963,9 +963,10 @@ def _tenant_schemas(schemas: dict) -> None:
         "default_audience": _str(), "enabled_locales": _array(_str(enum=["en", "fr"])),
         "default_redirection_uri": _str(),
         **_auth0_only_properties(TenantSettingsPatch, INERT_FIELDS),
-    }, ("session_lifetime", "idle_session_lifetime", "enabled_locales"),
-        description="Fields never set are absent; Auth0 fields other than the first nine are "
-                    "stored and echoed, not acted on (inert).")
+    }, description="session_lifetime, idle_session_lifetime and enabled_locales are always "
+                   "present (unless fields= leaves them out); other fields never set are absent. "
+                   "Auth0 fields other than the first nine are stored and echoed, not acted on "
+                   "(inert).")
     schemas["ConnectionStatus"] = _obj({
         "status": _str(enum=["online"]),
         "checks": _obj({c: _str() for c in CHECKS}, CHECKS),
