@@ -317,6 +317,10 @@ def test_refresh_tokens_are_listed_without_their_value_and_delete_revokes_the_fa
     assert rotated.status_code == 200
     newest = rotated.data["refresh_token"]
 
+    from chalicelib.store.dynamo import table
+
+    # Rotation takes the old token out of the listing index: one entry per family remains.
+    assert len(list(table().query_index("users", "list_pk", f"RTS#{user_id}"))) == 2
     listed = api.call("GET", user_path(user_id, "/refresh-tokens") + "?include_totals=true")
     assert listed.status_code == 200, listed.data
     families = {claims_of(t["access_token"])["gid"] for t in (tokens, second)}
