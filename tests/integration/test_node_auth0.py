@@ -96,7 +96,10 @@ def test_checkpoint_paging_of_connections(sdk_run, api):
     assert len(names) == len(set(names)), f"a connection came twice across pages: {names}"
     assert {f"{prefix}-disc", f"{prefix}-explicit"} <= set(names)
     assert out["connectionPages"] >= len(names)  # take=1: one connection per page
-    assert out["connectionsByName"] == [f"{prefix}-explicit"]
+    [only] = out["connectionsByName"]
+    assert only == {"id": out["explicitCreated"]["id"], "name": f"{prefix}-explicit"}  # fields=id,name
+    assert {f"{prefix}-disc", f"{prefix}-explicit"} <= set(out["oidcConnectionNames"])
+    assert out["noSamlConnections"] == 0
 
 
 def test_offset_paging_of_clients_with_totals(sdk_run, api):

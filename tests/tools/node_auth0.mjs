@@ -107,8 +107,11 @@ async function main() {
   const connections = await everyItem(await mgmt.connections.list({ take: 1 }));
   out.connectionNames = connections.items.map((item) => item.name);
   out.connectionPages = connections.pages;
-  const byName = await mgmt.connections.list({ name: `${prefix}-explicit` });
-  out.connectionsByName = byName.data.map((item) => item.name);
+  const byName = await mgmt.connections.list({ name: `${prefix}-explicit`, fields: "id,name", include_fields: true });
+  out.connectionsByName = byName.data;
+  const byStrategy = await everyItem(await mgmt.connections.list({ strategy: ["oidc", "samlp"], take: 100 }));
+  out.oidcConnectionNames = byStrategy.items.map((item) => item.name);
+  out.noSamlConnections = (await mgmt.connections.list({ strategy: ["samlp"] })).data.length;
   const firstClientPage = await mgmt.clients.list({ page: 0, per_page: 1, include_totals: true });
   out.clientsFirstPage = firstClientPage.response;
   const clients = await everyItem(firstClientPage);
