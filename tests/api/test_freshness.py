@@ -28,11 +28,15 @@ from tests.support.flow import (
 )
 
 APP_CALLBACK = "https://app.example.com/callback"
-NOW = int(time.time())
+NOW = int(time.time())  # reset by the idp fixture: the token endpoint runs on the real clock
 
 
 @pytest.fixture()
 def idp(monkeypatch):
+    global NOW
+    # A moment fixed per test, not at import: codes minted at NOW are redeemed on the real clock
+    # and live 60 s, and the suite may reach this file minutes after collecting it.
+    NOW = int(time.time())
     jwks_cache().clear()
     monkeypatch.setattr(login_api, "time", types.SimpleNamespace(time=lambda: NOW))
     with FakeIdp() as running:
