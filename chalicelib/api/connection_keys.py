@@ -12,15 +12,20 @@ from __future__ import annotations
 
 from chalice import Blueprint
 
-from chalicelib.api.http import handles_api_errors, json_response, parse_json, raw_body
+from chalicelib.api.http import (
+    MANAGEMENT_BODY_TYPES,
+    handles_api_errors,
+    json_response,
+    management_caller,
+    parse_json,
+    raw_body,
+)
 from chalicelib.errors import NotFound
-from chalicelib.management import auth
 from chalicelib.management import connection_keys as keys
 from chalicelib.management.connections import cached_connection_by_name, require_connection
 
 bp = Blueprint(__name__)
-JSON = ["application/json", "text/plain", "application/x-www-form-urlencoded",
-        "application/octet-stream"]
+JSON = MANAGEMENT_BODY_TYPES
 # Auth0's own scopes, or the connection scopes (which already let a caller change the connection).
 READ_SCOPES = ("read:connections_keys", "read:connections")
 CREATE_SCOPES = ("create:connections_keys", "update:connections")
@@ -28,11 +33,8 @@ ROTATE_SCOPES = ("update:connections_keys", "update:connections")
 JWKS_CACHE = {"Cache-Control": "public, max-age=300"}
 
 
-def _caller(*scopes: str) -> auth.Caller:
-    """Authenticated, with any one of ``scopes``."""
-    caller = auth.authenticate(bp.current_request.headers.get("authorization"))
-    auth.require_any(caller, *scopes)
-    return caller
+def _caller(*scopes: str):
+    return management_caller(bp.current_request, *scopes, any_of=True)
 
 
 def _optional_body() -> dict | None:

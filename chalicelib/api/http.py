@@ -15,6 +15,24 @@ from chalice import Response
 
 from chalicelib.errors import ApiError, InvalidBody, InvalidQueryString, OAuthError, TooLarge
 
+# Content types the Management API's write routes accept: Chalice would answer any other type with
+# its own 415 body, so these reach parse_json, which gives Auth0's error for a bad body.
+MANAGEMENT_BODY_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded",
+                         "application/octet-stream"]
+
+
+def management_caller(request, *scopes: str, any_of: bool = False):
+    """The Management API caller of ``request``, holding every one of ``scopes`` (or, with
+    ``any_of``, at least one): 401 / 403 in Auth0's shape otherwise."""
+    from chalicelib.management import auth
+
+    caller = auth.authenticate(request.headers.get("authorization"))
+    if any_of:
+        auth.require_any(caller, *scopes)
+    else:
+        auth.require(caller, *scopes)
+    return caller
+
 log = logging.getLogger("broker")
 
 MAX_BODY_BYTES = 256 * 1024  # a GET → edit → PATCH round trip carries oidc_metadata (≤128 KB)

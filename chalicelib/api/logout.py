@@ -90,10 +90,9 @@ def auth0_logout():
 @bp.route("/oauth/revoke", methods=["POST"], content_types=FORM_OR_JSON)
 @handles_oauth_errors
 def revoke():
-    from chalicelib.provider.revoke import revoke_request
-
     from chalicelib.errors import OAuthError
     from chalicelib.provider.cors import ClientCors, cross_origin
+    from chalicelib.provider.revoke import revoke_request
 
     request = bp.current_request
     cors = ClientCors(cross_origin(request.headers))

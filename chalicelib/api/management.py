@@ -3,16 +3,21 @@ from __future__ import annotations
 
 from chalice import Blueprint
 
-from chalicelib.api.http import handles_api_errors, json_response, parse_json, query_params
+from chalicelib.api.http import (
+    MANAGEMENT_BODY_TYPES,
+    handles_api_errors,
+    json_response,
+    management_caller,
+    parse_json,
+    query_params,
+)
 from chalicelib.errors import InvalidQueryString
 from chalicelib.management import auth, clients, connections, grants
 from chalicelib.management.paging import check_known, flag, one, page, select_fields
 
 bp = Blueprint(__name__)
 # Chalice answers other types with its own 415 body; accept the usual ones and let parse_json
-# give the Auth0-shaped 400.
-JSON = ["application/json", "text/plain", "application/x-www-form-urlencoded",
-        "application/octet-stream"]
+JSON = MANAGEMENT_BODY_TYPES
 
 CONNECTION_FIELDS = ("id", "name", "strategy", "display_name", "show_as_button",
                      "is_domain_connection", "realms", "metadata", "enabled_clients", "options",
@@ -20,10 +25,8 @@ CONNECTION_FIELDS = ("id", "name", "strategy", "display_name", "show_as_button",
 CLIENT_FIELDS = clients.PUBLIC_FIELDS
 
 
-def _caller(*scopes: str) -> auth.Caller:
-    caller = auth.authenticate(bp.current_request.headers.get("authorization"))
-    auth.require(caller, *scopes)
-    return caller
+def _caller(*scopes: str):
+    return management_caller(bp.current_request, *scopes)
 
 
 # --- connections ------------------------------------------------------------------------------

@@ -13,9 +13,8 @@ bp = Blueprint(__name__)
 @bp.route("/.well-known/openid-configuration", methods=["GET"])
 @handles_oauth_errors
 def openid_configuration():
-    from chalicelib.provider.discovery import document
-
     from chalicelib.provider.cors import PUBLIC
+    from chalicelib.provider.discovery import document
 
     return json_response(document(), 200, {"Cache-Control": "public, max-age=300", **PUBLIC})
 
@@ -29,10 +28,10 @@ def openid_configuration_preflight():
           content_types=["application/x-www-form-urlencoded", "application/json"])
 @handles_oauth_errors
 def userinfo():
-    from chalicelib.provider.userinfo import bearer_token, userinfo as claims_for
-
     from chalicelib.errors import OAuthError
     from chalicelib.provider.cors import PUBLIC
+    from chalicelib.provider.userinfo import bearer_token
+    from chalicelib.provider.userinfo import userinfo as claims_for
 
     request = bp.current_request
     form = None

@@ -3,20 +3,23 @@ from __future__ import annotations
 
 from chalice import Blueprint
 
-from chalicelib.api.http import handles_api_errors, json_response, parse_json, query_params
-from chalicelib.management import auth
+from chalicelib.api.http import (
+    MANAGEMENT_BODY_TYPES,
+    handles_api_errors,
+    json_response,
+    management_caller,
+    parse_json,
+    query_params,
+)
 from chalicelib.management import resource_servers as servers
 from chalicelib.management.paging import check_known, page, select_fields
 
 bp = Blueprint(__name__)
-# As in api/management.py: Chalice would answer other types with its own 415 body.
-JSON = ["application/json", "text/plain", "application/x-www-form-urlencoded",
-        "application/octet-stream"]
+JSON = MANAGEMENT_BODY_TYPES
 
 
-def _caller(scope: str) -> None:
-    caller = auth.authenticate(bp.current_request.headers.get("authorization"))
-    auth.require(caller, scope)
+def _caller(*scopes: str):
+    return management_caller(bp.current_request, *scopes)
 
 
 @bp.route("/api/v2/resource-servers", methods=["GET"])

@@ -10,17 +10,14 @@ from urllib.parse import unquote
 
 from chalice import Blueprint
 
-from chalicelib.api.http import handles_api_errors, json_response
+from chalicelib.api.http import handles_api_errors, json_response, management_caller
 from chalicelib.errors import NotFound
-from chalicelib.management import auth
 
 bp = Blueprint(__name__)
 
 
-def _caller(*scopes: str) -> auth.Caller:
-    caller = auth.authenticate(bp.current_request.headers.get("authorization"))
-    auth.require(caller, *scopes)
-    return caller
+def _caller(*scopes: str):
+    return management_caller(bp.current_request, *scopes)
 
 
 def _no_session() -> NotFound:
@@ -89,9 +86,7 @@ def get_session(session_id):
 @bp.route("/api/v2/sessions/{session_id}", methods=["DELETE"])
 @handles_api_errors
 def delete_session(session_id):
-    from chalicelib import revocation
-
-    from chalicelib import sessions
+    from chalicelib import revocation, sessions
 
     _caller("delete:sessions")
     now = int(time.time())

@@ -4,19 +4,15 @@ from __future__ import annotations
 from chalice import Blueprint
 
 from chalicelib import keys
-from chalicelib.api.http import handles_api_errors, json_response
+from chalicelib.api.http import MANAGEMENT_BODY_TYPES, handles_api_errors, json_response, management_caller
 from chalicelib.errors import InvalidBody, NotFound
-from chalicelib.management import auth
 
 bp = Blueprint(__name__)
-# As in api/management.py: Chalice would answer other types with its own 415 body.
-JSON = ["application/json", "text/plain", "application/x-www-form-urlencoded",
-        "application/octet-stream"]
+JSON = MANAGEMENT_BODY_TYPES
 
 
-def _caller(*scopes: str) -> None:
-    caller = auth.authenticate(bp.current_request.headers.get("authorization"))
-    auth.require(caller, *scopes)
+def _caller(*scopes: str):
+    return management_caller(bp.current_request, *scopes)
 
 
 def _not_found() -> NotFound:

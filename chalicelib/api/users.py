@@ -7,15 +7,19 @@ from urllib.parse import unquote
 
 from chalice import Blueprint
 
-from chalicelib.api.http import handles_api_errors, json_response, parse_json, query_params
+from chalicelib.api.http import (
+    MANAGEMENT_BODY_TYPES,
+    handles_api_errors,
+    json_response,
+    management_caller,
+    parse_json,
+    query_params,
+)
 from chalicelib.errors import InvalidQueryString, NotFound
-from chalicelib.management import auth
 from chalicelib.management.paging import check_known, one, page, select_fields
 
 bp = Blueprint(__name__)
-# As in api/management.py: Chalice would answer other types with its own 415 body.
-JSON = ["application/json", "text/plain", "application/x-www-form-urlencoded",
-        "application/octet-stream"]
+JSON = MANAGEMENT_BODY_TYPES
 
 USER_FIELDS = ("user_id", "email", "email_verified", "name", "given_name", "family_name",
                "nickname", "picture", "username", "identities", "created_at", "updated_at",
@@ -24,10 +28,8 @@ USER_FIELDS = ("user_id", "email", "email_verified", "name", "given_name", "fami
 SEARCH_ENGINES = ("v2", "v3")
 
 
-def _caller(*scopes: str) -> auth.Caller:
-    caller = auth.authenticate(bp.current_request.headers.get("authorization"))
-    auth.require(caller, *scopes)
-    return caller
+def _caller(*scopes: str):
+    return management_caller(bp.current_request, *scopes)
 
 
 def _all_connection_names() -> list[str]:
