@@ -25,12 +25,11 @@ from tests.e2e.harness import (
     RelyingParty,
     Setup,
     Stack,
-    free_port,
-    port_answers,
     start_broker,
     stop_broker,
     wait_broker,
 )
+from tests.support.https_stack import free_port, port_answers
 from tests.support.idp import IdpProcess, default_idp_config, start_idp
 
 

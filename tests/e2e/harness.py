@@ -10,7 +10,6 @@ import html
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -45,19 +44,6 @@ CHROMIUM_ARGS = [
 BROKER_READY_TIMEOUT = 90
 HTTP_TIMEOUT = 15
 
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_answers(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def http_session() -> requests.Session:
