@@ -13,6 +13,7 @@ from __future__ import annotations
 from chalice import Blueprint
 
 from chalicelib.api.http import (
+    LazyModule,
     MANAGEMENT_BODY_TYPES,
     handles_api_errors,
     json_response,
@@ -21,10 +22,10 @@ from chalicelib.api.http import (
     raw_body,
 )
 from chalicelib.errors import NotFound
-from chalicelib.management import connection_keys as keys
-from chalicelib.management.connections import cached_connection_by_name, require_connection
 
 bp = Blueprint(__name__)
+keys = LazyModule("chalicelib.management.connection_keys")
+connections = LazyModule("chalicelib.management.connections")
 JSON = MANAGEMENT_BODY_TYPES
 # Auth0's own scopes, or the connection scopes (which already let a caller change the connection).
 READ_SCOPES = ("read:connections_keys", "read:connections")
@@ -47,7 +48,7 @@ def _optional_body() -> dict | None:
 @bp.route("/oauth/connection/{name}/.well-known/jwks.json", methods=["GET"])
 @handles_api_errors
 def connection_jwks(name):
-    connection = cached_connection_by_name(name)
+    connection = connections.cached_connection_by_name(name)
     jwks = keys.public_jwks(connection) if connection is not None else None
     if jwks is None:
         raise NotFound("The connection does not exist or has no keys",
@@ -59,7 +60,7 @@ def connection_jwks(name):
 @handles_api_errors
 def list_connection_keys(connection_id):
     _caller(*READ_SCOPES)
-    connection = require_connection(connection_id)
+    connection = connections.require_connection(connection_id)
     return json_response([keys.key_view(k) for k in keys.list_keys(connection)])
 
 
@@ -68,7 +69,7 @@ def list_connection_keys(connection_id):
 def create_connection_keys(connection_id):
     _caller(*CREATE_SCOPES)
     body = _optional_body()
-    connection = require_connection(connection_id)
+    connection = connections.require_connection(connection_id)
     return json_response([keys.key_view(k) for k in keys.provision(connection, body)], 201)
 
 
@@ -77,5 +78,5 @@ def create_connection_keys(connection_id):
 def rotate_connection_keys(connection_id):
     _caller(*ROTATE_SCOPES)
     body = _optional_body()
-    connection = require_connection(connection_id)
+    connection = connections.require_connection(connection_id)
     return json_response(keys.key_view(keys.rotate(connection, body), rotate_response=True), 201)

@@ -15,6 +15,21 @@ from chalice import Response
 
 from chalicelib.errors import ApiError, InvalidBody, InvalidQueryString, OAuthError, TooLarge
 
+
+class LazyModule:
+    """A module imported on first attribute access. The Management API's blueprints bind their
+    management modules this way, for cold start only: those modules build pydantic models at
+    import (tens of milliseconds), and a cold container serving /authorize, /oauth/token or
+    discovery never needs them."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attribute: str):
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attribute)
+
 # Content types the Management API's write routes accept: Chalice would answer any other type with
 # its own 415 body, so these reach parse_json, which gives Auth0's error for a bad body.
 MANAGEMENT_BODY_TYPES = ["application/json", "text/plain", "application/x-www-form-urlencoded",

@@ -4,6 +4,7 @@ from __future__ import annotations
 from chalice import Blueprint
 
 from chalicelib.api.http import (
+    LazyModule,
     MANAGEMENT_BODY_TYPES,
     handles_api_errors,
     json_response,
@@ -12,17 +13,19 @@ from chalicelib.api.http import (
     query_params,
 )
 from chalicelib.errors import InvalidQueryString
-from chalicelib.management import auth, clients, connections, grants
+from chalicelib.management import auth
 from chalicelib.management.paging import check_known, flag, one, page, select_fields
 
 bp = Blueprint(__name__)
-# Chalice answers other types with its own 415 body; accept the usual ones and let parse_json
+clients = LazyModule("chalicelib.management.clients")
+connections = LazyModule("chalicelib.management.connections")
+grants = LazyModule("chalicelib.management.grants")
 JSON = MANAGEMENT_BODY_TYPES
 
-CONNECTION_FIELDS = ("id", "name", "strategy", "display_name", "show_as_button",
-                     "is_domain_connection", "realms", "metadata", "enabled_clients", "options",
-                     *connections.TOP_LEVEL_EXTRAS)
-CLIENT_FIELDS = clients.PUBLIC_FIELDS
+
+def _connection_fields() -> tuple[str, ...]:
+    return ("id", "name", "strategy", "display_name", "show_as_button", "is_domain_connection",
+            "realms", "metadata", "enabled_clients", "options", *connections.TOP_LEVEL_EXTRAS)
 
 
 def _caller(*scopes: str):
@@ -50,8 +53,8 @@ def list_connections():
     views = [connections.view(i, caller.scopes) for i in items]
     paged = page(views, params, "connections", "id")
     if isinstance(paged, list):
-        return json_response(select_fields(paged, params, CONNECTION_FIELDS))
-    paged["connections"] = select_fields(paged["connections"], params, CONNECTION_FIELDS)
+        return json_response(select_fields(paged, params, _connection_fields()))
+    paged["connections"] = select_fields(paged["connections"], params, _connection_fields())
     return json_response(paged)
 
 
@@ -71,7 +74,7 @@ def get_connection(connection_id):
     check_known(params, {"fields", "include_fields"})
     item = connections.require_connection(connection_id)
     view = connections.view(item, caller.scopes)
-    return json_response(select_fields([view], params, CONNECTION_FIELDS)[0])
+    return json_response(select_fields([view], params, _connection_fields())[0])
 
 
 @bp.route("/api/v2/connections/{connection_id}", methods=["PATCH"], content_types=JSON)
@@ -135,8 +138,8 @@ def list_clients():
         items = [i for i in items if i.get("is_first_party", True) == first_party]
     paged = page(items, params, "clients", "client_id")
     if isinstance(paged, list):
-        return json_response(select_fields(paged, params, CLIENT_FIELDS))
-    paged["clients"] = select_fields(paged["clients"], params, CLIENT_FIELDS)
+        return json_response(select_fields(paged, params, clients.PUBLIC_FIELDS))
+    paged["clients"] = select_fields(paged["clients"], params, clients.PUBLIC_FIELDS)
     return json_response(paged)
 
 
@@ -154,7 +157,7 @@ def get_client(client_id):
     params = query_params(bp.current_request)
     check_known(params, {"fields", "include_fields"})
     view = clients.view(clients.require_client(client_id))
-    return json_response(select_fields([view], params, CLIENT_FIELDS)[0])
+    return json_response(select_fields([view], params, clients.PUBLIC_FIELDS)[0])
 
 
 @bp.route("/api/v2/clients/{client_id}", methods=["PATCH"], content_types=JSON)

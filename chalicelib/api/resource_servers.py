@@ -4,6 +4,7 @@ from __future__ import annotations
 from chalice import Blueprint
 
 from chalicelib.api.http import (
+    LazyModule,
     MANAGEMENT_BODY_TYPES,
     handles_api_errors,
     json_response,
@@ -11,10 +12,10 @@ from chalicelib.api.http import (
     parse_json,
     query_params,
 )
-from chalicelib.management import resource_servers as servers
 from chalicelib.management.paging import check_known, page, select_fields
 
 bp = Blueprint(__name__)
+servers = LazyModule("chalicelib.management.resource_servers")
 JSON = MANAGEMENT_BODY_TYPES
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 from chalice import Blueprint
 
 from chalicelib.api.http import (
+    LazyModule,
     MANAGEMENT_BODY_TYPES,
     handles_api_errors,
     json_response,
@@ -11,10 +12,10 @@ from chalicelib.api.http import (
     parse_json,
     query_params,
 )
-from chalicelib.management import tenant_settings
 from chalicelib.management.paging import check_known, select_fields
 
 bp = Blueprint(__name__)
+tenant_settings = LazyModule("chalicelib.management.tenant_settings")
 JSON = MANAGEMENT_BODY_TYPES
 
 
