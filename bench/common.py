@@ -160,24 +160,26 @@ class LambdaContext:
 
 
 def api_event(method: str, path: str, query: dict | None = None, headers: dict | None = None,
-              body: str | None = None) -> dict:
-    """An API Gateway REST proxy event for a route without path parameters."""
+              body: str | None = None, route: tuple[str, dict] | None = None) -> dict:
+    """An API Gateway REST proxy event; ``route`` is (resource template, path parameters) for a
+    route with path parameters."""
+    resource, path_params = route or (path, None)
     headers = {"Host": "127.0.0.1:8000", "X-Forwarded-Proto": "http", **(headers or {})}
     multi_query = None
     if query:
         multi_query = {k: (v if isinstance(v, list) else [v]) for k, v in query.items()}
     return {
-        "resource": path,
+        "resource": resource,
         "path": path,
         "httpMethod": method,
         "headers": headers,
         "multiValueHeaders": {k: [v] for k, v in headers.items()},
         "queryStringParameters": {k: v[-1] for k, v in multi_query.items()} if multi_query else None,
         "multiValueQueryStringParameters": multi_query,
-        "pathParameters": None,
+        "pathParameters": path_params,
         "stageVariables": None,
         "requestContext": {
-            "resourcePath": path, "httpMethod": method, "path": "/api" + path, "stage": "api",
+            "resourcePath": resource, "httpMethod": method, "path": "/api" + path, "stage": "api",
             "requestId": str(uuid.uuid4()), "accountId": "123456789012", "apiId": "bench",
             "identity": {"sourceIp": "127.0.0.1", "userAgent": "bench"},
             "protocol": "HTTP/1.1", "requestTimeEpoch": int(time.time() * 1000),
@@ -229,8 +231,8 @@ class Broker:
         self.by_path: dict[str, float] = {}
         self.current_path = ""
 
-    def call(self, method, path, *, query=None, headers=None, body=None) -> Response:
-        event = api_event(method, path, query, headers, body)
+    def call(self, method, path, *, query=None, headers=None, body=None, route=None) -> Response:
+        event = api_event(method, path, query, headers, body, route)
         context = LambdaContext()
         self.current_path = f"{method} {path}"
         start = cpu()
@@ -313,7 +315,7 @@ class FakeIdp:
         self.cpu += cpu() - start
         return response
 
-    def safe_post_form(self, url, data, *, auth=None, **_kwargs):
+    def safe_post_form(self, url, data, *, auth=None, headers=None, **_kwargs):
         from joserfc import jwt
 
         start = cpu()
@@ -321,6 +323,7 @@ class FakeIdp:
         try:
             if url != self.endpoints["token_endpoint"]:
                 return self._response(url, 404, {"error": "not_found"})
+            auth = auth or _basic_credentials(headers or {})
             client_id = auth[0] if auth else data.get("client_id")
             secret = auth[1] if auth else data.get("client_secret")
             grant = self.codes.pop(data.get("code"), None)
@@ -356,6 +359,19 @@ class FakeIdp:
         self.cpu += cpu() - start
         return {"code": code, "state": params["state"], "iss": self.issuer}
 
+
+
+def _basic_credentials(headers: dict) -> tuple[str, str] | None:
+    """client_secret_basic as the broker's upstream client sends it (RFC 6749 §2.3.1: each part
+    form-urlencoded, then Base64)."""
+    import base64
+    from urllib.parse import unquote_plus
+
+    value = {k.lower(): v for k, v in headers.items()}.get("authorization", "")
+    if not value.startswith("Basic "):
+        return None
+    user, _, password = base64.b64decode(value[6:]).decode().partition(":")
+    return unquote_plus(user), unquote_plus(password)
 
 # --------------------------------------------------------------------------- the flow
 
@@ -403,7 +419,11 @@ def login(setup: Setup, *, scope="openid profile email offline_access") -> dict:
         raise RuntimeError(f"/authorize: {start.status} {start.body[:300]}")
     cookies = start.cookies()
     answer = idp.authorize(start.header("location"))
-    callback = broker.call("GET", "/login/callback", query=answer,
+    # The connection's own redirect URI (mix-up defence): where the IdP sends the browser back.
+    callback_path = urlsplit(parse_qs(urlsplit(start.header("location")).query)["redirect_uri"][0]).path
+    callback = broker.call("GET", callback_path, query=answer,
+                           route=("/login/callback/{connection_name}",
+                                  {"connection_name": callback_path.rsplit("/", 1)[1]}),
                            headers={"Cookie": "; ".join(f"{k}={v}" for k, v in cookies.items())})
     if callback.status != 303:
         raise RuntimeError(f"/login/callback: {callback.status} {callback.body[:300]}")
