@@ -50,6 +50,7 @@ def _selected(found: list[dict], params: dict, paged) -> object:
 @handles_api_errors
 def list_users():
     from chalicelib import users
+    from chalicelib.store import users as user_store
 
     _caller("read:users")
     params = query_params(bp.current_request)
@@ -69,11 +70,13 @@ def list_users():
         chunk = paged if isinstance(paged, list) else paged["users"]
         return json_response(_selected(chunk, params, paged))
     names = [n for n in names if all(value == n for _, value in terms)]
-    # Page the ids (from the keys-only index), then read only the page's profiles.
+    # Page the ids (from the keys-only index), then read only the page's profiles, in one
+    # BatchGetItem per 100 of them (a profile deleted or expired since the index was read is
+    # left out).
     ids = [{"user_id": user_id} for user_id in users.list_user_ids(names)]
     paged = page(ids, params, "users", "user_id")
     chunk = paged if isinstance(paged, list) else paged["users"]
-    found = [users.view(u) for u in (users.get_user(i["user_id"]) for i in chunk) if u is not None]
+    found = [users.view(u) for u in user_store.get_many([i["user_id"] for i in chunk])]
     return json_response(_selected(found, params, paged))
 
 

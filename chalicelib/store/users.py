@@ -48,6 +48,15 @@ def get(user_id: str) -> dict | None:
     return table().get(*key(user_id))
 
 
+def get_many(user_ids: list[str]) -> list[dict]:
+    """The profiles of these users that exist (and have not expired), in the order asked: one
+    BatchGetItem per 100 users instead of a GetItem each."""
+    wanted = [u for u in user_ids
+              if isinstance(u, str) and u and len(u) <= MAX_USER_ID]
+    found = table().batch_get([key(u) for u in wanted])
+    return [found[key(u)] for u in wanted if key(u) in found]
+
+
 def _profile_ids(items) -> set[str]:
     """The user ids of the profile items among index entries (keys only)."""
     return {item["pk"][len("USER#"):] for item in items
