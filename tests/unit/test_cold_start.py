@@ -13,6 +13,9 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,3 +79,158 @@ def test_authorize_token_discovery_and_jwks_do_not_load_authlib():
 def test_the_probe_sees_authlib_when_the_callback_path_loads_it():
     """The control: the same probe reports authlib once a callback-path module is imported."""
     assert run_probe("chalicelib.login.client_assertion")["after_control"] is True
+
+
+# --------------------------------------------------------------------------- pydantic
+# Issue 17: pydantic (the Management API's body models) must not load on a cold /authorize,
+# /login/callback, /oauth/token (code and refresh grants), discovery or JWKS. This probe has
+# real storage: the test's moto server, where the parent process created an application, a
+# connection to the real test IdP, a pending login (its callback answer) and a refresh token.
+# Each step runs in its own fresh interpreter (the code grant gets the code the cold callback
+# step answered), so each is measured cold; the child reports whether pydantic is in
+# sys.modules afterwards and, if it is, the chalicelib frames that imported it first.
+
+STEP_PROBE = r"""
+import json, os, sys, traceback
+from urllib.parse import parse_qs, urlencode, urlsplit
+sys.path.insert(0, os.getcwd())
+
+first_import = []
+
+
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name == "pydantic" and not first_import:
+            first_import.extend(f"{f.filename.split(os.getcwd())[-1]}:{f.lineno}"
+                                for f in traceback.extract_stack() if "chalicelib" in f.filename)
+        return None
+
+
+sys.meta_path.insert(0, Watch())
+from chalice.test import Client
+from app import app
+
+step = json.loads(sys.stdin.read())
+with Client(app, stage_name="local", project_dir=os.getcwd()) as client:
+    body = urlencode(step["form"]) if "form" in step else None
+    response = getattr(client.http, step["method"].lower())(
+        step["path"], headers=step.get("headers", {}), body=body)
+location = response.headers.get("Location") or response.headers.get("location") or ""
+result = {"status": response.status_code, "pydantic": "pydantic" in sys.modules,
+          "imported_by": first_import, "code": parse_qs(urlsplit(location).query).get("code"),
+          "body": response.body.decode(errors="replace")[:300]}
+if len(sys.argv) > 1:  # the control: a Management API write module does load pydantic
+    __import__(sys.argv[1])
+    result["after_control"] = "pydantic" in sys.modules
+print(json.dumps(result))
+"""
+
+
+def run_step_probe(aws_endpoint: str, step: dict, *args: str) -> dict:
+    from tests.conftest import _ENV
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "BROKER_"))}
+    env.update(_ENV)
+    env["AWS_ENDPOINT_URL"] = aws_endpoint
+    done = subprocess.run([sys.executable, "-c", STEP_PROBE, *args], cwd=ROOT, env=env,
+                          input=json.dumps(step), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run_steps(aws_endpoint: str, steps: list[dict]) -> dict[str, dict]:
+    results: dict[str, dict] = {}
+    code = None
+    for step in steps:
+        if "form" in step:
+            step = {**step, "form": {k: (code if v == "$CODE" else v)
+                                     for k, v in step["form"].items()}}
+        results[step["name"]] = result = run_step_probe(aws_endpoint, step)
+        code = (result["code"] or [code])[0]
+    return results
+
+
+def _login_steps(api, client) -> list[dict]:
+    """An application on a connection to the real test IdP; the steps of its logins."""
+    import uuid
+
+    from tests.api.test_logout import APP_CALLBACK, new_app, new_connection, sign_in
+    from tests.support.flow import Browser, authorize_path, idp_login, pkce_pair
+
+    idp = _IDP["idp"]
+    app = new_app(api, "cold-" + uuid.uuid4().hex[:6],
+                  grant_types=["authorization_code", "refresh_token"])
+    connection = new_connection(api, idp, "cold", [app["client_id"]])
+    secret = {"client_id": app["client_id"], "client_secret": app["client_secret"]}
+
+    def authorize(challenge: str) -> str:
+        return authorize_path(
+            client_id=app["client_id"], redirect_uri=APP_CALLBACK, response_type="code",
+            scope="openid offline_access", state="st", nonce="n-" + uuid.uuid4().hex,
+            code_challenge=challenge, code_challenge_method="S256",
+            connection=connection["name"])
+
+    # A refresh token, from a whole login in this (warm) process.
+    _browser, tokens = sign_in(client, app, connection, scope="openid offline_access")
+    # A login left at the IdP's answer: the child delivers it to its cold callback.
+    browser = Browser(client)
+    verifier, challenge = pkce_pair()
+    started = browser.get(authorize(challenge))
+    assert started.status_code == 302, started.body
+    method, params = idp_login(started.headers["Location"])
+    assert method == "GET", method
+    return [
+        {"name": "discovery", "method": "GET", "path": "/.well-known/openid-configuration"},
+        {"name": "jwks", "method": "GET", "path": "/.well-known/jwks.json"},
+        {"name": "authorize", "method": "GET", "path": authorize(pkce_pair()[1])},
+        {"name": "callback", "method": "GET",
+         "path": getattr(params, "path", "/login/callback") + "?" + urlencode(dict(params)),
+         "headers": {"Cookie": "; ".join(f"{k}={v}" for k, v in browser.cookies.items())}},
+        {"name": "code_grant", "method": "POST", "path": "/oauth/token", "headers": FORM,
+         "form": {"grant_type": "authorization_code", "code": "$CODE",
+                  "redirect_uri": APP_CALLBACK, "code_verifier": verifier, **secret}},
+        {"name": "refresh_grant", "method": "POST", "path": "/oauth/token", "headers": FORM,
+         "form": {"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+                  **secret}},
+    ]
+
+
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
+_IDP: dict = {}
+
+
+@pytest.fixture(scope="module")
+def idp():
+    from tests.support.flow import CALLBACK
+    from tests.support.idp import default_idp_config, start_idp
+
+    with start_idp(default_idp_config(redirect_uris=[CALLBACK])) as running:
+        _IDP["idp"] = running
+        yield running
+    _IDP.clear()
+
+
+EXPECTED = {"discovery": 200, "jwks": 200, "authorize": 302, "callback": 303,
+            "code_grant": 200, "refresh_grant": 200}
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "issue 17 item 3, open: the read-side helpers live in pydantic-importing Management API "
+    "modules: sessions.py -> management/tenant_settings.py (authorize), login/callback.py -> "
+    "management/connections.py (callback), provider/code_grant.py -> "
+    "management/resource_servers.py (both token grants). Strict: remove this mark once fixed."))
+def test_cold_login_and_token_paths_do_not_load_pydantic(aws_endpoint, api, client, idp):
+    results = run_steps(aws_endpoint, _login_steps(api, client))
+    # Every step succeeded for real, so every handler ran all the way.
+    assert {name: r["status"] for name, r in results.items()} == EXPECTED, results
+    loaded = {name: r["imported_by"] for name, r in results.items() if r["pydantic"]}
+    assert loaded == {}, f"pydantic loaded cold by: {json.dumps(loaded, indent=1)}"
+
+
+def test_the_step_probe_sees_pydantic_when_a_management_write_module_loads(aws_endpoint):
+    """The control: the same probe reports pydantic once a Management API module is imported."""
+    result = run_step_probe(aws_endpoint, {"name": "discovery", "method": "GET",
+                                           "path": "/.well-known/openid-configuration"},
+                            "chalicelib.management.clients")
+    assert result["status"] == 200 and result["pydantic"] is False
+    assert result["after_control"] is True
