@@ -16,6 +16,10 @@ request forgery risk. This module is the only door out:
   TLS SNI and certificate verification still use the host name. Redirects are
   followed by hand and only to the same scheme, host and port; bodies are
   streamed and capped; the whole exchange is bounded by a total deadline.
+- Connections are kept alive and reused within a container, pooled per
+  (scheme, host, port, checked addresses): every request still resolves and
+  checks the host first, and a new DNS answer is a new pool, so a kept
+  connection only ever serves the host and the addresses just checked.
 - :func:`guard_session` puts a ``requests.Session`` built by a library (authlib's
   ``OAuth2Session``, the client toward upstream IdPs) behind the same two doors:
   its only transport is :class:`SessionAdapter`, which sends each request through
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
+from collections import OrderedDict
 import socket
 import ssl
 import sys
@@ -57,6 +62,7 @@ __all__ = [
     "SessionAdapter",
     "check_address",
     "check_url",
+    "close_pooled_connections",
     "default_resolver",
     "guard_session",
     "safe_get",
@@ -330,6 +336,8 @@ class _Guard:
     deadline: float
     connect_timeout: float
     expired: bool = False
+    reused: bool = False  # the current request went out on a kept connection
+    _stopped: bool = False
     _sockets: list[socket.socket] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _timer: threading.Timer | None = None
@@ -346,26 +354,34 @@ class _Guard:
         self._timer.start()
 
     def stop_watchdog(self) -> None:
+        # After this returns the watchdog shuts nothing down: the sockets of this exchange may
+        # already serve another one from the pool.
+        with self._lock:
+            self._stopped = True
         if self._timer is not None:
             self._timer.cancel()
 
     def _expire(self) -> None:
         with self._lock:
+            if self._stopped:
+                return
             self.expired = True
-            sockets = list(self._sockets)
-        for sock in sockets:
-            _shutdown(sock)
+            for sock in self._sockets:
+                _shutdown(sock)
 
     def _track(self, sock: socket.socket) -> None:
         with self._lock:
             self._sockets.append(sock)
-            expired = self.expired
-        if expired:
-            _shutdown(sock)
+            if self.expired:
+                _shutdown(sock)
 
-    def connect(
-        self, host: str, port: int, timeout: Any, source_address: Any, socket_options: Any
-    ) -> socket.socket:
+    def _untrack(self, sock: socket.socket) -> None:
+        """A connection goes back to the pool: it is no longer this exchange's to cut."""
+        with self._lock:
+            self._sockets = [s for s in self._sockets if s is not sock]
+
+    def resolve(self, host: str, port: int) -> tuple[str, ...]:
+        """The addresses of ``host``, every one checked before any connection is attempted."""
         host = host.strip("[]").rstrip(".")
         literal = _ip_literal(host.split("%", 1)[0])
         if literal is not None:
@@ -377,7 +393,17 @@ class _Guard:
                 raise OutboundError(f"could not resolve {host}") from e
             if not ips:
                 raise OutboundError(f"could not resolve {host}: no addresses")
-        # Every address must pass before any connection is attempted.
+        for ip in ips:
+            check_address(ip, self.allow_loopback, host=host)
+        return tuple(ips)
+
+    def connect(
+        self, host: str, port: int, ips: tuple[str, ...], timeout: Any, source_address: Any,
+        socket_options: Any,
+    ) -> socket.socket:
+        """Connect to the first of ``ips`` (checked by :meth:`resolve` for this very request)
+        that answers; each is checked again under this exchange's policy all the same."""
+        host = host.strip("[]").rstrip(".")
         for ip in ips:
             check_address(ip, self.allow_loopback, host=host)
         per_try = timeout if isinstance(timeout, (int, float)) else self.connect_timeout
@@ -418,8 +444,21 @@ def _shutdown(sock: socket.socket) -> None:
         pass  # already closed (or detached by the TLS wrap)
 
 
+# The exchange (its _Guard) the current thread runs: connections are pooled across exchanges,
+# so a connection finds the deadline and watchdog of whichever exchange is using it here.
+_current = threading.local()
+
+
+def _current_guard() -> _Guard:
+    guard = getattr(_current, "guard", None)
+    if guard is None:
+        raise OutboundError("outbound connection outside a netguard exchange: refused")
+    return guard
+
+
 class _GuardedConnectionMixin:
-    _guard: _Guard
+    _ips: tuple[str, ...]  # the pool's checked addresses
+    sock: Any
     host: str
     port: int
     timeout: Any
@@ -427,8 +466,9 @@ class _GuardedConnectionMixin:
     socket_options: Any
 
     def _new_conn(self) -> socket.socket:  # replaces urllib3's resolve-and-connect
-        sock = self._guard.connect(
-            self.host, self.port, self.timeout, self.source_address, self.socket_options
+        sock = _current_guard().connect(
+            self.host, self.port, self._ips, self.timeout, self.source_address,
+            self.socket_options
         )
         sys.audit("http.client.connect", self, self.host, self.port)
         return sock
@@ -438,7 +478,7 @@ class _GuardedConnectionMixin:
         # For https the TLS socket replaces (and detaches) the one _new_conn made.
         sock = getattr(self, "sock", None)
         if sock is not None:
-            self._guard._track(sock)
+            _current_guard()._track(sock)
 
 
 class _GuardedHTTPConnection(_GuardedConnectionMixin, HTTPConnection):
@@ -449,19 +489,55 @@ class _GuardedHTTPSConnection(_GuardedConnectionMixin, HTTPSConnection):
     pass  # TLS wrap (SNI + hostname verification) still uses self.host, the name
 
 
+class _GuardedPoolMixin:
+    """A pool of kept connections to one (scheme, host, port, checked addresses).
+
+    A connection taken from it joins the current exchange (its watchdog may cut it); one given
+    back leaves it. One that sat idle longer than ``POOL_IDLE_SECONDS`` is closed rather than
+    reused, so a request rarely meets a connection the server is closing right then; one the
+    server already closed (or that holds unread bytes) urllib3 drops at checkout."""
+
+    def _get_conn(self, timeout: float | None = None) -> Any:
+        conn = super()._get_conn(timeout)  # type: ignore[misc]
+        guard = _current_guard()
+        if conn.sock is not None:
+            idle_since = getattr(conn, "_netguard_idle_since", None)
+            if idle_since is not None and time.monotonic() - idle_since > POOL_IDLE_SECONDS:
+                conn.close()
+            else:
+                guard.reused = True
+                guard._track(conn.sock)
+        return conn
+
+    def _put_conn(self, conn: Any) -> None:
+        guard = getattr(_current, "guard", None)
+        if conn is not None and conn.sock is not None:
+            if guard is not None:
+                guard._untrack(conn.sock)
+                if guard.expired:  # the watchdog may have shut it down: never keep it
+                    conn.close()
+            conn._netguard_idle_since = time.monotonic()
+        super()._put_conn(conn)  # type: ignore[misc]
+
+
 class _GuardedAdapter(HTTPAdapter):
-    def __init__(self, guard: _Guard):
-        self._guard = guard
-        super().__init__(max_retries=0)
+    """The transport to one host at the addresses checked for it: its connections connect
+    to those addresses only, and are kept for the next request with the same answer."""
+
+    def __init__(self, ips: tuple[str, ...]):
+        self._ips = ips
+        super().__init__(pool_connections=1, pool_maxsize=POOL_MAXSIZE, max_retries=0)
 
     def init_poolmanager(
         self, connections: int, maxsize: int, block: bool = False, **pool_kwargs: Any
     ) -> None:
-        guard = self._guard
-        http_conn = type("GuardedHTTPConnection", (_GuardedHTTPConnection,), {"_guard": guard})
-        https_conn = type("GuardedHTTPSConnection", (_GuardedHTTPSConnection,), {"_guard": guard})
-        http_pool = type("GuardedHTTPConnectionPool", (HTTPConnectionPool,), {"ConnectionCls": http_conn})
-        https_pool = type("GuardedHTTPSConnectionPool", (HTTPSConnectionPool,), {"ConnectionCls": https_conn})
+        ips = self._ips
+        http_conn = type("GuardedHTTPConnection", (_GuardedHTTPConnection,), {"_ips": ips})
+        https_conn = type("GuardedHTTPSConnection", (_GuardedHTTPSConnection,), {"_ips": ips})
+        http_pool = type("GuardedHTTPConnectionPool", (_GuardedPoolMixin, HTTPConnectionPool),
+                         {"ConnectionCls": http_conn})
+        https_pool = type("GuardedHTTPSConnectionPool", (_GuardedPoolMixin, HTTPSConnectionPool),
+                          {"ConnectionCls": https_conn})
         self._pool_connections = connections
         self._pool_maxsize = maxsize
         self._pool_block = block
@@ -470,6 +546,41 @@ class _GuardedAdapter(HTTPAdapter):
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
         raise OutboundRefused("proxies are not supported for outbound requests")
+
+
+# Kept connections, per container: at most POOL_HOSTS origins (least recently used dropped) of
+# at most POOL_MAXSIZE idle connections each. The key holds the addresses checked for this very
+# request, so a new DNS answer never reuses a connection made for the old one.
+POOL_HOSTS = 32
+POOL_MAXSIZE = 4
+POOL_IDLE_SECONDS = 30.0
+_pools: OrderedDict[tuple[str, str, int, tuple[str, ...]], _GuardedAdapter] = OrderedDict()
+_pools_lock = threading.Lock()
+
+
+def _adapter_for(scheme: str, host: str, port: int, ips: tuple[str, ...]) -> _GuardedAdapter:
+    key = (scheme, host, port, tuple(sorted(ips)))
+    evicted: list[_GuardedAdapter] = []
+    with _pools_lock:
+        adapter = _pools.get(key)
+        if adapter is None:
+            adapter = _pools[key] = _GuardedAdapter(ips)
+            while len(_pools) > POOL_HOSTS:
+                evicted.append(_pools.popitem(last=False)[1])
+        else:
+            _pools.move_to_end(key)
+    for old in evicted:
+        old.close()  # idle connections now; one in use is closed when it is given back
+    return adapter
+
+
+def close_pooled_connections() -> None:
+    """Forget every kept connection (tests that want a cold container)."""
+    with _pools_lock:
+        adapters = list(_pools.values())
+        _pools.clear()
+    for adapter in adapters:
+        adapter.close()
 
 
 # --------------------------------------------------------------------------- exchange
@@ -604,18 +715,21 @@ def _exchange(
     request_headers.update(headers or {})
     session = requests.Session()
     session.trust_env = False  # no proxies from the environment, no ~/.netrc credentials
-    adapter = _GuardedAdapter(guard)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
+    session.adapters.clear()  # only the pooled adapter of each request's checked origin
     history: list[str] = []
     current = url
     host = _host_of(url)
     body = data
+    previous, _current.guard = getattr(_current, "guard", None), guard
     guard.start_watchdog()
     try:
         while True:
             check_url(current, allow_loopback)
             host = _host_of(current)
+            scheme, origin_host, port = _origin(current)
+            ips = guard.resolve(urlsplit(current).hostname or "", port)
+            session.mount(f"{scheme}://", _adapter_for(scheme, origin_host, port, ips))
+            guard.reused = False
             remaining = guard.remaining()
             if remaining <= 0:
                 raise OutboundError(f"could not connect to {host}: timed out")
@@ -676,7 +790,8 @@ def _exchange(
         raise
     finally:
         guard.stop_watchdog()
-        session.close()
+        _current.guard = previous
+        session.adapters.clear()  # not session.close(): that would close the kept connections
 
 
 def safe_get(
