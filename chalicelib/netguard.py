@@ -553,7 +553,11 @@ class _GuardedAdapter(HTTPAdapter):
 # request, so a new DNS answer never reuses a connection made for the old one.
 POOL_HOSTS = 32
 POOL_MAXSIZE = 4
-POOL_IDLE_SECONDS = 30.0
+# A connection idle this long is closed, not reused: below the 5 s keep-alive timeout of Node's
+# http server (oidc-provider) and Apache, so a request is never written on a connection the
+# server is closing at that moment (a code POST cannot be retried safely). Under load, calls to
+# one IdP come far more often than that, so reuse still pays where it matters.
+POOL_IDLE_SECONDS = 4.0
 _pools: OrderedDict[tuple[str, str, int, tuple[str, ...]], _GuardedAdapter] = OrderedDict()
 _pools_lock = threading.Lock()
 

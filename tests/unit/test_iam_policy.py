@@ -45,6 +45,8 @@ TRANSACT_KIND_ACTION = {
 # Operations whose IAM actions are not simply "<prefix>:<OperationName>".
 NOT_ONE_TO_ONE = {
     ("dynamodb", "TransactGetItems"): {"dynamodb:GetItem"},
+    # BatchGetItem is authorised by its own action (not per item as transactions are).
+    ("dynamodb", "BatchGetItem"): {"dynamodb:BatchGetItem"},
 }
 
 # Actions the code never calls but Lambda needs in the function's role: the runtime writes the
@@ -663,7 +665,7 @@ def test_scanner_follows_factories_and_dispatchers(tmp_path):
         "        return getattr(self._c(), operation)(**kw)\n"
         "    def q(self):\n"
         "        self._call('query', TableName='t')\n"
-        "        self._call(operation='batch_get_item')\n"
+        "        self._call(operation='batch_write_item')\n"
         "def worker():\n"
         "    sqs = aws.client('sqs')\n"
         "    sqs.receive_message(QueueUrl='u')\n"
@@ -671,11 +673,11 @@ def test_scanner_follows_factories_and_dispatchers(tmp_path):
     assert result.calls == {
         ("secretsmanager", "get_secret_value"),
         ("dynamodb", "query"),
-        ("dynamodb", "batch_get_item"),
+        ("dynamodb", "batch_write_item"),
         ("sqs", "receive_message"),
     }
     with pytest.raises(ScanError, match="NOT_ONE_TO_ONE"):
-        iam_actions(result)  # BatchGetItem: mapped on purpose, not by name
+        iam_actions(result)  # BatchWriteItem: mapped on purpose, not by name
 
 
 def test_unknown_operation_fails(tmp_path):
