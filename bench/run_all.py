@@ -30,7 +30,11 @@ BENCHES = [
     ("refresh_peer", ["--grants", "150"], ["--grants", "30"], 180),
     ("memory", ["--logins", "1000"], ["--logins", "100"], 300),
     ("package_size", [], [], 300),
+    ("load_run", ["--logins", "50", "--refreshes", "200", "--workers", "50"],
+     ["--logins", "20", "--refreshes", "60", "--workers", "20"], 180),
 ]
+if (ROOT / "bench" / "upstream_reuse.py").exists():  # another engineer's script, once it lands
+    BENCHES.append(("upstream_reuse", [], [], 240))
 
 # What would remove a DynamoDB call, keyed by the call site the counter saw (bench/common.py
 # _call_site). Printed only for call sites that were measured in this run.
@@ -172,6 +176,24 @@ def analysis(results: dict) -> list[str]:
     return lines
 
 
+def model_sections(results: dict) -> list[str]:
+    """Latency on AWS (model) and cost per login / per MAU, from warm_login's per-route figures."""
+    warm = results.get("warm_login")
+    if not warm or "routes" not in warm:
+        return []
+    from bench import cost, latency
+
+    lines: list[str] = []
+    try:
+        prices = cost.load_prices()
+        lines += ["", "## Latency per route on AWS (model)", "",
+                  *latency.report(warm, prices["latency"], cost.configured_memory_mb())]
+        lines += ["", "## Cost per login and per monthly active user", "", *cost.report(warm, prices)]
+    except Exception as exc:  # noqa: BLE001 - the figures above must still be written
+        lines += ["", f"Cost/latency model failed: {type(exc).__name__}: {exc}"]
+    return lines
+
+
 def write_results(results: dict, outputs: dict, durations: dict, info: dict, total: float,
                   command: str) -> Path:
     rows = []
@@ -223,6 +245,7 @@ def write_results(results: dict, outputs: dict, durations: dict, info: dict, tot
         if result.get("profile"):
             lines += ["", f"## {result.get('profile_title', name)}", "", "```",
                       result["profile"].rstrip(), "```"]
+    lines += model_sections(results)
     lines += [
         "",
         "## Method",
@@ -243,6 +266,12 @@ def write_results(results: dict, outputs: dict, durations: dict, info: dict, tot
         "docstring).",
         "- Peer: `tests/idp/server.mjs` (oidc-provider, in-memory adapter) over loopback HTTP; its CPU "
         "is utime+stime from /proc/<pid>/stat around N grants (10 ms ticks, hence 300 grants).",
+        "- Cost and latency model: `bench/cost.py`, `bench/latency.py`, prices in "
+        "`bench/prices.json`; inputs are warm_login's per-route meter (DynamoDB request units from "
+        "the measured item sizes, read before and after each write with a separate client; log "
+        "bytes from the records the handler wrote).",
+        "- Load run: `bench/load_run.py`, concurrent browsers over real HTTP through chalice's local "
+        "server, moto in its own process; each login answered as a distinct upstream user.",
     ]
     load = ROOT / "tests" / "resilience" / "LOAD_RESULTS.md"
     if load.exists():

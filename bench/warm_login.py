@@ -12,6 +12,12 @@ tokens, 1 RS256 verification of the upstream ID token, raw ``cryptography``) plu
 of DynamoDB round trips a login needs (MIN_DYNAMODB_CALLS, see below), timed as PutItem/GetItem
 round trips with the broker's own boto3 client.
 
+It also meters each route for bench/cost.py and bench/latency.py (``routes`` in the JSON): CPU per
+request (the three login routes, a refresh grant, discovery, JWKS), DynamoDB calls by operation with
+the request units they bill (item sizes from the requests and from the items they touch, read
+before and after each write with a separate client), the items of each TransactWriteItems, Secrets
+Manager and SQS calls, upstream IdP calls and the bytes of log lines written.
+
     .venv/bin/python bench/warm_login.py [--logins 150] [--json PATH]
 """
 from __future__ import annotations
@@ -23,6 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench import cost  # noqa: E402
 from bench.common import (  # noqa: E402
     Attribution,
     AwsCounter,
@@ -32,6 +39,7 @@ from bench.common import (  # noqa: E402
     figure,
     login,
     profile,
+    refresh,
     start_broker,
 )
 
@@ -124,6 +132,236 @@ def _unvalidated_client():
     return boto3.session.Session().client("dynamodb", config=config, region_name="us-east-1")
 
 
+# --------------------------------------------------------------------------- per-route metering
+
+# The table's keys-only global secondary indexes (infra/resources.yaml BrokerTable).
+TABLE_INDEXES = {"users": ("list_pk", "list_sk"), "user_email": ("email_key",)}
+LAMBDA_REQUEST_ID = "3604209a-e9a3-11e6-939a-754dd98c7be3"  # 36 characters, like every request id
+
+
+def route_name(method: str, path: str, phase: str) -> str:
+    if path == "/authorize":
+        return "authorize"
+    if path.startswith("/login/callback/"):
+        return "callback"
+    if path == "/oauth/token":
+        return "token_refresh" if phase == "refresh" else "token_code"
+    if path == "/.well-known/openid-configuration":
+        return "discovery"
+    if path == "/.well-known/jwks.json":
+        return "jwks"
+    return f"{method} {path}"
+
+
+def platform_log_bytes(duration_ms: float = 12.34, memory_mb: int = 512) -> int:
+    """Lambda's own lines per invocation (START, END, REPORT), as the runtime writes them."""
+    lines = [f"START RequestId: {LAMBDA_REQUEST_ID} Version: $LATEST",
+             f"END RequestId: {LAMBDA_REQUEST_ID}",
+             f"REPORT RequestId: {LAMBDA_REQUEST_ID}\tDuration: {duration_ms:.2f} ms\t"
+             f"Billed Duration: {int(duration_ms) + 1} ms\tMemory Size: {memory_mb} MB\t"
+             f"Max Memory Used: 90 MB\t"]
+    return sum(len(line.encode()) + 1 for line in lines)
+
+
+class _LogBytes:
+    """A logging handler that counts the bytes the Lambda runtime would write for each record:
+    root-logger records as ``[LEVEL]\\t<timestamp>\\t<request id>\\t<message>``, Chalice's app logger
+    as its own stdout format ``<name> - <LEVEL> - <message>``."""
+
+    def __init__(self, lambda_format: bool):
+        import logging
+
+        class Handler(logging.Handler):
+            def emit(handler, record):  # noqa: N805 - closure over the meter
+                message = record.getMessage()
+                if record.exc_info:
+                    message += "\n" + logging.Formatter().formatException(record.exc_info)
+                if lambda_format:
+                    line = f"[{record.levelname}]\t2026-01-01T00:00:00.000Z\t{LAMBDA_REQUEST_ID}\t{message}"
+                else:
+                    line = f"{record.name} - {record.levelname} - {message}"
+                handler.bytes += len(line.encode()) + 1
+
+        self.handler = Handler(level=logging.INFO)
+        self.handler.bytes = 0
+
+
+class RouteMeter:
+    """Meters the broker per route while active (see the module docstring)."""
+
+    def __init__(self, setup):
+        import boto3
+
+        self.setup = setup
+        self.phase = "login"
+        self.route = "?"
+        self.routes: dict[str, dict] = {}
+        self.requests: dict[str, int] = {}
+        # A separate client (not the broker's, so not metered) reads items before/after writes.
+        self.probe = boto3.session.Session().client("dynamodb", region_name="us-east-1")
+        self._pending: list = []
+
+    def _row(self) -> dict:
+        return self.routes.setdefault(self.route, {
+            "calls": {}, "wru": 0.0, "rru": 0.0, "transact_items": [], "secretsmanager": 0,
+            "sqs": 0, "upstream_calls": 0, "log_bytes": 0, "app_log_bytes": 0})
+
+    def _get(self, table: str, key: dict) -> dict | None:
+        return self.probe.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+
+    @staticmethod
+    def _key(item: dict) -> dict:
+        return {k: item[k] for k in ("pk", "sk") if k in item}
+
+    def _before(self, model, params, **_):
+        """``before-parameter-build``: ``params`` are the API parameters, before serialisation."""
+        self._consistent = bool(params.get("ConsistentRead", False))
+        service = model.service_model.service_name
+        row = self._row()
+        operation = f"{service}.{model.name}"
+        row["calls"][operation] = row["calls"].get(operation, 0) + 1
+        if service == "secretsmanager":
+            row["secretsmanager"] += 1
+        elif service == "sqs":
+            row["sqs"] += 1
+        if service != "dynamodb":
+            return
+        writes = []  # (table, key, transactional, kind)
+        if model.name == "PutItem":
+            writes.append((params["TableName"], self._key(params["Item"]), False, "Put"))
+        elif model.name in ("DeleteItem", "UpdateItem"):
+            writes.append((params["TableName"], params["Key"], False, model.name[:-4]))
+        elif model.name == "TransactWriteItems":
+            row["transact_items"].append(len(params["TransactItems"]))
+            for entry in params["TransactItems"]:
+                (kind, body), = entry.items()
+                key = self._key(body["Item"]) if kind == "Put" else body["Key"]
+                writes.append((body["TableName"], key, True, kind))
+        self._pending = [(table, key, transactional, kind, self._get(table, key))
+                         for table, key, transactional, kind in writes]
+
+    def _after(self, model, parsed, **_):
+        if model.service_model.service_name != "dynamodb":
+            return
+        row = self._row()
+        if model.name == "GetItem":
+            row["rru"] += cost.read_units(cost.item_size(parsed.get("Item")),
+                                          consistent=self._consistent)
+        elif model.name == "Query":
+            size = sum(cost.item_size(item) for item in parsed.get("Items", []))
+            row["rru"] += cost.read_units(size, consistent=self._consistent)
+        failed = "Error" in parsed
+        for table, key, transactional, kind, before in self._pending:
+            after = None if failed else self._get(table, key)
+            if failed:  # a refused write still bills its size (a conditional check failure)
+                after = before
+            size = max(cost.item_size(before), cost.item_size(after))
+            row["wru"] += cost.write_units(size, transactional=transactional)
+            if kind != "ConditionCheck" and not failed:
+                row["wru"] += cost.index_write_units(before, after, TABLE_INDEXES)
+        self._pending = []
+
+    def call(self, original, method, path, **kwargs):
+        self.route = route_name(method, path, self.phase)
+        self.requests[self.route] = self.requests.get(self.route, 0) + 1
+        fetched = len(self.setup.idp.fetched)
+        response = original(method, path, **kwargs)
+        self._row()["upstream_calls"] += len(self.setup.idp.fetched) - fetched
+        self.attribute_logs()
+        return response
+
+    def __enter__(self):
+        import functools
+        import logging
+
+        from chalicelib import aws
+
+        broker = self.setup.broker
+        self._original_call = broker.call
+        broker.call = functools.partial(self.call, self._original_call)
+        for service in AwsCounter.SERVICES:
+            events = aws.client(service).meta.events
+            events.register("before-parameter-build", self._before)
+            events.register("after-call", self._after)
+        self._logs = [(_LogBytes(True), logging.getLogger()),
+                      (_LogBytes(False), broker.app.log)]
+        for counter, logger in self._logs:
+            logger.addHandler(counter.handler)
+        self._log_mark = 0
+        return self
+
+    def __exit__(self, *exc):
+        from chalicelib import aws
+
+        broker = self.setup.broker
+        broker.call = self._original_call
+        for service in AwsCounter.SERVICES:
+            events = aws.client(service).meta.events
+            events.unregister("before-parameter-build", self._before)
+            events.unregister("after-call", self._after)
+        for counter, logger in self._logs:
+            logger.removeHandler(counter.handler)
+
+    def attribute_logs(self) -> None:
+        """Book the log bytes written since the last call to the current route."""
+        written = sum(counter.handler.bytes for counter, _logger in self._logs)
+        self._row()["app_log_bytes"] += written - self._log_mark
+        self._log_mark = written
+
+    def per_request(self) -> dict:
+        """Averages per request of each route, with Lambda's START/END/REPORT lines added."""
+        found = {}
+        for name, row in self.routes.items():
+            n = self.requests.get(name) or 1
+            found[name] = {
+                "requests_metered": n,
+                "calls": {k: v / n for k, v in sorted(row["calls"].items())},
+                "wru": row["wru"] / n, "rru": row["rru"] / n,
+                "transact_items": sorted(set(row["transact_items"])),
+                "secretsmanager": row["secretsmanager"] / n, "sqs": row["sqs"] / n,
+                "upstream_calls": row["upstream_calls"] / n,
+                "app_log_bytes": row["app_log_bytes"] / n,
+                "log_bytes": row["app_log_bytes"] / n + platform_log_bytes(),
+            }
+        return found
+
+
+def meter_routes(setup, n: int = 3) -> dict:
+    """Per-route counts and billed units over ``n`` logins, ``n`` refresh grants and ``n`` discovery
+    and JWKS requests (warm)."""
+    broker = setup.broker
+    with RouteMeter(setup) as meter:
+        tokens = None
+        for _ in range(n):
+            tokens = login(setup)
+        meter.phase = "refresh"
+        for _ in range(n):
+            refresh(setup, tokens["refresh_token"])
+        meter.phase = "other"
+        for _ in range(n):
+            broker.call("GET", "/.well-known/openid-configuration")
+            broker.call("GET", "/.well-known/jwks.json")
+    return meter.per_request()
+
+
+def cpu_per_route(setup, n: int) -> dict:
+    """Broker CPU per request of the non-login routes: refresh grant, discovery, JWKS (ms)."""
+    broker = setup.broker
+    tokens = login(setup)
+    found = {}
+    for name, action in (
+            ("token_refresh", lambda: refresh(setup, tokens["refresh_token"])),
+            ("discovery", lambda: broker.call("GET", "/.well-known/openid-configuration")),
+            ("jwks", lambda: broker.call("GET", "/.well-known/jwks.json"))):
+        for _ in range(5):
+            action()
+        start = broker.handler_cpu
+        for _ in range(n):
+            action()
+        found[name] = (broker.handler_cpu - start) / n * 1000
+    return found
+
+
 def measure(setup, n: int) -> dict:
     broker, idp = setup.broker, setup.idp
     by_path = dict(broker.by_path)
@@ -184,7 +422,14 @@ def main(argv: list[str]) -> dict:
     n = int(argv[argv.index("--logins") + 1]) if "--logins" in argv else 150
     with AwsServer() as aws_server:
         setup = start_broker(aws_server)
-        login(setup)  # cold: secrets, signing keys, JWKS, connection cache, lazy imports
+        from chalicelib.secrets import secret_store
+
+        # What a login reads again once the 10-minute secrets cache has expired (provisioning and
+        # the setup above filled it): empty it, then count the first login's reads.
+        secret_store()._cache.clear()
+        with AwsCounter(setup.broker) as cold:
+            login(setup)  # cold: secrets, signing keys, JWKS, connection cache, lazy imports
+        secrets_per_fill = sum(v for k, v in cold.calls.items() if k.startswith("secretsmanager."))
         for _ in range(10):
             login(setup)
         requests = count_requests(setup)
@@ -229,11 +474,23 @@ def main(argv: list[str]) -> dict:
                                + [f"{count:9g}  {path:20s}  {operation:26s}  {site}"
                                   for path, operation, site, count in requests["sites"]])
         split_text, split = attribute(setup, 30)
+        routes = meter_routes(setup)
+        other_cpu = cpu_per_route(setup, max(20, n // 3))
+        for path, spent in by_path.items():
+            name = route_name("", path, "login")
+            if name in routes:
+                routes[name]["cpu_ms"] = spent * 1000
+        for name, spent in other_cpu.items():
+            routes.setdefault(name, {"calls": {}, "wru": 0.0, "rru": 0.0})["cpu_ms"] = spent
         notes = [MINIMUM_WHY,
                  f"Client CPU per DynamoDB round trip in this run: {round_trip * 1000:.2f} ms with "
                  f"the broker's client configuration (chalicelib/aws.py _config), "
                  f"{round_trip_unvalidated * 1000:.2f} ms with parameter_validation=False added."]
+        from chalicelib.secrets import CACHE_SECONDS
+
         result = {"script": "warm_login", "figures": figures, "notes": notes, "requests": requests,
+                  "routes": routes, "secrets_per_cache_fill": secrets_per_fill,
+                  "secrets_cache_seconds": CACHE_SECONDS,
                   "split": split, "round_trip_ms": round_trip * 1000,
                   "round_trip_unvalidated_ms": round_trip_unvalidated * 1000,
                   "profile_title": "Where a warm login's CPU and AWS calls go",
