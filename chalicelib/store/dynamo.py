@@ -24,6 +24,12 @@ class ConditionFailed(Exception):
         super().__init__("condition failed")
         self.reasons = reasons or []
 
+    @property
+    def lost_race(self) -> bool:
+        """Cancelled only because a concurrent transaction held one of its items: no condition
+        failed and nothing was written, so the very same writes may be sent again."""
+        return "TransactionConflict" in self.reasons and "ConditionalCheckFailed" not in self.reasons
+
 
 def _serializer():
     from boto3.dynamodb.types import TypeSerializer
@@ -267,9 +273,26 @@ class Table:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def transact(self, operations: list[dict]) -> None:
+    def transact(self, operations: list[dict], *, conflict_retries: int = 0) -> None:
         """All-or-nothing write of several items (each op in DynamoDB's TransactItems shape,
-        but with plain-dict ``Item``/``Key``/``ExpressionAttributeValues``)."""
+        but with plain-dict ``Item``/``Key``/``ExpressionAttributeValues``).
+
+        ``conflict_retries``: how many times to send the same writes again, after a short
+        jittered pause, when DynamoDB cancelled them only for a concurrent transaction on one of
+        their items (:attr:`ConditionFailed.lost_race`) — for writes whose conditions do not
+        depend on who wins (a login's user, session, grant and code: two tabs signing the same
+        user in at once both succeed). Single-use consumption never retries blindly."""
+        for attempt in range(conflict_retries + 1):
+            try:
+                return self._transact_once(operations)
+            except ConditionFailed as exc:
+                if not exc.lost_race or attempt == conflict_retries:
+                    raise
+                import random
+
+                self.sleep(_capped_by_budget(random.uniform(0.01, 0.04) * (attempt + 1)))
+
+    def _transact_once(self, operations: list[dict]) -> None:
         items = []
         for op in operations:
             (kind, body), = op.items()

@@ -518,13 +518,38 @@ def test_dependency_failure_after_the_transaction_goes_to_the_app(client, api, s
                                                                   monkeypatch):
     """SPEC §8: once the redirect_uri is known, an outage is reported to the application."""
     from chalicelib.errors import ApiError
-    from chalicelib.provider import grant_store
+    from chalicelib.store.dynamo import Table
 
-    def unavailable(operations):
+    def unavailable(self, operations, **options):
         raise ApiError("DynamoDB is unavailable", status=503, error_code="temporarily_unavailable")
 
-    monkeypatch.setattr(grant_store, "run", unavailable)
+    monkeypatch.setattr(Table, "transact", unavailable)
     browser, response = login(client, setup["web"], setup["back"])
     assert_app_error(response, "temporarily_unavailable")
     monkeypatch.undo()
     assert_nothing_stored(client, api, setup["web"], setup["back"], browser)
+
+
+def test_a_login_that_loses_a_race_on_the_user_item_is_written_again(client, api, setup,
+                                                                      monkeypatch):
+    """Two tabs signing one user in at once: DynamoDB cancels one transaction with
+    TransactionConflict (nothing written, no condition failed). That login is written again and
+    completes, instead of ending in "could not be recorded"."""
+    from chalicelib.store.dynamo import ConditionFailed, Table
+
+    real, conflicts = Table._transact_once, []
+
+    def conflicting_once(self, operations):
+        if not conflicts:
+            conflicts.append(len(operations))
+            raise ConditionFailed(["None", "TransactionConflict"])
+        return real(self, operations)
+
+    monkeypatch.setattr(Table, "_transact_once", conflicting_once)
+    browser, response = login(client, setup["web"], setup["back"])
+    params = location_params(response)
+    assert conflicts, "the login's transaction was not reached"
+    assert "code" in params, params
+    user_id = quote(f"oidc|{setup['back']['name']}|alice", safe="")
+    assert api.call("GET", f"/api/v2/users/{user_id}").status_code == 200
+    assert "broker_session" in browser.cookies or any("session" in c for c in browser.cookies)

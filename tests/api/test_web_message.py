@@ -249,12 +249,12 @@ def test_an_outage_at_authorize_is_a_web_message(client, setup, monkeypatch):
 def test_an_outage_at_the_callback_is_a_web_message_and_stores_no_session(client, setup,
                                                                           monkeypatch):
     from chalicelib.errors import ApiError
-    from chalicelib.provider import grant_store
+    from chalicelib.store.dynamo import Table
 
-    def unavailable(operations):
+    def unavailable(self, operations, **options):
         raise ApiError("DynamoDB is unavailable", status=503, error_code="temporarily_unavailable")
 
-    monkeypatch.setattr(grant_store, "run", unavailable)
+    monkeypatch.setattr(Table, "transact", unavailable)
     _, answer, _ = login(client, setup, state="cb-down")
     response = message_of(answer)
     assert (response["error"], response["state"]) == ("temporarily_unavailable", "cb-down")
