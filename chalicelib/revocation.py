@@ -7,17 +7,19 @@ Two strengths:
   deleting its sessions):
   everything ends, offline refresh tokens too.
 Either way the applications that got tokens in an ended session are notified by back-channel
-logout. Refs under ``USER#{user_id}`` name every session and grant of a user, so revoking a user is
-one query plus one conditional update per item; every step is idempotent, so a retry after a
-partial failure finishes the job.
+logout. Refs in the user's partition name every session and grant of a user
+(chalicelib/store/user_refs.py), so revoking a user is one query plus one conditional update per
+item; every step is idempotent, so a retry after a partial failure finishes the job. Deleting and
+blocking a user are chalicelib/cascades.py.
 """
 from __future__ import annotations
 
 import logging
 
 from chalicelib import sessions
+from chalicelib.logout import backchannel
 from chalicelib.provider import grant_store
-from chalicelib.store.dynamo import table
+from chalicelib.store import user_refs
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +37,6 @@ def _revoke_session_grants(session: dict, now: int, reason: str, include_offline
 
 
 def _notify(session: dict, exclude_client: str | None) -> None:
-    from chalicelib.logout import backchannel
-
     backchannel.queue_for_session(session, exclude_client=exclude_client)
 
 
@@ -84,29 +84,15 @@ def _finish_end(session: dict, now: int, *, reason: str, initiator_client: str |
 def revoke_user(user_id: str, now: int, reason: str) -> dict:
     """Revoke every session and every grant (offline ones too) of ``user_id``."""
     ended, revoked = [], []
-    for ref in list(table().query(f"USER#{user_id}")):
-        if ref["sk"].startswith("SESSION#"):
-            session = end_session(ref["sid"], now, reason=reason, include_offline=True,
+    for kind, ref_id in user_refs.refs_of(user_id):
+        if kind == "session":
+            session = end_session(ref_id, now, reason=reason, include_offline=True,
                                   finish_interrupted=True)
             if session is not None:
                 ended.append(session)
-        elif ref["sk"].startswith("GRANT#"):
-            grant_store.revoke_grant(ref["grant_id"], now, reason)
-            revoked.append(ref["grant_id"])
+        else:
+            grant_store.revoke_grant(ref_id, now, reason)
+            revoked.append(ref_id)
     log.info("revoked user %s: %d sessions, %d grants (%s)", user_id[:80], len(ended),
              len(revoked), reason)
     return {"sessions": ended, "grants": revoked}
-
-
-def delete_user(user_id: str, now: int) -> None:
-    from chalicelib.store import users
-
-    revoke_user(user_id, now, "user_deleted")
-    users.delete(user_id)
-
-
-def block_user(user_id: str, now: int) -> dict:
-    """After ``blocked`` was written: end everything of the user exactly as deleting it would,
-    but keep the profile. The flag is written first, so a login or refresh racing this sees it
-    (the login's condition, the refresh's read) or loses its grant here."""
-    return revoke_user(user_id, now, "user_blocked")

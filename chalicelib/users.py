@@ -1,7 +1,9 @@
 """User profiles: ``oidc|{connection}|{sub}`` with root and mapped attributes (SPEC §2.4).
 
 The key formats, indexes and conditions live in :mod:`chalicelib.store.users`; this module is
-the profile as the rest of the broker sees it (ids, Auth0's user object, the 404).
+the profile as the rest of the broker sees it (ids, Auth0's user object, the 404). What follows
+from deleting or blocking a user (its sessions end, its grants are revoked) is
+chalicelib/cascades.py.
 """
 from __future__ import annotations
 
@@ -184,9 +186,9 @@ def _check_patch(body: dict) -> None:
         raise _invalid("Payload validation error: 'Expected type boolean' on property blocked")
 
 
-def update_user(user_id: str, body: dict, now: float) -> dict:
-    """Apply a PATCH; returns the updated profile. Blocking ends the user's sessions and
-    revokes its grants (offline ones too) after the flag is written (SPEC §2.4)."""
+def update_profile(user_id: str, body: dict, now: float) -> dict:
+    """Apply a PATCH to the stored profile; returns it updated. Through the Management API this
+    is :func:`chalicelib.cascades.update_user`, which then ends a blocked user's sessions."""
     _check_patch(body)
     for _ in range(5):  # optimistic concurrency against other PATCHes of the same user
         user = require_user(user_id)
@@ -205,10 +207,6 @@ def update_user(user_id: str, body: dict, now: float) -> dict:
         from chalicelib.errors import ServiceUnavailable
 
         raise ServiceUnavailable("The user is being changed concurrently; retry")
-    if body.get("blocked") is True:
-        from chalicelib import revocation  # the Management API's path only: cold start
-
-        revocation.block_user(updated["user_id"], int(now))
     return updated
 
 

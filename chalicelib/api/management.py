@@ -17,6 +17,7 @@ from chalicelib.management import auth
 from chalicelib.management.paging import check_known, flag, one, page, select_fields
 
 bp = Blueprint(__name__)
+cascades = LazyModule("chalicelib.cascades")
 clients = LazyModule("chalicelib.management.clients")
 connections = LazyModule("chalicelib.management.connections")
 grants = LazyModule("chalicelib.management.grants")
@@ -92,7 +93,7 @@ def update_connection(connection_id):
 @handles_api_errors
 def delete_connection(connection_id):
     _caller("delete:connections")
-    connections.delete_connection(connection_id)
+    cascades.delete_connection(connection_id)
     return json_response(None, 204)
 
 
@@ -171,7 +172,7 @@ def update_client(client_id):
 @handles_api_errors
 def delete_client(client_id):
     _caller("delete:clients")
-    clients.delete_client(client_id)
+    cascades.delete_client(client_id)
     return json_response(None, 204)
 
 

@@ -8,6 +8,7 @@ from urllib.parse import unquote
 from chalice import Blueprint
 
 from chalicelib.api.http import (
+    LazyModule,
     MANAGEMENT_BODY_TYPES,
     handles_api_errors,
     json_response,
@@ -19,6 +20,7 @@ from chalicelib.errors import InvalidQueryString, NotFound
 from chalicelib.management.paging import check_known, one, page, select_fields
 
 bp = Blueprint(__name__)
+cascades = LazyModule("chalicelib.cascades")
 JSON = MANAGEMENT_BODY_TYPES
 
 USER_FIELDS = ("user_id", "email", "email_verified", "name", "given_name", "family_name",
@@ -113,17 +115,17 @@ def update_user(user_id):
 
     _caller("update:users")
     body = parse_json(bp.current_request)
-    return json_response(users.view(users.update_user(unquote(user_id), body, time.time())))
+    return json_response(users.view(cascades.update_user(unquote(user_id), body, time.time())))
 
 
 @bp.route("/api/v2/users/{user_id}", methods=["DELETE"])
 @handles_api_errors
 def delete_user(user_id):
-    from chalicelib import revocation, users
+    from chalicelib import users
 
     _caller("delete:users")
     user = users.require_user(unquote(user_id))
-    revocation.delete_user(user["user_id"], int(time.time()))
+    cascades.delete_user(user["user_id"], int(time.time()))
     return json_response(None, 204)
 
 

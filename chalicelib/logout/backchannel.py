@@ -15,7 +15,9 @@ import time
 
 from chalicelib import aws
 from chalicelib.errors import ServiceUnavailable
+from chalicelib.keys import sign_jwt
 from chalicelib.settings import get_settings
+from chalicelib.store import clients as client_records
 from chalicelib.tokens import random_token
 
 log = logging.getLogger(__name__)
@@ -31,8 +33,6 @@ _queue_urls: dict[str, str] = {}
 
 def logout_token(*, client_id: str, sub: str, sid: str, now: int) -> str:
     """Back-Channel Logout §2.4: iss, aud, iat, exp, jti, sub, sid, events; never a nonce."""
-    from chalicelib.keys import sign_jwt
-
     claims = {"iss": get_settings().issuer, "aud": client_id, "iat": now,
               "exp": now + LOGOUT_TOKEN_LIFETIME, "jti": random_token(16), "sub": sub,
               "sid": sid, "events": {EVENT: {}}}
@@ -82,13 +82,11 @@ def _send(message: dict, delay: int = 0, dead_letter: bool = False) -> None:
 
 def queue_for_session(session: dict, *, exclude_client: str | None = None) -> int:
     """Queue logout notifications for every application that got tokens in ``session``."""
-    from chalicelib.management.clients import get_client
-
     queued = 0
     for client_id in sorted(session.get("clients") or []):
         if client_id == exclude_client:
             continue
-        client = get_client(client_id)
+        client = client_records.get(client_id)
         if client is None:
             continue
         for url in (client.get("oidc_logout") or {}).get("backchannel_logout_urls") or []:
@@ -100,6 +98,7 @@ def queue_for_session(session: dict, *, exclude_client: str | None = None) -> in
 
 def deliver(message: dict, now: int | None = None) -> str:
     """One delivery attempt: ``delivered``, ``rejected`` (400, final) or ``retry``."""
+    # Cold start: the HTTP stack (requests) loads only when a notification is delivered.
     from chalicelib.netguard import OutboundError, OutboundRefused, safe_post_form
 
     now = int(time.time() if now is None else now)

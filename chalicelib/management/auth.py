@@ -69,6 +69,8 @@ def authenticate(authorization: str | None, now: float | None = None) -> Caller:
     if not isinstance(scope, str):
         raise InvalidToken("Invalid token scope")
     client_id = claims.get("azp") or claims.get("client_id") or ""
+    # Cold start: ``import app`` loads this module; the clients module (its pydantic models)
+    # loads only when a Management API token is checked.
     from chalicelib.management import clients as clients_module
 
     if not clients_module.client_is_active(client_id):

@@ -1,4 +1,8 @@
-"""Applications (OAuth clients): validation, secrets as salted hashes, storage (SPEC §2.3)."""
+"""Applications (OAuth clients): validation, secrets as salted hashes, storage (SPEC §2.3).
+
+Deleting a client also deletes its grants and enablements and revokes its tokens:
+chalicelib/cascades.py.
+"""
 from __future__ import annotations
 
 import datetime as dt
@@ -14,10 +18,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from chalicelib.errors import InvalidBody, NotFound
 from chalicelib.management.auth0_fields import JsonValue, fields_marked, inert, only, refusable
 from chalicelib.management.validation import check_stored_url, validate
+from chalicelib.provider.cors import normalise_origin
 from chalicelib.settings import get_settings
+from chalicelib.store import clients as store
+from chalicelib.store.clients import PK
 from chalicelib.store.dynamo import ConditionFailed, table
+from chalicelib.ttl_cache import TtlCache
 
-PK = "CLIENTS"
 ALNUM = string.ascii_letters + string.digits
 
 AppType = Literal["regular_web", "spa", "native", "non_interactive"]
@@ -245,8 +252,6 @@ def _check_origins(origins: list[str] | None, what: str, *, allow_loopback: bool
     Auth0's Allowed Origins / Allowed Web Origins. Exact origins only: no path, no wildcard."""
     from urllib.parse import urlsplit
 
-    from chalicelib.provider.cors import normalise_origin
-
     checked: list[str] = []
     for value in origins or []:
         check_stored_url(value, field=what, allow_loopback_http=allow_loopback)
@@ -370,8 +375,6 @@ _client_cache = None
 def cached_client(client_id: str) -> dict | None:
     global _client_cache
     if _client_cache is None:
-        from chalicelib.ttl_cache import TtlCache
-
         _client_cache = TtlCache(CONFIG_CACHE_SECONDS)
     return _client_cache.get((get_settings().table_name, client_id), lambda: get_client(client_id))
 
@@ -407,9 +410,7 @@ def create_client(body: dict) -> dict:
 
 
 def get_client(client_id: str) -> dict | None:
-    if not isinstance(client_id, str) or not client_id or len(client_id) > 128:
-        return None
-    return table().get(PK, client_id)
+    return store.get(client_id)
 
 
 def require_client(client_id: str) -> dict:
@@ -500,20 +501,7 @@ def rotate_secret(client_id: str) -> dict:
 
 
 @_drops_cached_clients
-def delete_client(client_id: str) -> None:
-    """Delete the client, its grants and its connection enablements (no orphans)."""
-    require_client(client_id)
-    from chalicelib.management import connections, grants
-
-    grants.delete_grants_of_client(client_id)
-    connections.disable_client_everywhere(client_id)
+def delete_client_record(client_id: str) -> None:
+    """The client's own item. Only :func:`chalicelib.cascades.delete_client` calls this, between
+    removing what refers to the client and revoking its tokens."""
     table().delete(PK, client_id)
-    # SPEC §8: deleting a client revokes its tokens (codes, access and refresh tokens die with
-    # their grants). After the delete, so a token request racing it fails at client auth.
-    import time
-
-    from chalicelib.provider import grant_store
-
-    now = int(time.time())
-    for grant_id in grant_store.grants_of_client(client_id):
-        grant_store.revoke_grant(grant_id, now, "client_deleted")

@@ -1,8 +1,8 @@
 """Connections to upstream OpenID Connect providers: validation, discovery, storage (SPEC §2.2).
 
-Storage: the connection lives at ``CONNECTIONS/{id}``; a lock item ``CONNECTION_NAME/{name}``
-makes names unique, both written in one transaction so concurrent creates have one winner.
-The upstream ``client_secret`` goes to Secrets Manager only; the item records only *that* one is set.
+Storage (keys, name uniqueness, enabled clients) is chalicelib/store/connections.py. The upstream
+``client_secret`` goes to Secrets Manager only; the item records only *that* one is set. Deleting
+a connection deletes its users first: chalicelib/cascades.py.
 """
 from __future__ import annotations
 
@@ -17,15 +17,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chalicelib.errors import Conflict, InvalidBody, NotFound
 from chalicelib.management.auth0_fields import JsonValue, fields_marked, inert, only, refusable
+from chalicelib.management.connection_keys import delete_keys
 from chalicelib.management.validation import check_stored_url, validate
 from chalicelib.secrets import connection_secret_name, secret_store
 from chalicelib.settings import get_settings
-from chalicelib.store.dynamo import ConditionFailed, table
+from chalicelib.store import clients as client_records
+from chalicelib.store import connections as store
+from chalicelib.store.dynamo import ConditionFailed
+from chalicelib.ttl_cache import TtlCache
 
 log = logging.getLogger(__name__)
 
-PK = "CONNECTIONS"
-NAME_PK = "CONNECTION_NAME"
 ALNUM = string.ascii_letters + string.digits
 NAME_PATTERN = r"^[a-zA-Z0-9](-[a-zA-Z0-9]|[a-zA-Z0-9])*$"
 
@@ -314,6 +316,7 @@ def _check_algs(algs: list[str] | None, metadata: dict | None) -> list[str]:
 
 
 def _discover(options: Options) -> dict:
+    # Cold start: discovery's HTTP stack (requests) loads only when a connection is written.
     from chalicelib.management.discovery import DiscoveryError, fetch_discovery
 
     _check_url(options.discovery_url, "options.discovery_url")
@@ -437,8 +440,6 @@ _config_cache = None
 def _cache():
     global _config_cache
     if _config_cache is None:
-        from chalicelib.ttl_cache import TtlCache
-
         _config_cache = TtlCache(CONFIG_CACHE_SECONDS)
     return _config_cache
 
@@ -476,11 +477,9 @@ def _drops_cached_connections(write):
 def _check_enabled_clients(client_ids: list[str] | None) -> list[str] | None:
     if client_ids is None:
         return None
-    from chalicelib.management.clients import get_client
-
     unique = list(dict.fromkeys(client_ids))
     for client_id in unique:
-        if get_client(client_id) is None:
+        if client_records.get(client_id) is None:
             raise _bad(f"client {client_id} does not exist", "enabled_clients")
     return unique
 
@@ -517,15 +516,8 @@ def create_connection(body: dict) -> dict:
         "client_secret_set": bool(secret),
         **_top_level_extras(data),
     }
-    item = {"pk": PK, "sk": connection_id, **record}
-    if enabled:
-        item["enabled_clients"] = set(enabled)
     try:
-        table().transact([
-            {"Put": {"Item": {"pk": NAME_PK, "sk": data.name, "connection_id": connection_id},
-                     "ConditionExpression": "attribute_not_exists(pk)"}},
-            {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
-        ])
+        store.create({**record, store.ENABLED_CLIENTS: set(enabled)} if enabled else record)
     except ConditionFailed:
         raise Conflict("A connection with the same name already exists",
                        error_code="connection_conflict") from None
@@ -535,7 +527,7 @@ def create_connection(body: dict) -> dict:
                                secret, description=f"Upstream client secret of {data.name}")
         except Exception:
             # Nothing half-done: without its secret the connection must not exist.
-            _delete_items(connection_id, data.name)
+            store.delete(connection_id, data.name)
             raise
     record["enabled_clients"] = enabled
     return record
@@ -545,7 +537,7 @@ def get_connection(connection_id: str) -> dict | None:
     if not isinstance(connection_id, str) or not connection_id.startswith("con_") or len(
             connection_id) > 64:
         return None
-    return table().get(PK, connection_id)
+    return store.get(connection_id)
 
 
 def require_connection(connection_id: str) -> dict:
@@ -558,12 +550,12 @@ def require_connection(connection_id: str) -> dict:
 def get_connection_by_name(name: str) -> dict | None:
     if not isinstance(name, str) or not name or len(name) > 128:
         return None
-    lock = table().get(NAME_PK, name)
-    return get_connection(lock["connection_id"]) if lock else None
+    connection_id = store.id_for_name(name)
+    return get_connection(connection_id) if connection_id else None
 
 
 def list_connections() -> list[dict]:
-    return list(table().query(PK))
+    return store.list_all()
 
 
 @_drops_cached_connections
@@ -604,55 +596,24 @@ def update_connection(connection_id: str, body: dict) -> dict:
         secret_store().put(connection_secret_name(get_settings().secret_prefix, connection_id),
                            new_secret, description=f"Upstream client secret of {current['name']}")
     if sets or enabled is not None:
-        names, values, parts = {}, {}, []
-        for index, (field, value) in enumerate(sets.items()):
-            names[f"#f{index}"] = field
-            values[f":v{index}"] = value
-            parts.append(f"#f{index} = :v{index}")
-        expression = "SET " + ", ".join(parts) if parts else ""
-        if enabled is not None:
-            names["#ec"] = "enabled_clients"
-            if enabled:
-                values[":ec"] = set(enabled)
-                expression = (expression + ", " if expression else "SET ") + "#ec = :ec"
-            else:
-                expression = (expression + " " if expression else "") + "REMOVE #ec"
         try:
-            current = table().update(PK, connection_id, expression,
-                                     condition="attribute_exists(pk)", names=names,
-                                     values=values or None)
+            current = store.update(connection_id, sets, enabled)
         except ConditionFailed:
             raise NotFound("The connection does not exist",
                            error_code="inexistent_connection") from None
     return current
 
 
-def _delete_items(connection_id: str, name: str) -> None:
-    table().transact([
-        {"Delete": {"Key": {"pk": PK, "sk": connection_id}}},
-        {"Delete": {"Key": {"pk": NAME_PK, "sk": name}}},
-    ])
-
-
 @_drops_cached_connections
-def delete_connection(connection_id: str) -> None:
-    current = require_connection(connection_id)
-    # SPEC §8, no orphans: its users go first (each one's sessions end, every grant is revoked,
-    # back-channel logout is queued), so a failure half-way leaves the connection in place and a
-    # repeated DELETE finishes the job. Auth0 deletes a connection's users with it too.
-    import time
-
-    from chalicelib import revocation, users
-
-    now = int(time.time())
-    for user_id in users.list_user_ids([current["name"]]):
-        revocation.delete_user(user_id, now)
-    _delete_items(connection_id, current["name"])
-    if current.get("client_secret_set"):
+def delete_connection_records(connection: dict) -> None:
+    """The connection's own items, its upstream secret and its private_key_jwt keys. Only
+    :func:`chalicelib.cascades.delete_connection` calls this, once the connection's users are
+    gone."""
+    connection_id = connection["id"]
+    store.delete(connection_id, connection["name"])
+    if connection.get("client_secret_set"):
         secret_store().schedule_deletion(
             connection_secret_name(get_settings().secret_prefix, connection_id))
-    from chalicelib.management.connection_keys import delete_keys
-
     delete_keys(connection_id)  # private_key_jwt keys (a no-op when it never had any)
 
 
@@ -676,26 +637,23 @@ def set_enabled_clients(connection_id: str, body: list) -> None:
                           "property body")
     items = [validate(EnablementItem, entry) for entry in body]
     require_connection(connection_id)
-    from chalicelib.management.clients import get_client
-
     enable = {i.client_id for i in items if i.status}
     disable = {i.client_id for i in items if not i.status}
     if enable & disable:
         raise _bad("a client cannot be both enabled and disabled", "client_id")
     for client_id in enable:
-        if get_client(client_id) is None:
+        if client_records.get(client_id) is None:
             raise _bad(f"client {client_id} does not exist", "client_id")
     # DynamoDB refuses ADD and DELETE on one attribute in one update: two idempotent updates,
     # each atomic on the set, so concurrent enablement changes never overwrite each other.
     steps = []
     if enable:
-        steps.append(("ADD enabled_clients :v", enable))
+        steps.append((store.add_enabled_clients, enable))
     if disable:
-        steps.append(("DELETE enabled_clients :v", disable))
-    for expression, value in steps:
+        steps.append((store.remove_enabled_clients, disable))
+    for write, client_ids in steps:
         try:
-            table().update(PK, connection_id, expression, condition="attribute_exists(pk)",
-                           values={":v": value}, return_values="NONE")
+            write(connection_id, client_ids)
         except ConditionFailed:
             raise NotFound("The connection does not exist",
                            error_code="inexistent_connection") from None
@@ -706,9 +664,7 @@ def disable_client_everywhere(client_id: str) -> None:
     for item in list_connections():
         if client_id in (item.get("enabled_clients") or []):
             try:
-                table().update(PK, item["id"], "DELETE enabled_clients :del",
-                               condition="attribute_exists(pk)", values={":del": {client_id}},
-                               return_values="NONE")
+                store.remove_enabled_clients(item["id"], {client_id})
             except ConditionFailed:
                 continue
 

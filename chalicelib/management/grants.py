@@ -10,12 +10,11 @@ from chalicelib.errors import Conflict, InvalidBody, NotFound
 from chalicelib.management.auth import MANAGEMENT_SCOPES
 from chalicelib.management.validation import validate
 from chalicelib.settings import get_settings
+from chalicelib.store import client_grants as store
 from chalicelib.store import resource_servers
-from chalicelib.store.dynamo import ConditionFailed, table
+from chalicelib.store.dynamo import ConditionFailed
 from chalicelib.store.resource_servers import ResourceServer
 
-PK = "CLIENT_GRANTS"
-KEY_PK = "CLIENT_GRANT_KEY"
 ALNUM = string.ascii_letters + string.digits
 
 
@@ -66,6 +65,8 @@ def view(item: dict) -> dict:
 
 
 def create_grant(body: dict) -> dict:
+    # Cold start: the token endpoint imports this module (scopes_for); the clients module and
+    # its pydantic models load only when an administrator creates a grant.
     from chalicelib.management.clients import require_client
 
     data = validate(GrantCreate, body)
@@ -81,18 +82,11 @@ def create_grant(body: dict) -> dict:
         # Ties the grant to this registration: an API deleted and registered again under the
         # same identifier does not inherit grants that survived its deletion.
         record["resource_server_id"] = server.id
-    unique_key = f"{data.client_id}|{data.audience}"
-    operations = [
-        {"Put": {"Item": {"pk": KEY_PK, "sk": unique_key, "grant_id": grant_id},
-                 "ConditionExpression": "attribute_not_exists(pk)"}},
-        {"Put": {"Item": {"pk": PK, "sk": grant_id, **record},
-                 "ConditionExpression": "attribute_not_exists(pk)"}},
-    ]
-    if server is not None:
-        # A grant cannot be written for an API being deleted at the same moment.
-        operations.append(resource_servers.still_exists_check(server.identifier, server.id))
+    # A grant cannot be written for an API being deleted at the same moment.
+    checks = [] if server is None else [resource_servers.still_exists_check(server.identifier,
+                                                                             server.id)]
     try:
-        table().transact(operations)
+        store.create(record, *checks)
     except ConditionFailed as exc:
         if server is not None and exc.reasons[-1:] == ["ConditionalCheckFailed"]:
             raise NotFound("The resource server does not exist",
@@ -104,7 +98,7 @@ def create_grant(body: dict) -> dict:
 
 def list_grants(client_id: str | None = None, audience: str | None = None) -> list[dict]:
     found = []
-    for item in table().query(PK):
+    for item in store.list_all():
         if client_id is not None and item["client_id"] != client_id:
             continue
         if audience is not None and item["audience"] != audience:
@@ -114,7 +108,7 @@ def list_grants(client_id: str | None = None, audience: str | None = None) -> li
 
 
 def require_grant(grant_id: str) -> dict:
-    item = table().get(PK, grant_id) if grant_id and len(grant_id) <= 64 else None
+    item = store.get(grant_id)
     if item is None:
         raise NotFound("The client grant does not exist", error_code="inexistent_client_grant")
     return item
@@ -126,8 +120,7 @@ def update_grant(grant_id: str, body: dict) -> dict:
     scopes = _check_scopes(item["audience"], data.scope)
     _api_for(item["audience"], scopes)
     try:
-        updated = table().update(PK, grant_id, "SET #s = :s", condition="attribute_exists(pk)",
-                                 names={"#s": "scope"}, values={":s": scopes})
+        updated = store.set_scope(grant_id, scopes)
     except ConditionFailed:
         raise NotFound("The client grant does not exist",
                        error_code="inexistent_client_grant") from None
@@ -135,11 +128,7 @@ def update_grant(grant_id: str, body: dict) -> dict:
 
 
 def delete_grant(grant_id: str) -> None:
-    item = require_grant(grant_id)
-    table().transact([
-        {"Delete": {"Key": {"pk": PK, "sk": grant_id}}},
-        {"Delete": {"Key": {"pk": KEY_PK, "sk": f"{item['client_id']}|{item['audience']}"}}},
-    ])
+    store.delete(require_grant(grant_id))
 
 
 def delete_grants_of_client(client_id: str) -> None:
@@ -157,8 +146,7 @@ def delete_grants_of_audience(audience: str) -> None:
 
 def grant_for(client_id: str, audience: str) -> dict | None:
     """The stored grant of ``client_id`` for ``audience`` (never the bootstrap admin's)."""
-    key = table().get(KEY_PK, f"{client_id}|{audience}")
-    return table().get(PK, key["grant_id"]) if key else None
+    return store.for_pair(client_id, audience)
 
 
 def scopes_for(client_id: str, audience: str) -> list[str] | None:

@@ -523,7 +523,8 @@ def test_auth0_federated_logout_continues_upstream(client, apps, stored_hint):
 
 
 def test_auth0_federated_logout_without_end_session_endpoint_goes_to_return_to(client, apps):
-    from chalicelib.management.connections import PK, forget_cached_connections
+    from chalicelib.management.connections import forget_cached_connections
+    from chalicelib.store.connections import PK
     from chalicelib.store.dynamo import table
 
     web, conn = apps["web"], apps["connection"]

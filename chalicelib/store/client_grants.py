@@ -1,0 +1,62 @@
+"""Client grants (SPEC §2.4): every key format and condition for them.
+
+Two items per grant, written and deleted together in one transaction: the grant,
+``CLIENT_GRANTS`` / ``{grant_id}``, and a key item ``CLIENT_GRANT_KEY`` / ``{client_id}|{audience}``
+pointing at it, so a client has at most one grant per audience (both puts are conditional) and
+the token endpoint finds it with two reads. Writes raise
+:class:`~chalicelib.store.dynamo.ConditionFailed` when their condition does not hold.
+"""
+from __future__ import annotations
+
+from chalicelib.store.dynamo import table
+
+PK = "CLIENT_GRANTS"
+KEY_PK = "CLIENT_GRANT_KEY"
+MAX_GRANT_ID = 64
+
+
+def _pair(client_id: str, audience: str) -> str:
+    return f"{client_id}|{audience}"
+
+
+def create(record: dict, *also: dict) -> None:
+    """The grant (``id``, ``client_id``, ``audience``, ...) and its key item, then the transaction
+    items in ``also`` (condition checks). Fails when the client already has a grant for the
+    audience; a failed check in ``also`` shows as the last of the failure's reasons."""
+    table().transact([
+        {"Put": {"Item": {"pk": KEY_PK, "sk": _pair(record["client_id"], record["audience"]),
+                          "grant_id": record["id"]},
+                 "ConditionExpression": "attribute_not_exists(pk)"}},
+        {"Put": {"Item": {"pk": PK, "sk": record["id"], **record},
+                 "ConditionExpression": "attribute_not_exists(pk)"}},
+        *also,
+    ])
+
+
+def get(grant_id: str) -> dict | None:
+    if not isinstance(grant_id, str) or not grant_id or len(grant_id) > MAX_GRANT_ID:
+        return None
+    return table().get(PK, grant_id)
+
+
+def list_all() -> list[dict]:
+    return list(table().query(PK))
+
+
+def set_scope(grant_id: str, scopes: list[str]) -> dict:
+    """Fails when the grant is gone; returns the updated grant."""
+    return table().update(PK, grant_id, "SET #s = :s", condition="attribute_exists(pk)",
+                          names={"#s": "scope"}, values={":s": scopes})
+
+
+def delete(grant: dict) -> None:
+    table().transact([
+        {"Delete": {"Key": {"pk": PK, "sk": grant["id"]}}},
+        {"Delete": {"Key": {"pk": KEY_PK, "sk": _pair(grant["client_id"], grant["audience"])}}},
+    ])
+
+
+def for_pair(client_id: str, audience: str) -> dict | None:
+    """The grant of ``client_id`` for ``audience``, if any."""
+    key = table().get(KEY_PK, _pair(client_id, audience))
+    return table().get(PK, key["grant_id"]) if key else None
