@@ -13,19 +13,66 @@ import threading
 from moto.server import ThreadedMotoServer
 
 
+IDEMPOTENCY_SECONDS = 600  # DynamoDB keeps a TransactWriteItems client token for 10 minutes
+
+
 class _Serialised:
     def __init__(self, app):
         self.app = app
         self.lock = threading.Lock()
+        # ClientRequestToken -> (expiry, body digest, status, headers, body) of a committed
+        # TransactWriteItems.
+        self.committed: dict[str, tuple[float, str, str, list, bytes]] = {}
 
     def __call__(self, environ, start_response):
         # Only DynamoDB needs it (its transactions deep-copy tables); an SQS long poll must not
         # hold the lock while it waits.
-        if not environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        if not target.startswith("DynamoDB_"):
             return self.app(environ, start_response)
         with self.lock:
+            if target.endswith(".TransactWriteItems"):
+                return self._idempotent_transaction(environ, start_response)
             # Drain the response inside the lock: moto computes it lazily for some services.
             return list(self.app(environ, start_response))
+
+    def _idempotent_transaction(self, environ, start_response):
+        """DynamoDB answers a TransactWriteItems repeated with the same ClientRequestToken
+        (botocore fills one in and keeps it across its retries) with success and changes nothing
+        when the first one committed. moto ignores the token, so a retry after a client-side
+        read timeout (the first attempt did commit) would fail on its own conditions: remember
+        committed tokens here, as DynamoDB does."""
+        import hashlib
+        import io
+        import json
+        import time
+
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        raw = environ["wsgi.input"].read(length) if length else b""
+        environ["wsgi.input"] = io.BytesIO(raw)
+        try:
+            token = json.loads(raw or b"{}").get("ClientRequestToken")
+        except ValueError:
+            token = None
+        digest = hashlib.sha256(raw).hexdigest()
+        now = time.monotonic()
+        for stale in [t for t, entry in self.committed.items() if entry[0] <= now]:
+            del self.committed[stale]
+        if token and token in self.committed and self.committed[token][1] == digest:
+            _, _, status, headers, body = self.committed[token]
+            start_response(status, headers)
+            return [body]
+        answer: dict = {}
+
+        def capture(status, headers, exc_info=None):
+            answer["status"], answer["headers"] = status, list(headers)
+            return start_response(status, headers, exc_info)
+
+        body = b"".join(self.app(environ, capture))
+        if token and answer.get("status", "").startswith("200"):
+            self.committed[token] = (now + IDEMPOTENCY_SECONDS, digest, answer["status"],
+                                     answer["headers"], body)
+        return [body]
 
 
 def install_item_level_transaction_rollback() -> None:
