@@ -32,9 +32,8 @@ BENCHES = [
     ("package_size", [], [], 300),
     ("load_run", ["--logins", "50", "--refreshes", "200", "--workers", "50"],
      ["--logins", "20", "--refreshes", "60", "--workers", "20"], 180),
+    ("upstream_reuse", ["--rounds", "200"], ["--rounds", "50"], 120),
 ]
-if (ROOT / "bench" / "upstream_reuse.py").exists():  # another engineer's script, once it lands
-    BENCHES.append(("upstream_reuse", [], [], 240))
 
 # What would remove a DynamoDB call, keyed by the call site the counter saw (bench/common.py
 # _call_site). Printed only for call sites that were measured in this run.
