@@ -16,6 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chalicelib.errors import Conflict, InvalidBody, NotFound
 from chalicelib.management.validation import validate
+from chalicelib.registry.resource_servers import (  # noqa: F401  (read helpers: old callers)
+    MAX_AUDIENCE_LENGTH,
+    OIDC_SCOPES,
+    cached_resource_server,
+    forget_cached_resource_servers,
+    token_scope,
+)
 from chalicelib.settings import get_settings
 from chalicelib.store import resource_servers as store
 from chalicelib.store.dynamo import ConditionFailed
@@ -48,8 +55,6 @@ class ScopeDefinition(_Strict):
     @field_validator("value")
     @classmethod
     def _token(cls, value: str) -> str:
-        from chalicelib.provider.issue import OIDC_SCOPES
-
         if not SCOPE_TOKEN.match(value):
             raise ValueError("scope values are printable ASCII without spaces, quotes or "
                              "backslashes (RFC 6749 §3.3)")
@@ -150,13 +155,13 @@ class ResourceServerFields(_Strict):
 
 
 class ResourceServerCreate(ResourceServerFields):
-    identifier: str = Field(min_length=1, max_length=600)
+    identifier: str = Field(min_length=1, max_length=MAX_AUDIENCE_LENGTH)
 
 
 class ResourceServerUpdate(ResourceServerFields):
     # Read-only: accepted when unchanged, so a GET sent back by PATCH works.
     id: Optional[str] = Field(default=None, max_length=64, json_schema_extra={"readOnly": True})
-    identifier: Optional[str] = Field(default=None, max_length=600,
+    identifier: Optional[str] = Field(default=None, max_length=MAX_AUDIENCE_LENGTH,
                                       json_schema_extra={"readOnly": True})
 
 
@@ -283,37 +288,3 @@ def delete_resource_server(server_id: str) -> None:
         raise _not_found() from None
     grants.delete_grants_of_audience(server.identifier)
 
-
-# Login paths and the token endpoint read APIs through a short per-container cache; deletion is
-# still immediate for tokens, because each token write checks the API in its own transaction.
-CONFIG_CACHE_SECONDS = 30
-_cache = None
-
-
-def cached_resource_server(identifier: str) -> ResourceServer | None:
-    global _cache
-    if not isinstance(identifier, str) or not 0 < len(identifier) <= 600:
-        return None
-    if _cache is None:
-        from chalicelib.ttl_cache import TtlCache
-
-        _cache = TtlCache(CONFIG_CACHE_SECONDS)
-    return _cache.get((get_settings().table_name, identifier),
-                      lambda: store.get_by_identifier(identifier))
-
-
-def forget_cached_resource_servers() -> None:
-    if _cache is not None:
-        _cache.clear()
-
-
-def token_scope(scope: str, server: ResourceServer) -> str:
-    """The scope of a token for ``server``: the OpenID scopes plus the ones the API (still)
-    defines; offline_access only while the API allows refresh tokens (SPEC §2.5)."""
-    from chalicelib.provider.issue import OIDC_SCOPES
-
-    defined = server.scope_values()
-    kept = [s for s in scope.split()
-            if (s in OIDC_SCOPES and (s != "offline_access" or server.allow_offline_access))
-            or s in defined]
-    return " ".join(kept)

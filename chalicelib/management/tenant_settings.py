@@ -8,8 +8,8 @@ offer. ``friendly_name``, ``picture_url``, ``support_email``, ``support_url`` an
 the Deploy CLI or Terraform send is stored and echoed unchanged (inert), with size limits;
 anything else is a 400.
 
-Login paths read the settings through a 30 s per-container cache (a warm login makes no extra
-DynamoDB call); a PATCH drops it in its own container, others see the change within 30 s.
+Login paths read the settings through ``registry.tenant`` (a 30 s per-container cache, no
+pydantic); a PATCH drops that cache in its own container, others see the change within 30 s.
 """
 from __future__ import annotations
 
@@ -23,6 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from chalicelib.errors import Conflict, InvalidBody
 from chalicelib.management.validation import check_stored_url, validate
 from chalicelib.provider import lifetimes
+from chalicelib.registry.tenant import (  # noqa: F401  (cached_tenant_settings: old callers)
+    cached_tenant_settings,
+    forget_cached_tenant_settings,
+)
 from chalicelib.settings import get_settings
 from chalicelib.store import resource_servers as resource_server_store
 from chalicelib.store import tenant as store
@@ -219,22 +223,3 @@ def update_tenant_settings(body: dict) -> dict:
 def tenant_settings_view() -> dict:
     return view(store.get())
 
-
-# Login paths read the settings through a short per-container cache (see the module doc).
-CONFIG_CACHE_SECONDS = 30
-_cache = None
-
-
-def cached_tenant_settings() -> TenantSettings:
-    global _cache
-    if _cache is None:
-        from chalicelib.ttl_cache import TtlCache
-
-        # Never a "miss": absent settings are the defaults, which are cached like any value.
-        _cache = TtlCache(CONFIG_CACHE_SECONDS, max_items=4, is_miss=lambda _value: False)
-    return _cache.get(get_settings().table_name, store.get)
-
-
-def forget_cached_tenant_settings() -> None:
-    if _cache is not None:
-        _cache.clear()

@@ -193,8 +193,8 @@ def cold_caches() -> None:
     from chalicelib.logout import backchannel
     from chalicelib.management.clients import forget_cached_clients
     from chalicelib.management.connections import forget_cached_connections
-    from chalicelib.management.resource_servers import forget_cached_resource_servers
-    from chalicelib.management.tenant_settings import forget_cached_tenant_settings
+    from chalicelib.registry.resource_servers import forget_cached_resource_servers
+    from chalicelib.registry.tenant import forget_cached_tenant_settings
     from chalicelib.secrets import secret_store
 
     forget_cached_connections()
