@@ -5,13 +5,13 @@ its access tokens (which carry the grant id) all live and die with it. Revoking 
 (code replay, refresh-token reuse, logout, Global Token Revocation) kills the whole family.
 Codes and refresh tokens are stored only as SHA-256 digests and consumed with conditional
 writes inside transactions that also check the grant is still active, so a redemption that
-races a revocation cannot win.
+races a revocation cannot win. The keys, conditions and transaction items are
+chalicelib/store/grants.py's; this module speaks in tokens and lifetimes.
 """
 from __future__ import annotations
 
 from chalicelib.provider import lifetimes
-from chalicelib.store import refresh_tokens
-from chalicelib.store.dynamo import ConditionFailed, table
+from chalicelib.store import grants as store
 from chalicelib.tokens import digest, random_token
 
 
@@ -27,55 +27,41 @@ class Unusable(Exception):
     """Unknown, expired or revoked."""
 
 
+MAX_REFRESH_LIFETIME = lifetimes.REFRESH_MAX  # the longest a refresh token family may live
+MAX_PRESENTED = 256  # longer codes and refresh tokens are not ours: no lookup
+
+
 # --- grants ----------------------------------------------------------------------------------
 
 def new_grant_operations(grant_id: str, *, client_id: str, user_id: str, sid: str,
                          expires_at: int) -> list[dict]:
-    grant = {"pk": f"GRANT#{grant_id}", "sk": "GRANT", "grant_id": grant_id,
-             "client_id": client_id, "user_id": user_id, "sid": sid, "ttl": expires_at}
     # The refs let "everything of a user" (Global Token Revocation) and "everything of a client"
     # (client deletion) be found with one query. A grant may later be extended to a refresh
     # token's lifetime, so the refs outlive any grant (≤ 1 year) rather than track its TTL.
-    ref_ttl = expires_at + MAX_REFRESH_LIFETIME
-    user_ref = {"pk": f"USER#{user_id}", "sk": f"GRANT#{grant_id}", "grant_id": grant_id,
-                "ttl": ref_ttl}
-    client_ref = {"pk": f"CLIENT#{client_id}", "sk": f"GRANT#{grant_id}", "grant_id": grant_id,
-                  "ttl": ref_ttl}
-    return [{"Put": {"Item": grant, "ConditionExpression": "attribute_not_exists(pk)"}},
-            {"Put": {"Item": user_ref}}, {"Put": {"Item": client_ref}}]
-
-
-MAX_REFRESH_LIFETIME = lifetimes.REFRESH_MAX  # the longest a refresh token family may live
+    return store.new_grant_operations(grant_id, client_id=client_id, user_id=user_id, sid=sid,
+                                      expires_at=expires_at,
+                                      ref_ttl=expires_at + MAX_REFRESH_LIFETIME)
 
 
 def grants_of_client(client_id: str) -> list[str]:
-    return [ref["grant_id"] for ref in table().query(f"CLIENT#{client_id}", sk_prefix="GRANT#")]
+    return store.grant_ids_of_client(client_id)
 
 
 def grant_is_active_check(grant_id: str, now: int) -> dict:
-    return {"ConditionCheck": {
-        "Key": {"pk": f"GRANT#{grant_id}", "sk": "GRANT"},
-        "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(revoked_at)",
-    }}
+    return store.grant_is_active_check(grant_id)
 
 
 def keep_grant_until_operation(grant_id: str, expires_at: int) -> dict:
     """As :func:`grant_is_active_check`, and the grant then lives until ``expires_at``: an API's
     access token may outlive the default one the grant was sized for (/userinfo checks it).
     Only for a later expiry than the grant's (the caller's duty)."""
-    return {"Update": {
-        "Key": {"pk": f"GRANT#{grant_id}", "sk": "GRANT"},
-        "UpdateExpression": "SET #ttl = :exp",
-        "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(revoked_at)",
-        "ExpressionAttributeNames": {"#ttl": "ttl"},
-        "ExpressionAttributeValues": {":exp": expires_at},
-    }}
+    return store.keep_grant_until_operation(grant_id, expires_at)
 
 
 def get_grant(grant_id: str) -> dict | None:
     if not grant_id or len(grant_id) > 64:
         return None
-    return table().get(f"GRANT#{grant_id}", "GRANT")
+    return store.get_grant(grant_id)
 
 
 def grant_is_active(grant_id: str) -> bool:
@@ -84,51 +70,30 @@ def grant_is_active(grant_id: str) -> bool:
 
 
 def revoke_grant(grant_id: str, now: int, reason: str) -> None:
-    try:
-        table().update(f"GRANT#{grant_id}", "GRANT", "SET revoked_at = :now, revoked_for = :why",
-                       condition="attribute_exists(pk) AND attribute_not_exists(revoked_at)",
-                       values={":now": now, ":why": reason}, return_values="NONE")
-    except ConditionFailed:
-        pass  # already revoked, or expired and gone: revocation is idempotent
+    store.revoke_grant(grant_id, now, reason)
 
 
 def extend_grant_operation(grant_id: str, expires_at: int) -> dict:
-    return {"Update": {
-        "Key": {"pk": f"GRANT#{grant_id}", "sk": "GRANT"},
-        # A grant with a refresh token is "offline": it outlives a plain logout (as Keycloak's
-        # offline sessions do) but not Global Token Revocation or a user/session deletion.
-        "UpdateExpression": "SET #ttl = :exp, #offline = :true",
-        "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(revoked_at)",
-        "ExpressionAttributeNames": {"#ttl": "ttl", "#offline": "offline"},
-        "ExpressionAttributeValues": {":exp": expires_at, ":true": True},
-    }}
+    return store.extend_grant_operation(grant_id, expires_at)
 
 
 # --- authorization codes ---------------------------------------------------------------------
 
 def new_code_operation(code_fields: dict, now: int) -> tuple[str, dict]:
     code = random_token(32)
-    item = {"pk": f"CODE#{digest(code)}", "sk": "CODE",
-            "ttl": now + lifetimes.AUTHORIZATION_CODE, **code_fields}
-    return code, {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+    return code, store.new_code_operation(digest(code), code_fields,
+                                          now + lifetimes.AUTHORIZATION_CODE)
 
 
 def find_code(code: str, now: int) -> dict | None:
     """The code's record, consumed or not (None when unknown or expired)."""
-    if not code or len(code) > 256:
+    if not code or len(code) > MAX_PRESENTED:
         return None
-    return table().get(f"CODE#{digest(code)}", "CODE")
+    return store.get_code(digest(code))
 
 
 def consume_code_operation(code: str, now: int) -> dict:
-    return {"Update": {
-        "Key": {"pk": f"CODE#{digest(code)}", "sk": "CODE"},
-        "UpdateExpression": "SET consumed_at = :now",
-        "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(consumed_at) "
-                               "AND #ttl > :now",
-        "ExpressionAttributeNames": {"#ttl": "ttl"},
-        "ExpressionAttributeValues": {":now": now},
-    }}
+    return store.consume_code_operation(digest(code), now)
 
 
 # --- refresh tokens --------------------------------------------------------------------------
@@ -136,12 +101,9 @@ def consume_code_operation(code: str, now: int) -> dict:
 def new_refresh_token_operation(fields: dict, now: int, *, absolute_expiry: int,
                                 idle_lifetime: int) -> tuple[str, dict]:
     token = random_token(32)
-    item = {"pk": f"RT#{digest(token)}", "sk": "RT", "ttl": absolute_expiry,
-            "idle_expires_at": min(now + idle_lifetime, absolute_expiry),
-            "created_at": now, "family_created_at": now, **fields,
-            # Listed for the Management API until rotated (chalicelib/store/refresh_tokens.py).
-            **refresh_tokens.index_keys(fields["user_id"], fields["grant_id"])}
-    return token, {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+    return token, store.new_refresh_token_operation(
+        digest(token), fields, created_at=now, expires_at=absolute_expiry,
+        idle_expires_at=min(now + idle_lifetime, absolute_expiry))
 
 
 def continue_family(put_operation: dict, presented: dict, now: int) -> dict:
@@ -154,45 +116,50 @@ def continue_family(put_operation: dict, presented: dict, now: int) -> dict:
 
 
 def find_refresh_token(token: str) -> dict | None:
-    if not token or len(token) > 256:
+    if not token or len(token) > MAX_PRESENTED:
         return None
-    return table().get(f"RT#{digest(token)}", "RT")
+    return store.get_refresh_token(digest(token))
 
 
 def rotate_refresh_token_operation(token: str, now: int) -> dict:
-    return {"Update": {
-        "Key": {"pk": f"RT#{digest(token)}", "sk": "RT"},
-        "UpdateExpression": f"SET rotated_at = :now {refresh_tokens.LEAVE_INDEX}",
-        "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(rotated_at) "
-                               "AND #ttl > :now AND idle_expires_at > :now",
-        "ExpressionAttributeNames": {"#ttl": "ttl"},
-        "ExpressionAttributeValues": {":now": now},
-    }}
+    return store.rotate_refresh_token_operation(digest(token), now)
 
 
 def rotated_within_check(token: str, now: int, since: int) -> dict:
     """The presented token was rotated at or after ``since`` (the client's reuse leeway) and its
     family has not expired."""
-    return {"ConditionCheck": {
-        "Key": {"pk": f"RT#{digest(token)}", "sk": "RT"},
-        "ConditionExpression": "rotated_at >= :since AND #ttl > :now",
-        "ExpressionAttributeNames": {"#ttl": "ttl"},
-        "ExpressionAttributeValues": {":now": now, ":since": since},
-    }}
+    return store.rotated_within_check(digest(token), now, since)
 
 
-def slide_refresh_token_operation(token: str, now: int, idle_expires_at: int) -> dict:
-    return {"Update": {
-        "Key": {"pk": f"RT#{digest(token)}", "sk": "RT"},
-        "UpdateExpression": "SET idle_expires_at = :idle, last_used_at = :now, "
-                            "last_exchanged_at = :now",
-        "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(rotated_at) "
-                               "AND #ttl > :now AND idle_expires_at > :now",
-        "ExpressionAttributeNames": {"#ttl": "ttl"},
-        "ExpressionAttributeValues": {":now": now, ":idle": idle_expires_at},
-    }}
+def slide_refresh_token_operation(token: str, now: int, idle_expires_at: int,
+                                  user_snapshot: dict | None = None) -> dict:
+    return store.slide_refresh_token_operation(digest(token), now, idle_expires_at,
+                                               user_snapshot)
 
 
 def run(operations: list[dict]) -> None:
     """All-or-nothing; :class:`ConditionFailed` when any condition lost."""
-    table().transact(operations)
+    store.run(operations)
+
+
+# --- the user behind a refresh token -----------------------------------------------------------
+
+def user_snapshot(user: dict) -> dict | None:
+    """What a refresh token keeps of its user for the next ID tokens (None: nothing to keep)."""
+    return store.user_snapshot(user)
+
+
+def user_from_snapshot(record: dict) -> dict | None:
+    """The user as a refresh token's snapshot has it, enough for its tokens; None when the token
+    has no usable snapshot (issued before there were snapshots, or rotated)."""
+    snapshot = record.get("user_snapshot")
+    if not store.usable_snapshot(snapshot):
+        return None
+    return {"user_id": record["user_id"], **{k: snapshot[k] for k in store.SNAPSHOT_FIELDS}}
+
+
+def user_unchanged_check(user: dict, *, just_read: bool = False) -> dict:
+    """Transaction item: ``user`` still exists, is not blocked and its profile is unchanged
+    (``just_read``: a profile read for this request, pinned by its ``updated_at`` only)."""
+    return store.user_unchanged_check(user["user_id"], store.user_snapshot(user),
+                                      compare_attributes=not just_read)

@@ -1,0 +1,225 @@
+"""Grants, authorization codes and refresh tokens: every key format, condition and transaction item
+of a token family (SPEC §4, §7).
+
+``GRANT#{grant_id}`` / ``GRANT`` is one application's authorization from one login, with refs
+under its user (``USER#{user_id}``) and its client (``CLIENT#{client_id}``) so "everything of a
+user" or "of a client" is one query. ``CODE#{digest}`` / ``CODE`` and ``RT#{digest}`` / ``RT`` hold
+codes and refresh tokens by their SHA-256 digest only (the caller computes it, chalicelib/tokens.py).
+Single-use things are consumed by conditions inside the caller's transaction (``TransactItems``
+built here, run by :func:`run`), never by a read followed by a write.
+
+A refresh token item may carry ``user_snapshot``: the part of the user's profile its ID token
+needs (``attributes``, ``updated_at``). :func:`user_unchanged_check` pins it in the refresh
+transaction, so a refresh needs no read of the user while the profile is unchanged.
+"""
+from __future__ import annotations
+
+from chalicelib.store import refresh_tokens
+from chalicelib.store.dynamo import ConditionFailed, table
+from chalicelib.store.users import NOT_BLOCKED
+from chalicelib.store.users import key as user_key
+
+GRANT_SK = "GRANT"
+CODE_SK = "CODE"
+RT_SK = "RT"
+# Holds while the grant exists and was not revoked (logout, reuse, GTR, user/client deletion).
+GRANT_ACTIVE = "attribute_exists(pk) AND attribute_not_exists(revoked_at)"
+# Holds while a refresh token exists, was not rotated and neither its family nor its idle
+# lifetime has run out (TTL deletion lags, SPEC §7).
+TOKEN_EXCHANGEABLE = ("attribute_exists(pk) AND attribute_not_exists(rotated_at) "
+                      "AND #ttl > :now AND idle_expires_at > :now")
+SNAPSHOT_FIELDS = ("attributes", "updated_at")
+
+
+def _grant_key(grant_id: str) -> dict:
+    return {"pk": f"GRANT#{grant_id}", "sk": GRANT_SK}
+
+
+def _code_key(code_digest: str) -> dict:
+    return {"pk": f"CODE#{code_digest}", "sk": CODE_SK}
+
+
+def _token_key(token_digest: str) -> dict:
+    return {"pk": f"RT#{token_digest}", "sk": RT_SK}
+
+
+def run(operations: list[dict]) -> None:
+    """All-or-nothing; :class:`ConditionFailed` (with a reason per item) when any condition lost."""
+    table().transact(operations)
+
+
+# --- grants ----------------------------------------------------------------------------------
+
+def new_grant_operations(grant_id: str, *, client_id: str, user_id: str, sid: str,
+                         expires_at: int, ref_ttl: int) -> list[dict]:
+    grant = {**_grant_key(grant_id), "grant_id": grant_id, "client_id": client_id,
+             "user_id": user_id, "sid": sid, "ttl": expires_at}
+    user_partition, _ = user_key(user_id)
+    user_ref = {"pk": user_partition, "sk": f"GRANT#{grant_id}", "grant_id": grant_id,
+                "ttl": ref_ttl}
+    client_ref = {"pk": f"CLIENT#{client_id}", "sk": f"GRANT#{grant_id}", "grant_id": grant_id,
+                  "ttl": ref_ttl}
+    return [{"Put": {"Item": grant, "ConditionExpression": "attribute_not_exists(pk)"}},
+            {"Put": {"Item": user_ref}}, {"Put": {"Item": client_ref}}]
+
+
+def grant_ids_of_client(client_id: str) -> list[str]:
+    return [ref["grant_id"] for ref in table().query(f"CLIENT#{client_id}", sk_prefix="GRANT#")]
+
+
+def get_grant(grant_id: str) -> dict | None:
+    return table().get(**_grant_key(grant_id))
+
+
+def grant_is_active_check(grant_id: str) -> dict:
+    return {"ConditionCheck": {"Key": _grant_key(grant_id), "ConditionExpression": GRANT_ACTIVE}}
+
+
+def keep_grant_until_operation(grant_id: str, expires_at: int) -> dict:
+    return {"Update": {
+        "Key": _grant_key(grant_id),
+        "UpdateExpression": "SET #ttl = :exp",
+        "ConditionExpression": GRANT_ACTIVE,
+        "ExpressionAttributeNames": {"#ttl": "ttl"},
+        "ExpressionAttributeValues": {":exp": expires_at},
+    }}
+
+
+def extend_grant_operation(grant_id: str, expires_at: int) -> dict:
+    return {"Update": {
+        "Key": _grant_key(grant_id),
+        # A grant with a refresh token is "offline": it outlives a plain logout (as Keycloak's
+        # offline sessions do) but not Global Token Revocation or a user/session deletion.
+        "UpdateExpression": "SET #ttl = :exp, #offline = :true",
+        "ConditionExpression": GRANT_ACTIVE,
+        "ExpressionAttributeNames": {"#ttl": "ttl", "#offline": "offline"},
+        "ExpressionAttributeValues": {":exp": expires_at, ":true": True},
+    }}
+
+
+def revoke_grant(grant_id: str, now: int, reason: str) -> None:
+    try:
+        table().update(f"GRANT#{grant_id}", GRANT_SK,
+                       "SET revoked_at = :now, revoked_for = :why", condition=GRANT_ACTIVE,
+                       values={":now": now, ":why": reason}, return_values="NONE")
+    except ConditionFailed:
+        pass  # already revoked, or expired and gone: revocation is idempotent
+
+
+# --- authorization codes ---------------------------------------------------------------------
+
+def new_code_operation(code_digest: str, fields: dict, expires_at: int) -> dict:
+    item = {**_code_key(code_digest), "ttl": expires_at, **fields}
+    return {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+
+
+def get_code(code_digest: str) -> dict | None:
+    return table().get(**_code_key(code_digest))
+
+
+def consume_code_operation(code_digest: str, now: int) -> dict:
+    return {"Update": {
+        "Key": _code_key(code_digest),
+        "UpdateExpression": "SET consumed_at = :now",
+        "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(consumed_at) "
+                               "AND #ttl > :now",
+        "ExpressionAttributeNames": {"#ttl": "ttl"},
+        "ExpressionAttributeValues": {":now": now},
+    }}
+
+
+# --- refresh tokens --------------------------------------------------------------------------
+
+def new_refresh_token_operation(token_digest: str, fields: dict, *, created_at: int,
+                                idle_expires_at: int, expires_at: int) -> dict:
+    item = {**_token_key(token_digest), "ttl": expires_at, "idle_expires_at": idle_expires_at,
+            "created_at": created_at, "family_created_at": created_at, **fields,
+            # Listed for the Management API until rotated (chalicelib/store/refresh_tokens.py).
+            **refresh_tokens.index_keys(fields["user_id"], fields["grant_id"])}
+    return {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+
+
+def get_refresh_token(token_digest: str) -> dict | None:
+    return table().get(**_token_key(token_digest))
+
+
+def rotate_refresh_token_operation(token_digest: str, now: int) -> dict:
+    # A rotated token is kept only to detect its reuse: it leaves the Management API's index and
+    # drops its copy of the user's profile.
+    return {"Update": {
+        "Key": _token_key(token_digest),
+        "UpdateExpression": f"SET rotated_at = :now {refresh_tokens.LEAVE_INDEX}, user_snapshot",
+        "ConditionExpression": TOKEN_EXCHANGEABLE,
+        "ExpressionAttributeNames": {"#ttl": "ttl"},
+        "ExpressionAttributeValues": {":now": now},
+    }}
+
+
+def rotated_within_check(token_digest: str, now: int, since: int) -> dict:
+    """The token was rotated at or after ``since`` and its family has not expired."""
+    return {"ConditionCheck": {
+        "Key": _token_key(token_digest),
+        "ConditionExpression": "rotated_at >= :since AND #ttl > :now",
+        "ExpressionAttributeNames": {"#ttl": "ttl"},
+        "ExpressionAttributeValues": {":now": now, ":since": since},
+    }}
+
+
+def slide_refresh_token_operation(token_digest: str, now: int, idle_expires_at: int,
+                                  user_snapshot: dict | None = None) -> dict:
+    """Slide the idle expiry of a non-rotating token; with ``user_snapshot``, also store the
+    profile its next refreshes may use without reading the user."""
+    values = {":now": now, ":idle": idle_expires_at}
+    expression = "SET idle_expires_at = :idle, last_used_at = :now, last_exchanged_at = :now"
+    if user_snapshot is not None:
+        values[":snapshot"] = user_snapshot
+        expression += ", user_snapshot = :snapshot"
+    return {"Update": {
+        "Key": _token_key(token_digest),
+        "UpdateExpression": expression,
+        "ConditionExpression": TOKEN_EXCHANGEABLE,
+        "ExpressionAttributeNames": {"#ttl": "ttl"},
+        "ExpressionAttributeValues": values,
+    }}
+
+
+# --- the user behind a refresh ---------------------------------------------------------------
+
+def user_snapshot(user: dict) -> dict | None:
+    """What a refresh token keeps of its user's profile (what the ID token's claims come from),
+    or None when the profile lacks a field to pin."""
+    if not isinstance(user.get("attributes"), dict) or not isinstance(user.get("updated_at"), str):
+        return None
+    return {name: user[name] for name in SNAPSHOT_FIELDS}
+
+
+def usable_snapshot(snapshot) -> bool:
+    return (isinstance(snapshot, dict) and isinstance(snapshot.get("attributes"), dict)
+            and isinstance(snapshot.get("updated_at"), str))
+
+
+def user_unchanged_check(user_id: str, snapshot: dict | None, *,
+                         compare_attributes: bool = True) -> dict:
+    """Holds while the user exists, is not blocked and its profile is still ``snapshot`` (with
+    None: only exists and is not blocked).
+
+    Every write of a profile sets ``updated_at`` (a login, to the second; an administrator's
+    change, to the millisecond), and a login also rewrites ``attributes``; comparing both (maps
+    compare by value) pins exactly what the ID token is made from, even for two logins within one
+    second, without a revision counter that logins would have to maintain. Without
+    ``compare_attributes`` (a profile read just before the transaction) only ``updated_at`` is
+    pinned: a slow path that cannot fail for good on a map comparison, and a login within the
+    same second as that read is caught by the next refresh's full check."""
+    pk, sk = user_key(user_id)
+    condition = f"attribute_exists(pk) AND ({NOT_BLOCKED})"
+    values: dict = {":blocked_true": True}
+    check: dict = {"Key": {"pk": pk, "sk": sk}}
+    if snapshot is not None:
+        condition += " AND updated_at = :updated_at"
+        values[":updated_at"] = snapshot["updated_at"]
+        if compare_attributes:
+            condition += " AND #attributes = :attributes"
+            values[":attributes"] = snapshot["attributes"]
+            check["ExpressionAttributeNames"] = {"#attributes": "attributes"}
+    check.update({"ConditionExpression": condition, "ExpressionAttributeValues": values})
+    return {"ConditionCheck": check}
