@@ -65,8 +65,19 @@ def authenticate_client(form: dict, authorization: str | None) -> AuthenticatedC
     if settings.admin_client_id and hmac.compare_digest(client_id.encode(),
                                                         settings.admin_client_id.encode()):
         return _authenticate_admin(client_id, secret, method, bool(basic))
-    from chalicelib.management.clients import get_client, secret_matches
+    from chalicelib.management.clients import cached_client, get_client, secret_matches
 
+    # The per-container client cache (SPEC §8: dropped by every administrator's write here, 30 s
+    # elsewhere) answers a request whose credentials match it. Anything else is decided on a fresh
+    # read: a secret rotated in another container works at once, and every failure is counted on,
+    # and throttled by, the client's current item. A client with failures in this window (seen
+    # here) is read fresh even with matching credentials, so while it is throttled a correct
+    # secret gets the same 429 as a wrong one, as before: the throttle gives no guessing oracle.
+    cached = cached_client(client_id)
+    if (cached is not None and _accepts(cached, secret, method, secret_matches)
+            and not _failed_recently(client_id)):
+        _refuse_if_throttled(cached)
+        return AuthenticatedClient(client_id, cached, method)
     record = get_client(client_id)
     if record is None:
         raise _invalid_client(basic=bool(basic))
@@ -75,6 +86,8 @@ def authenticate_client(form: dict, authorization: str | None) -> AuthenticatedC
         if secret is not None:
             raise _invalid_client(basic=bool(basic))
         return AuthenticatedClient(client_id, record, "none")
+    if _failures_in_window(record):
+        _remember_failure(client_id)
     _refuse_if_throttled(record)
     if method != registered or not secret_matches(secret or "", record.get("client_secret_hash")):
         _record_failure("CLIENTS", client_id)
@@ -82,14 +95,55 @@ def authenticate_client(form: dict, authorization: str | None) -> AuthenticatedC
     return AuthenticatedClient(client_id, record, method)
 
 
+def _accepts(record: dict, secret: str | None, method: str, secret_matches) -> bool:
+    """The credentials authenticate this client record (its registered method, its secret)."""
+    registered = record.get("token_endpoint_auth_method", "client_secret_post")
+    if registered == "none":
+        return secret is None
+    return method == registered and secret_matches(secret or "", record.get("client_secret_hash"))
+
+
 # SPEC §8: repeated failed client authentications for one client_id are slowed down. The counter
-# lives on the client's own item (read anyway), in fixed windows, so a success costs nothing extra.
+# lives on the client's own item (read fresh for every failure), in fixed windows, so a success
+# costs nothing extra.
 FAILURE_LIMIT = 10
 FAILURE_WINDOW_SECONDS = 60
 
 
 def _window(now: float) -> int:
     return int(now // FAILURE_WINDOW_SECONDS)
+
+
+# Clients that failed authentication in this container, by the window of the failure: while it
+# lasts they are read fresh even with matching credentials. Only existing clients get here (a
+# failure is recorded after the client was read), so random names cannot bloat it.
+_failures_seen: dict[str, int] = {}
+MAX_FAILURES_SEEN = 1024
+
+
+def _failures_in_window(record: dict) -> bool:
+    import time
+
+    return (record.get("auth_fail_window") == _window(time.time())
+            and int(record.get("auth_failures", 0)) > 0)
+
+
+def _remember_failure(client_id: str, window: int | None = None) -> None:
+    import time
+
+    window = _window(time.time()) if window is None else window
+    if len(_failures_seen) >= MAX_FAILURES_SEEN:
+        for stale in [c for c, w in _failures_seen.items() if w != window]:
+            del _failures_seen[stale]
+        if len(_failures_seen) >= MAX_FAILURES_SEEN:
+            _failures_seen.clear()
+    _failures_seen[client_id] = window
+
+
+def _failed_recently(client_id: str) -> bool:
+    import time
+
+    return _failures_seen.get(client_id) == _window(time.time())
 
 
 def _refuse_if_throttled(record: dict | None, now: float | None = None) -> None:
@@ -111,6 +165,8 @@ def _record_failure(pk: str, client_id: str, now: float | None = None) -> None:
     from chalicelib.store.dynamo import ConditionFailed, table
 
     window = _window(time.time() if now is None else now)
+    if pk == "CLIENTS":
+        _remember_failure(client_id, window)
     try:
         table().update(pk, client_id, "ADD auth_failures :one",
                        condition="attribute_exists(pk) AND auth_fail_window = :w",
