@@ -76,7 +76,8 @@ def exchange(client: AuthenticatedClient, form: dict, now: int) -> dict:
     refresh_token = None
     if "offline_access" in scope.split() and "refresh_token" in app.get("grant_types", []):
         # The grant update in rt_ops carries the "grant still active" condition.
-        refresh_token, rt_ops = _new_refresh_token(app, record, scope, now)
+        refresh_token, rt_ops = _new_refresh_token(app, record, scope, now,
+                                                   user_snapshot=grant_store.user_snapshot(user))
         operations += rt_ops
     elif server is not None and (server.access_token_lifetime(app.get("app_type"))
                                  > lifetimes.ACCESS_TOKEN + lifetimes.AUTHORIZATION_CODE):
@@ -121,14 +122,17 @@ def resource_server_of(record: dict) -> ResourceServer | None:
 
 
 def _new_refresh_token(app: dict, record: dict, scope: str, now: int,
-                       absolute_expiry: int | None = None) -> tuple[str, list[dict]]:
+                       absolute_expiry: int | None = None,
+                       user_snapshot: dict | None = None) -> tuple[str, list[dict]]:
+    """``user_snapshot``: the profile the token's refreshes build ID tokens from without reading
+    the user while it is unchanged (chalicelib/provider/refresh_grant.py)."""
     lifetime, idle = lifetimes.refresh_token_lifetimes(app.get("refresh_token") or {})
     expiry = absolute_expiry or now + lifetime
     fields = {"grant_id": record["grant_id"], "client_id": app["client_id"],
               "user_id": record["user_id"], "sid": record["sid"], "scope": scope,
               "auth_time": record["auth_time"], "audience": record.get("audience"),
               "audience_id": record.get("audience_id"), "family_expires_at": expiry,
-              "acr": record.get("acr"), "amr": record.get("amr")}
+              "acr": record.get("acr"), "amr": record.get("amr"), "user_snapshot": user_snapshot}
     token, op = grant_store.new_refresh_token_operation(
         {k: v for k, v in fields.items() if v is not None}, now, absolute_expiry=expiry,
         idle_lifetime=idle)

@@ -7,6 +7,11 @@ again revokes the whole family (the grant), unless it comes within the client's
 tabs refreshing at once): then it gets another new token of the same family. Non-rotating
 (confidential) clients keep their token and slide its idle expiry. Either way the family dies
 with its grant (logout, Global Token Revocation, user or client deletion).
+
+A warm refresh is two DynamoDB round trips: the token is read, then one transaction does the rest.
+The user is not read: the token carries a snapshot of the profile its ID token is made from, and
+the transaction checks the user still exists, is not blocked and still has that profile. Only when
+that check fails (or the token has no snapshot) is the user read and the transaction run again.
 """
 from __future__ import annotations
 
@@ -48,9 +53,12 @@ def refresh(client: AuthenticatedClient, form: dict, now: int) -> dict:
     raise OAuthError("temporarily_unavailable", "Concurrent use of this token family; retry", 503)
 
 
-def _refresh_once(client: AuthenticatedClient, form: dict, now: int) -> dict:
-    from chalicelib.users import get_user, is_blocked
+class _ProfileChanged(Exception):
+    """The transaction's user check failed: the user changed (or was blocked or deleted) since
+    the snapshot the refresh token carries."""
 
+
+def _refresh_once(client: AuthenticatedClient, form: dict, now: int) -> dict:
     token = form.get("refresh_token")
     if not token:
         raise OAuthError("invalid_request", "refresh_token is required")
@@ -85,68 +93,124 @@ def _refresh_once(client: AuthenticatedClient, form: dict, now: int) -> dict:
     if server is not None:
         # Only the scopes the API still defines (SPEC §2.5).
         scope = token_scope(scope, server)
-    user = get_user(record["user_id"])
+    # The user as the token's snapshot has it: no read. The transaction checks the user still
+    # exists, is not blocked and is unchanged; when that check fails (or there is no snapshot:
+    # a token issued before snapshots, or a rotated one within the leeway) the user is read,
+    # refused if gone or blocked, and the transaction runs again with the fresh profile, which
+    # the token (or its successor) then carries.
+    user = grant_store.user_from_snapshot(record)
+    fresh = False
+    for _ in range(2):
+        if user is None:
+            user, fresh = _read_user(record["user_id"]), True
+        try:
+            new_token = _redeem(app, record, token, user, fresh, now, rotating, leeway, server)
+        except _ProfileChanged:
+            user = None
+            continue
+        return _token_response(app, user, record, scope, now, new_token, nonce=None,
+                               server=server)
+    raise OAuthError("temporarily_unavailable", "The user is being changed; retry", 503)
+
+
+def _read_user(user_id: str) -> dict:
+    from chalicelib.users import get_user, is_blocked  # the slow path only
+
+    user = get_user(user_id)
     if user is None:
         raise _invalid()
     if is_blocked(user):
-        # SPEC §2.4: refused until unblocked. Blocking writes the flag first, then revokes
-        # the grants, so a refresh racing it either fails here or in the transaction (grant
-        # revoked), or wins a token that the revocation kills right after. No extra read: the
-        # user is read anyway for the ID token.
+        # SPEC §2.4: refused until unblocked. Blocking writes the flag first, then revokes the
+        # grants, so a refresh racing it fails here, or in the transaction (the user check or
+        # the grant check), or wins a token that the revocation kills right after.
         raise _invalid("user is blocked")
+    return user
+
+
+def _redeem(app: dict, record: dict, token: str, user: dict, fresh: bool, now: int,
+            rotating: bool, leeway: int, server) -> str | None:
+    """The one transaction of a refresh: the presented token rotated (or slid), the successor
+    written, the grant, the user and the API checked. Returns the new refresh token, if any.
+    ``fresh``: ``user`` was just read, so the token or its successor takes its snapshot."""
+    settings = app.get("refresh_token") or {}
     _, idle = lifetimes.refresh_token_lifetimes(settings)
+    snapshot = grant_store.user_snapshot(user)
     new_token = None
     if rotating and record.get("rotated_at"):
         # Within the leeway: the token stays rotated; the check pins "rotated recently".
-        new_token, operations = _reissue(app, record, token, now, leeway)
+        new_token, operations = _reissue(app, record, token, now, leeway, snapshot)
     elif rotating:
         # The grant update in ops carries the "grant still active" condition.
         new_token, ops = _new_refresh_token(app, record, record["scope"], now,
-                                            absolute_expiry=int(record["family_expires_at"]))
+                                            absolute_expiry=int(record["family_expires_at"]),
+                                            user_snapshot=snapshot)
         grant_store.continue_family(ops[0], record, now)
         operations = [grant_store.rotate_refresh_token_operation(token, now), *ops]
     else:
         idle_expiry = min(now + idle, int(record["family_expires_at"]))
-        operations = [grant_store.slide_refresh_token_operation(token, now, idle_expiry),
+        operations = [grant_store.slide_refresh_token_operation(
+                          token, now, idle_expiry, user_snapshot=snapshot if fresh else None),
                       grant_store.grant_is_active_check(record["grant_id"], now)]
-    if server is not None:
-        # A deleted API gets no more tokens, even if this container's cache still has it.
-        operations.append(still_exists_check(server.identifier, server.id))
+    checks = _checks(operations, user, fresh, server)
     # As for codes: the keys are loaded before the transaction rotates (or slides) the token, so
     # a dependency failure leaves the presented refresh token usable.
     issue.prepare_signing()
     try:
         grant_store.run(operations)
     except ConditionFailed as exc:
-        if _conflict_only(exc):
-            raise _Conflict() from None
-        if server is not None and exc.reasons[-1:] == ["ConditionalCheckFailed"]:
-            raise _invalid("The API this grant was issued for no longer exists") from None
-        fresh = grant_store.find_refresh_token(token)
-        if not (rotating and fresh is not None and fresh.get("rotated_at")):
+        _raise_for_checks(exc, checks)
+        fresh_record = grant_store.find_refresh_token(token)
+        if not (rotating and fresh_record is not None and fresh_record.get("rotated_at")):
             raise _invalid() from None
-        if record.get("rotated_at") or not _within_leeway(fresh, now, leeway):
+        if record.get("rotated_at") or not _within_leeway(fresh_record, now, leeway):
             # A concurrent use of the same token: one wins, the other is reuse.
-            _reused(token, fresh, now)
+            _reused(token, fresh_record, now)
         # Lost the race to a concurrent use, but within the leeway: another token of the family.
-        new_token, operations = _reissue(app, fresh, token, now, leeway)
-        if server is not None:
-            operations.append(still_exists_check(server.identifier, server.id))
+        new_token, operations = _reissue(app, fresh_record, token, now, leeway, snapshot)
+        checks = _checks(operations, user, fresh, server)
         try:
             grant_store.run(operations)
         except ConditionFailed as again:
-            if _conflict_only(again):
-                raise _Conflict() from None
+            _raise_for_checks(again, checks)
             raise _invalid() from None
-    return _token_response(app, user, record, scope, now, new_token, nonce=None, server=server)
+    return new_token
 
 
-def _reissue(app: dict, record: dict, token: str, now: int, leeway: int) -> tuple[str, list[dict]]:
+def _checks(operations: list[dict], user: dict, fresh: bool, server) -> dict[str, int]:
+    """Append the user check and (last) the API check; returns their positions, by which the
+    transaction's cancellation reasons tell which condition failed."""
+    positions = {"user": len(operations)}
+    operations.append(grant_store.user_unchanged_check(user, just_read=fresh))
+    if server is not None:
+        # A deleted API gets no more tokens, even if this container's cache still has it.
+        positions["server"] = len(operations)
+        operations.append(still_exists_check(server.identifier, server.id))
+    return positions
+
+
+def _raise_for_checks(exc: ConditionFailed, checks: dict[str, int]) -> None:
+    if _conflict_only(exc):
+        raise _Conflict() from None
+
+    def failed(name: str) -> bool:
+        index = checks.get(name)
+        return index is not None and index < len(exc.reasons) and (
+            exc.reasons[index] == "ConditionalCheckFailed")
+
+    if failed("server"):
+        raise _invalid("The API this grant was issued for no longer exists") from None
+    if failed("user"):
+        raise _ProfileChanged() from None
+
+
+def _reissue(app: dict, record: dict, token: str, now: int, leeway: int,
+             snapshot: dict | None) -> tuple[str, list[dict]]:
     """Another token of the family for a token rotated within the leeway. The grant is only
     checked, not updated (its expiry cannot change), so concurrent reissues touch no common item
     for writing."""
     new_token, (put, _extend) = _new_refresh_token(
-        app, record, record["scope"], now, absolute_expiry=int(record["family_expires_at"]))
+        app, record, record["scope"], now, absolute_expiry=int(record["family_expires_at"]),
+        user_snapshot=snapshot)
     grant_store.continue_family(put, record, now)
     return new_token, [grant_store.rotated_within_check(token, now, now - leeway), put,
                        grant_store.grant_is_active_check(record["grant_id"], now)]
