@@ -242,8 +242,8 @@ def _audience(request: AppRequest):
     client_id, an unregistered string, the Management API) would get a broker-signed token for
     an audience that never agreed to it. Without one, the tenant's ``default_audience`` (SPEC
     §2.4) stands in, as Auth0 does; one whose API was deleted since is ignored."""
-    from chalicelib.management.resource_servers import cached_resource_server
-    from chalicelib.management.tenant_settings import cached_tenant_settings
+    from chalicelib.registry.resource_servers import cached_resource_server
+    from chalicelib.registry.tenant import cached_tenant_settings
 
     if request.audience is None:
         default = cached_tenant_settings().default_audience

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from chalicelib.management.tenant_settings import cached_tenant_settings
+from chalicelib.registry.tenant import cached_tenant_settings
 
 DEFAULT = "en"
 SUPPORTED = ("en", "fr")
