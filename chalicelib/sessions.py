@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from chalicelib.management.tenant_settings import cached_tenant_settings
 from chalicelib.provider import lifetimes
-from chalicelib.store.dynamo import ConditionFailed, table
+from chalicelib.store import sessions as session_records
 from chalicelib.tokens import digest, random_token, same
 
 COOKIE = "broker_session"
@@ -66,28 +66,16 @@ def new_session_values(now: int, auth_time: int | None = None, acr: str | None =
 
 def session_put_operations(sid: str, fields: dict, user_id: str, connection_id: str,
                            client_id: str, grant_id: str) -> list[dict]:
-    item = {"pk": f"SESSION#{sid}", "sk": "SESSION", "sid": sid, "user_id": user_id,
-            "connection_id": connection_id, "clients": {client_id}, "grants": {grant_id},
-            "ttl": fields["expires_at"], **fields}
-    ref = {"pk": f"USER#{user_id}", "sk": f"SESSION#{sid}", "sid": sid,
-           "ttl": fields["expires_at"]}
-    return [{"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
-            {"Put": {"Item": ref}}]
+    """The transaction items of a new session (from :func:`new_session_values`) that served
+    ``client_id`` with ``grant_id``."""
+    return session_records.put_operations(sid, fields, user_id, connection_id, client_id,
+                                          grant_id)
 
 
 def session_touch_operation(session: Session, client_id: str, grant_id: str, now: int) -> dict:
     """Record another application served by a live session (SSO) and slide its idle expiry."""
-    return {"Update": {
-        "Key": {"pk": f"SESSION#{session.sid}", "sk": "SESSION"},
-        "UpdateExpression": "SET idle_expires_at = :idle, updated_at = :now "
-                            "ADD clients :c, grants :g",
-        "ConditionExpression": "attribute_exists(pk) AND #ttl > :now AND idle_expires_at > :now "
-                               "AND attribute_not_exists(revoked_at)",
-        "ExpressionAttributeNames": {"#ttl": "ttl"},
-        "ExpressionAttributeValues": {
-            ":idle": min(now + session_lifetimes()[1], session.expires_at), ":c": {client_id},
-            ":g": {grant_id}, ":now": now},
-    }}
+    idle_expires_at = min(now + session_lifetimes()[1], session.expires_at)
+    return session_records.touch_operation(session.sid, client_id, grant_id, idle_expires_at, now)
 
 
 def _from_item(item: dict) -> Session:
@@ -99,9 +87,7 @@ def _from_item(item: dict) -> Session:
 
 
 def get_session(sid: str, now: int) -> dict | None:
-    if not sid or len(sid) > 64:
-        return None
-    item = table().get(f"SESSION#{sid}", "SESSION")
+    item = session_records.get(sid, now)
     if item is None or item.get("revoked_at") or int(item["idle_expires_at"]) <= now:
         return None
     return item
@@ -124,22 +110,13 @@ def revoke_session(sid: str, now: int) -> dict | None:
     The item stays (until its TTL) as a tombstone, so a racing SSO request, whose conditional
     update requires ``attribute_not_exists(revoked_at)``, cannot revive it.
     """
-    if not sid or len(sid) > 64:
-        return None
-    try:
-        return table().update(f"SESSION#{sid}", "SESSION", "SET revoked_at = :now",
-                              condition="attribute_exists(pk) AND attribute_not_exists(revoked_at)",
-                              values={":now": now})
-    except ConditionFailed:
-        return None
+    return session_records.revoke(sid, now)
 
 
 def unfinished_end(sid: str) -> dict | None:
     """A session whose ending was interrupted: revoked (the tombstone is written first) but its
     grants and back-channel notifications not yet confirmed done. None otherwise."""
-    if not sid or len(sid) > 64:
-        return None
-    item = table().get(f"SESSION#{sid}", "SESSION")
+    item = session_records.get(sid)
     if item is None or not item.get("revoked_at") or item.get("end_completed_at"):
         return None
     return item
@@ -158,19 +135,15 @@ def unfinished_end_from_cookie(cookie: str | None) -> dict | None:
 
 def mark_end_completed(sid: str, now: int) -> None:
     """The last step of ending a session: its grants are revoked and its notifications queued."""
-    try:
-        table().update(f"SESSION#{sid}", "SESSION", "SET end_completed_at = :now",
-                       condition="attribute_exists(pk)", values={":now": now},
-                       return_values="NONE")
-    except ConditionFailed:
-        pass  # expired and deleted meanwhile: nothing left to finish
+    # A session that expired and was deleted meanwhile has nothing left to finish.
+    session_records.mark_end_completed(sid, now)
 
 
 def sessions_of_user(user_id: str, now: int) -> list[dict]:
     """Live sessions of a user (for the Management API)."""
     found = []
-    for ref in table().query(f"USER#{user_id}", sk_prefix="SESSION#"):
-        item = get_session(ref["sid"], now)
+    for sid in session_records.sids_of_user(user_id):
+        item = get_session(sid, now)
         if item is not None:
             found.append(item)
     return found

@@ -8,40 +8,19 @@ Each login gets a fresh binding in its own cookie, named after a digest of its `
 (SPEC §4): a binding learnt once (a shared computer, an earlier login) never carries over to the
 next login, and logins in two tabs do not overwrite each other's cookie. At most
 :data:`MAX_PENDING_LOGINS` such cookies are kept; a new login drops the oldest.
+
+The record, :class:`LoginTransaction` (imported from here by the login flows), and its key and
+conditions live in chalicelib/store/login_transactions.py.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-
-from chalicelib.store.dynamo import ConditionFailed, table
+from chalicelib.store import login_transactions as records
+from chalicelib.store.login_transactions import LoginTransaction
 from chalicelib.tokens import digest, random_token
 
 LIFETIME_SECONDS = 600
 BINDING_COOKIE_PREFIX = "broker_tx_"
 MAX_PENDING_LOGINS = 5
-
-
-@dataclass
-class LoginTransaction:
-    connection_id: str
-    client_id: str
-    redirect_uri: str
-    response_mode: str
-    scope: str
-    upstream_nonce: str
-    browser_digest: str
-    created_at: int
-    state: str | None = None  # the application's state
-    nonce: str | None = None  # the application's nonce
-    code_challenge: str | None = None
-    code_challenge_method: str | None = None
-    upstream_code_verifier: str | None = None
-    max_age: int | None = None
-    prompt: str | None = None
-    audience: str | None = None
-    # The redirect_uri sent upstream: the code exchange must repeat it (RFC 6749 §4.1.3).
-    upstream_redirect_uri: str | None = None
-    extra: dict = field(default_factory=dict)
 
 
 def binding_cookie_name(upstream_state: str) -> str:
@@ -75,9 +54,7 @@ class TransactionError(Exception):
 
 def create_transaction(tx: LoginTransaction, now: int) -> str:
     upstream_state = random_token(32)  # 256 bits
-    item = {"pk": f"TX#{digest(upstream_state)}", "sk": "TX", "ttl": now + LIFETIME_SECONDS,
-            **{k: v for k, v in asdict(tx).items() if v is not None}}
-    table().put_new(item)
+    records.put_new(upstream_state, tx, now + LIFETIME_SECONDS)
     return upstream_state
 
 
@@ -87,19 +64,11 @@ def consume_transaction(upstream_state: str | None, browser_binding: str | None,
         raise TransactionError("Missing or invalid state")
     if not browser_binding or len(browser_binding) > 128:
         raise TransactionError("The login was started in another browser or has expired")
-    key = f"TX#{digest(upstream_state)}"
     # One conditional delete both checks and consumes: the browser binding is part of the
     # condition, so another browser's attempt fails without consuming the rightful login
     # (login CSRF defence), and of two concurrent callbacks exactly one wins.
-    try:
-        item = table().delete(
-            key, "TX", condition="attribute_exists(pk) AND #ttl > :now AND browser_digest = :b",
-            names={"#ttl": "ttl"}, values={":now": now, ":b": digest(browser_binding)},
-            return_old=True)
-    except ConditionFailed:
+    tx = records.consume(upstream_state, digest(browser_binding), now)
+    if tx is None:
         raise TransactionError("Unknown, expired or already used state, or a login started in "
-                               "another browser") from None
-    if item is None:
-        raise TransactionError("Unknown, expired or already used state")
-    fields = {k: item[k] for k in LoginTransaction.__dataclass_fields__ if k in item}
-    return LoginTransaction(**fields)
+                               "another browser")
+    return tx

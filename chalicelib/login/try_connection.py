@@ -36,8 +36,9 @@ from urllib.parse import urlencode, urlsplit
 
 from chalicelib.login.pages import cookie, error_page, redirect, strict_page
 from chalicelib.settings import get_settings
+from chalicelib.store import try_logins
 from chalicelib.store.dynamo import ConditionFailed, table
-from chalicelib.tokens import digest, random_token, s256
+from chalicelib.tokens import digest, random_token, s256, same
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,7 @@ def create_ticket(connection_id: str, now: int) -> str:
     if client_id not in (connection.get("enabled_clients") or []):
         connections.set_enabled_clients(connection_id, [{"client_id": client_id, "status": True}])
     ticket = random_token(32)
-    table().put_new({"pk": f"TRYTICKET#{digest(ticket)}", "sk": "TRY", "ttl": now + TICKET_LIFETIME,
-                     "connection_id": connection_id})
+    try_logins.put_ticket(ticket, connection_id, now + TICKET_LIFETIME)
     return get_settings().url(TRY.path) + "?" + urlencode({"ticket": ticket})
 
 
@@ -123,15 +123,10 @@ def start_try(ticket: str | None, now: int):
 
     if not ticket or len(ticket) > 128:
         return _gone("This test link is incomplete.")
-    try:
-        item = table().delete(f"TRYTICKET#{digest(ticket)}", "TRY",
-                              condition="attribute_exists(pk) AND #ttl > :now",
-                              names={"#ttl": "ttl"}, values={":now": now}, return_old=True)
-    except ConditionFailed:
-        item = None
-    if not item:
+    connection_id = try_logins.consume_ticket(ticket, now)
+    if connection_id is None:
         return _gone("This test link was already used or has expired.")
-    connection = connections.get_connection(item["connection_id"])
+    connection = connections.get_connection(connection_id)
     if connection is None:
         return _gone("The connection no longer exists.")
     return _start(TRY, TRY_CLIENT_ID, now, connection_name=connection["name"], prompt="login")
@@ -154,10 +149,11 @@ def _start(kind: Kind, client_id: str, now: int, *, connection_name: str | None 
     settings = get_settings()
     binding, state, nonce, verifier = (random_token(32), random_token(32), random_token(16),
                                        random_token(48))
-    table().put_new({"pk": f"TRYFLOW#{digest(state)}", "sk": "TRY", "ttl": now + FLOW_LIFETIME,
-                     "kind": kind.name, "client_id": client_id, "verifier": verifier,
-                     "browser_digest": digest(binding),
-                     **({"connection_name": connection_name} if connection_name else {})})
+    try_logins.put_flow(state, try_logins.TryFlow(kind=kind.name, client_id=client_id,
+                                                  browser_digest=digest(binding),
+                                                  verifier=verifier,
+                                                  connection_name=connection_name),
+                        now + FLOW_LIFETIME)
     params = {"client_id": client_id, "redirect_uri": settings.url(kind.path + "/callback"),
               "response_type": "code", "scope": "openid profile email", "state": state,
               "nonce": nonce, "code_challenge": s256(verifier), "code_challenge_method": "S256"}
@@ -177,18 +173,11 @@ def finish(kind: Kind, params: dict[str, str], binding: str | None, now: int):
     state = params.get("state")
     if not state or len(state) > 256 or not binding or len(binding) > 128:
         return _gone("This test was started in another browser or has expired.")
-    try:
-        flow = table().delete(
-            f"TRYFLOW#{digest(state)}", "TRY",
-            condition="attribute_exists(pk) AND #ttl > :now AND browser_digest = :b AND kind = :k",
-            names={"#ttl": "ttl"}, values={":now": now, ":b": digest(binding), ":k": kind.name},
-            return_old=True)
-    except ConditionFailed:
-        flow = None
-    if not flow:
+    flow = try_logins.consume_flow(state, digest(binding), kind.name, now)
+    if flow is None:
         return _gone("This test was started in another browser, has expired or was already "
                      "finished.")
-    connection_name = flow.get("connection_name")
+    connection_name = flow.connection_name
     if params.get("iss") not in (None, settings.issuer):
         result = _failure("start", "invalid_request", "The response came from another issuer",
                           connection_name)
@@ -199,10 +188,9 @@ def finish(kind: Kind, params: dict[str, str], binding: str | None, now: int):
     else:
         result = _inspect(params.get("code"), flow, kind, now)
     result_id = random_token(32)
-    table().put_new({"pk": f"TRYRESULT#{digest(result_id)}", "sk": "TRY",
-                     "ttl": now + RESULT_LIFETIME, "kind": kind.name,
-                     "browser_digest": digest(binding),
-                     "result": json.dumps(result, separators=(",", ":"), default=str)})
+    try_logins.put_result(result_id, try_logins.TryResult(
+        kind=kind.name, browser_digest=digest(binding),
+        result=json.dumps(result, separators=(",", ":"), default=str)), now + RESULT_LIFETIME)
     log.info("%s flow finished: %s", kind.name, "ok" if result["ok"] else result["failed"])
     return redirect(settings.url(kind.path + "/result") + "?" + urlencode({"id": result_id}), 303)
 
@@ -211,7 +199,7 @@ def _printable(text: str) -> str:
     return "".join(c for c in text if c.isprintable())
 
 
-def _inspect(code: str | None, flow: dict, kind: Kind, now: int) -> dict:
+def _inspect(code: str | None, flow: try_logins.TryFlow, kind: Kind, now: int) -> dict:
     """Redeem the code here (no token minted), read the profile and the upstream claims."""
     from chalicelib import sessions, users
     from chalicelib.management.connections import get_connection
@@ -219,9 +207,9 @@ def _inspect(code: str | None, flow: dict, kind: Kind, now: int) -> dict:
 
     settings = get_settings()
     record = grant_store.find_code(code or "", now) if code else None
-    if (record is None or record.get("consumed_at") or record.get("client_id") != flow["client_id"]
+    if (record is None or record.get("consumed_at") or record.get("client_id") != flow.client_id
             or record.get("redirect_uri") != settings.url(kind.path + "/callback")
-            or record.get("code_challenge") != s256(flow["verifier"])):
+            or record.get("code_challenge") != s256(flow.verifier)):
         return _failure("profile", "server_error", "The broker returned no usable code")
     try:
         grant_store.run([grant_store.consume_code_operation(code, now),
@@ -426,13 +414,11 @@ _MARKS = {"passed": ("✓", "passed"), "failed": ("✗", "failed"), "not run": (
 def show(kind: Kind, result_id: str | None, binding: str | None, now: int):
     if not result_id or len(result_id) > 128 or not binding or len(binding) > 128:
         return _not_yours()
-    item = table().get(f"TRYRESULT#{digest(result_id)}", "TRY")
-    from chalicelib.tokens import same
-
-    if item is None or item.get("kind") != kind.name or not same(item.get("browser_digest", ""),
-                                                                 digest(binding)):
+    stored = try_logins.get_result(result_id, now)
+    if stored is None or stored.kind != kind.name or not same(stored.browser_digest,
+                                                              digest(binding)):
         return _not_yours()
-    return render_result(json.loads(item["result"]), kind)
+    return render_result(json.loads(stored.result), kind)
 
 
 def _not_yours():

@@ -14,7 +14,7 @@ by the connection's upstream IdP, and a JSON body naming the user (an RFC 9493 s
    ``nbf`` (when present), ``jti`` present; then ``iss`` = the connection's issuer, ``sub`` = its
    ``client_id``, ``aud`` = exactly this endpoint's URL (built from ``BROKER_ISSUER``; a string or
    an array containing it). All with :data:`LEEWAY` seconds of clock skew. Last, the ``jti`` is
-   recorded with a conditional put (``GTR_JTI#{connection id}#{sha256(jti)}``, expiring when the
+   recorded with a conditional put (a replay marker, chalicelib/store/replay.py), expiring when the
    token can no longer be accepted), so a replay is refused and concurrent copies have one winner.
 3. The body (≤ 16 KB JSON): exactly one of ``sub_id`` / ``subject``; formats ``iss_sub`` (``iss``
    must be the connection's issuer; the user is ``oidc|{connection}|{sub}``) and ``email`` (every
@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
 import json
 import logging
 import math
@@ -65,7 +64,8 @@ from chalicelib.errors import ServiceUnavailable
 from chalicelib.login.id_token import ASYMMETRIC_ALGS, MAX_TOKEN_BYTES, IdTokenError, _candidates, _verify
 from chalicelib.login.jwks_cache import JwksCache, JwksError, jwks_cache
 from chalicelib.settings import get_settings
-from chalicelib.store.dynamo import ConditionFailed, table
+from chalicelib.store import replay
+from chalicelib.store.dynamo import ConditionFailed
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +80,6 @@ MAX_JTI_LENGTH = 1024
 MAX_SUB_LENGTH = 255
 MAX_EMAIL_LENGTH = 512
 REASON = "global_token_revocation"
-JTI_PREFIX = "GTR_JTI#"
-JTI_SK = "GTR_JTI"
 PATH = "oauth/global-token-revocation/connection/"
 
 _NAME = re.compile(r"^[a-zA-Z0-9](-[a-zA-Z0-9]|[a-zA-Z0-9])*$")
@@ -254,27 +252,20 @@ def _verify_token(token: str, connection: dict, now: float, cache: JwksCache) ->
     return claims
 
 
-def _jti_key(connection: dict, jti: str) -> str:
-    return JTI_PREFIX + connection["id"] + "#" + hashlib.sha256(jti.encode("utf-8")).hexdigest()
-
-
-def _record_jti(connection: dict, claims: dict, now: float) -> str:
+def _record_jti(connection: dict, claims: dict, now: float) -> replay.ReplayMarker:
     """Use the ``jti`` once. Kept until the token can no longer pass the ``exp`` check."""
-    pk = _jti_key(connection, claims["jti"])
-    item = {"pk": pk, "sk": JTI_SK, "connection_id": connection["id"], "created_at": int(now),
-            "ttl": int(math.ceil(claims["exp"])) + LEEWAY}
     try:
-        table().put_new(item)
+        return replay.record_gtr_jti(connection["id"], claims["jti"], int(now),
+                                     int(math.ceil(claims["exp"])) + LEEWAY)
     except ConditionFailed:
         raise _unauthorized("jti_replayed") from None
     except ServiceUnavailable:
         raise GtrError(503, "temporarily_unavailable", "jti_store_failed") from None
-    return pk
 
 
-def _release_jti(pk: str) -> None:
+def _release_jti(marker: replay.ReplayMarker) -> None:
     try:
-        table().delete(pk, JTI_SK)
+        replay.release(marker)
     except Exception:  # noqa: BLE001 - best effort: the token then stays used
         log.warning("global token revocation: could not release a used jti")
 
@@ -352,7 +343,7 @@ def handle(connection_name: str, authorization: str | None, read_body: Callable[
     try:
         connection = _connection(connection_name)
         claims = _verify_token(_bearer(authorization), connection, now, cache or jwks_cache())
-        jti_pk = _record_jti(connection, claims, now)
+        jti_marker = _record_jti(connection, claims, now)
         fmt, value = _subject(read_body() or b"", connection["options"]["issuer"])
     except GtrError as exc:
         return Outcome(exc.status, exc.error, exc.reason)
@@ -370,6 +361,6 @@ def handle(connection_name: str, authorization: str | None, read_body: Callable[
     except Exception as exc:  # noqa: BLE001 - any failure here means "could not log out"
         log.error("global token revocation on %s failed after %d user(s): %s", connection["name"],
                   done, type(exc).__name__)
-        _release_jti(jti_pk)
+        _release_jti(jti_marker)
         return Outcome(422, "revocation_failed", "revocation_failed", done)
     return Outcome(204, None, f"revoked_by_{fmt}", done)

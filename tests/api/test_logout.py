@@ -490,12 +490,13 @@ def test_auth0_logout_refuses_unlisted_return_to(client, apps, params):
 
 
 def _set_upstream_id_token(sid: str, value: str | None) -> None:
+    from chalicelib.store import sessions as session_records
     from chalicelib.store.dynamo import table
 
     if value is None:
-        table().update(f"SESSION#{sid}", "SESSION", "REMOVE upstream_id_token")
+        table().update(*session_records.key(sid), "REMOVE upstream_id_token")
     else:
-        table().update(f"SESSION#{sid}", "SESSION", "SET upstream_id_token = :t",
+        table().update(*session_records.key(sid), "SET upstream_id_token = :t",
                        values={":t": value})
 
 

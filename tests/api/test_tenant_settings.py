@@ -202,6 +202,7 @@ def test_scopes(client, api):
 
 def test_session_lifetimes_drive_the_cookie_and_the_idle_expiry(client, api, setup):
     from chalicelib import sessions
+    from chalicelib.store import sessions as session_records
     from chalicelib.store.dynamo import table
 
     _, callback, _, _ = _login(client, setup)
@@ -212,7 +213,7 @@ def test_session_lifetimes_drive_the_cookie_and_the_idle_expiry(client, api, set
     browser, callback, _, _ = _login(client, setup)
     assert "Max-Age=7200;" in _session_cookie(callback)
     cookie = browser.cookies["broker_session"]
-    item = table().get(f"SESSION#{cookie.split('.')[0]}", "SESSION")
+    item = table().get(*session_records.key(cookie.split('.')[0]))
     now = item["updated_at"]
     assert item["expires_at"] == now + 7200 and item["idle_expires_at"] == now + 3600
     session = sessions.session_from_cookie(cookie, now + 3599)
