@@ -217,13 +217,12 @@ def users_by_email(email: str, connection_names: list[str]) -> list[dict]:
     user_id: the email index per connection, confirmed on each profile (the index is eventually
     consistent)."""
     wanted = email.strip().casefold()
+    ids = [user_id for name in connection_names for user_id in user_ids_by_email(name, email)]
     found = []
-    for name in connection_names:
-        for user_id in user_ids_by_email(name, email):
-            user = get_user(user_id)
-            stored = (user or {}).get("attributes", {}).get("email")
-            if user is not None and isinstance(stored, str) and stored.strip().casefold() == wanted:
-                found.append(user)
+    for user in store.get_many(ids):  # one BatchGetItem per 100 users
+        stored = user.get("attributes", {}).get("email")
+        if isinstance(stored, str) and stored.strip().casefold() == wanted:
+            found.append(user)
     return sorted(found, key=lambda u: u["user_id"])
 
 
@@ -306,7 +305,7 @@ def search(terms: list[tuple[str, str | bool]], connection_names: list[str]) -> 
     elif emails:
         candidates = users_by_email(emails[0], names)
     else:
-        candidates = [u for u in (get_user(i) for i in list_user_ids(names)) if u is not None]
+        candidates = store.get_many(list_user_ids(names))  # one BatchGetItem per 100 users
     return sorted((u for u in candidates
                    if u.get("connection") in names and _matches(u, terms)),
                   key=lambda u: u["user_id"])

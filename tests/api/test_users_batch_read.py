@@ -8,6 +8,7 @@ import collections
 import contextlib
 import time
 import uuid
+from urllib.parse import quote
 
 import pytest
 
@@ -229,3 +230,32 @@ def test_no_keys_no_call(monkeypatch):
     stub, client, _ = scripted_table(monkeypatch, [])
     assert stub.batch_get([]) == {}
     assert client.requests == []
+
+
+def test_search_reads_profiles_in_batches(api, few_users):
+    """A ``q`` search over a connection's list reads the candidates in one BatchGetItem."""
+    name, ids = few_users
+    blocked = ids[1:3]
+    for user_id in blocked:
+        patched = api.call("PATCH", f"/api/v2/users/{quote(user_id, safe='')}",
+                           body={"blocked": True})
+        assert patched.status_code == 200, patched.data
+    with dynamodb_calls() as calls:
+        response = api.call("GET", f"/api/v2/users?connection={name}&q=blocked:true"
+                                   "&search_engine=v3&per_page=50")
+    assert response.status_code == 200, response.data
+    assert [u["user_id"] for u in response.data] == blocked
+    assert calls["GetItem"] == 0, calls
+    assert calls["BatchGetItem"] == 1, calls
+
+
+def test_an_email_search_reads_profiles_in_batches(api, few_users):
+    """``q=email:`` goes through the email index (users-by-email's path), then one batch read."""
+    name, _ids = few_users
+    with dynamodb_calls() as calls:
+        response = api.call("GET", f"/api/v2/users?connection={name}"
+                                   "&q=email:U0003@Example.com&search_engine=v3")
+    assert response.status_code == 200, response.data
+    assert [u["user_id"] for u in response.data] == [f"oidc|{name}|u0003"]
+    assert calls["GetItem"] == 0, calls
+    assert calls["BatchGetItem"] == 1, calls
