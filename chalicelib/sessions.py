@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chalicelib.management.tenant_settings import cached_tenant_settings
+from chalicelib.registry.tenant import cached_tenant_settings
 from chalicelib.provider import lifetimes
 from chalicelib.store import sessions as session_records
 from chalicelib.tokens import digest, random_token, same
