@@ -12,7 +12,7 @@ import logging
 from chalicelib.errors import OAuthError
 from chalicelib.provider import grant_store, issue, lifetimes
 from chalicelib.provider.client_auth import AuthenticatedClient
-from chalicelib.management.resource_servers import token_scope
+from chalicelib.registry.resource_servers import token_scope
 from chalicelib.store.dynamo import ConditionFailed
 from chalicelib.store.resource_servers import ResourceServer, still_exists_check
 from chalicelib.tokens import preview, s256, same
@@ -109,7 +109,7 @@ def resource_server_of(record: dict) -> ResourceServer | None:
     """The API a code's or refresh token's tokens are for; a deleted one (or one deleted and
     registered again: another id) gives no more tokens (SPEC §2.5). Read through the login
     cache; the token transaction re-checks it (still_exists_check)."""
-    from chalicelib.management.resource_servers import cached_resource_server
+    from chalicelib.registry.resource_servers import cached_resource_server
 
     audience = record.get("audience")
     if not audience:

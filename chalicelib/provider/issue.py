@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from chalicelib.keys import ALGORITHM, sign_jwt
 from chalicelib.provider import lifetimes
+from chalicelib.registry.resource_servers import OIDC_SCOPES  # noqa: F401 - one list, defined low
 from chalicelib.settings import get_settings
 from chalicelib.tokens import half_hash, random_token
 
-OIDC_SCOPES = ("openid", "profile", "email", "offline_access", "address", "phone")
 PROFILE_CLAIMS = ("name", "given_name", "family_name", "middle_name", "nickname",
                   "preferred_username", "profile", "picture", "website", "gender", "birthdate",
                   "zoneinfo", "locale", "updated_at")

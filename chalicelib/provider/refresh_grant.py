@@ -21,7 +21,7 @@ from chalicelib.errors import OAuthError
 from chalicelib.provider import grant_store, issue, lifetimes
 from chalicelib.provider.client_auth import AuthenticatedClient
 from chalicelib.provider.code_grant import _new_refresh_token, _token_response, resource_server_of
-from chalicelib.management.resource_servers import token_scope
+from chalicelib.registry.resource_servers import token_scope
 from chalicelib.store.dynamo import ConditionFailed
 from chalicelib.store.resource_servers import still_exists_check
 from chalicelib.tokens import preview
