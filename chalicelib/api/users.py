@@ -133,7 +133,7 @@ def delete_user(user_id):
 
 def refresh_token_view(family) -> dict:
     """Auth0's refresh token object: the family's id and facts, never a token value."""
-    from chalicelib.management.clients import cached_client
+    from chalicelib.registry.clients import cached_client
     from chalicelib.provider.issue import userinfo_audience
     from chalicelib.users import iso
 

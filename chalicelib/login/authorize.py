@@ -143,7 +143,7 @@ def _single(params: dict[str, list[str]]) -> tuple[dict[str, str], str | None]:
 
 def parse_request(params: dict[str, list[str]]) -> AppRequest | ErrorPage:
     """Steps that can fail without a trustworthy redirect_uri come first."""
-    from chalicelib.management.clients import cached_client
+    from chalicelib.registry.clients import cached_client
 
     values, repeated = _single(params)
     if repeated in ("client_id", "redirect_uri"):
@@ -327,7 +327,7 @@ def choose_connection(request: AppRequest, session_connection_id: str | None) ->
     connection is used, as before.
     """
     from chalicelib.login.login_page import button_connections, has_domain_aliases
-    from chalicelib.management import connections
+    from chalicelib.registry import connections
 
     client_id = request.client["client_id"]
     if request.connection_name:

@@ -85,8 +85,8 @@ def _answer(tx: LoginTransaction, params: dict[str, str], method: str, now: int,
 
 def _complete(tx: LoginTransaction, params: dict[str, str], method: str, now: int,
               route_connection: str | None) -> AppAnswer:
-    from chalicelib.management.connections import cached_connection
-    from chalicelib.management.clients import cached_client
+    from chalicelib.registry.clients import cached_client
+    from chalicelib.registry.connections import cached_connection
 
     connection = cached_connection(tx.connection_id)
     client = cached_client(tx.client_id)
@@ -109,7 +109,7 @@ def _complete(tx: LoginTransaction, params: dict[str, str], method: str, now: in
         if not code or len(code) > 2048:
             raise LoginFailed("access_denied", "The identity provider returned no code")
         from chalicelib.login import upstream
-        from chalicelib.management.connections import connection_secret
+        from chalicelib.registry.connections import connection_secret
 
         # Transactions from before per-connection callbacks sent the shared URL.
         redirect_uri = tx.upstream_redirect_uri or get_settings().shared_callback_url

@@ -34,7 +34,7 @@ import json
 import re
 from typing import Any
 
-from chalicelib.management.connections import REGISTERED_CLAIMS, TEMPLATE_EXPR, TEMPLATE_PART
+from chalicelib.registry.connections import REGISTERED_CLAIMS, TEMPLATE_EXPR, TEMPLATE_PART
 
 ROOT_ATTRIBUTES = ("email", "email_verified", "name", "given_name", "family_name", "nickname",
                    "picture", "username")

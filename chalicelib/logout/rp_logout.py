@@ -133,7 +133,7 @@ def rp_initiated_logout(params: dict[str, list[str]], cookie: str | None, now: i
     """OIDC RP-Initiated Logout 1.0 §2–§3. ``logout_hint`` is ignored; ``ui_locales`` only picks
     the confirmation page's language. A confirmation (``logout_confirm``) counts only in a form
     POST, the way the confirmation page sends it."""
-    from chalicelib.management.clients import get_client
+    from chalicelib.registry.clients import get_client
 
     values, repeated = _single(params, ("id_token_hint", "client_id", "post_logout_redirect_uri",
                                         "state", CONFIRM_PARAM))
@@ -189,7 +189,7 @@ def rp_initiated_logout(params: dict[str, list[str]], cookie: str | None, now: i
 
 def _upstream_logout_url(session: dict, return_to: str | None) -> str | None:
     """The connection's ``end_session_endpoint`` (RP-Initiated Logout at the upstream IdP)."""
-    from chalicelib.management.connections import get_connection
+    from chalicelib.registry.connections import get_connection
 
     connection = get_connection(session.get("connection_id", ""))
     if connection is None:
@@ -214,7 +214,7 @@ def auth0_logout(params: dict[str, list[str]], cookie: str | None,
     (the broker has no tenant-level list, so without ``client_id`` it is refused); without
     ``returnTo`` the client's first allowed logout URL is used, as Auth0 does. ``federated``
     (present, any value) continues to the upstream IdP's ``end_session_endpoint``."""
-    from chalicelib.management.clients import get_client
+    from chalicelib.registry.clients import get_client
 
     values, repeated = _single(params, ("client_id", "returnTo"))
     if repeated:

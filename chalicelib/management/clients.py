@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import hashlib
-import hmac
 import secrets as pysecrets
 import string
 from typing import Annotated, Any, Literal, Optional
@@ -19,11 +17,17 @@ from chalicelib.errors import InvalidBody, NotFound
 from chalicelib.management.auth0_fields import JsonValue, fields_marked, inert, only, refusable
 from chalicelib.management.validation import check_stored_url, validate
 from chalicelib.provider.cors import normalise_origin
+from chalicelib.registry.clients import (  # noqa: F401  (the read side: old callers)
+    CONFIG_CACHE_SECONDS,
+    cached_client,
+    forget_cached_clients,
+    get_client,
+    hash_secret,
+    secret_matches,
+)
 from chalicelib.settings import get_settings
-from chalicelib.store import clients as store
 from chalicelib.store.clients import PK
 from chalicelib.store.dynamo import ConditionFailed, table
-from chalicelib.ttl_cache import TtlCache
 
 ALNUM = string.ascii_letters + string.digits
 
@@ -222,25 +226,6 @@ def new_client_secret() -> str:
     return pysecrets.token_urlsafe(48)
 
 
-def hash_secret(secret: str, salt: bytes | None = None) -> str:
-    """Salted SHA-256. Client secrets are 384-bit random values, so a slow KDF adds nothing: there
-    is no dictionary to attack, and a fast hash keeps client authentication cheap on Lambda."""
-    salt = salt or pysecrets.token_bytes(16)
-    digest = hashlib.sha256(salt + secret.encode()).hexdigest()
-    return f"sha256${salt.hex()}${digest}"
-
-
-def secret_matches(secret: str, stored: str | None) -> bool:
-    if not stored or not isinstance(secret, str):
-        return False
-    try:
-        _, salt_hex, _ = stored.split("$")
-        expected = hash_secret(secret, bytes.fromhex(salt_hex))
-    except ValueError:
-        return False
-    return hmac.compare_digest(expected, stored)
-
-
 def _check_urls(urls: list[str] | None, what: str, *, native: bool, allow_loopback: bool) -> None:
     for url in urls or []:
         check_stored_url(url, field=what, allow_loopback_http=allow_loopback or native,
@@ -365,27 +350,9 @@ def view(item: dict, secret: str | None = None) -> dict:
     return body
 
 
-# Login paths (/authorize, the callback) read the application through a short cache; the token
-# endpoint never does, so a rotated secret or a deleted client takes effect there at once.
-# Every write below drops it in this container (SPEC §8); other containers expire it within 30 s.
-CONFIG_CACHE_SECONDS = 30
-_client_cache = None
-
-
-def cached_client(client_id: str) -> dict | None:
-    global _client_cache
-    if _client_cache is None:
-        _client_cache = TtlCache(CONFIG_CACHE_SECONDS)
-    return _client_cache.get((get_settings().table_name, client_id), lambda: get_client(client_id))
-
-
-def forget_cached_clients() -> None:
-    if _client_cache is not None:
-        _client_cache.clear()
-
-
 def _drops_cached_clients(write):
-    """Run an administrator's write, then drop the cache, also when the write failed half-way."""
+    """Run an administrator's write, then drop the login paths' cache (``registry/clients``) in
+    this container (SPEC §8), also when the write failed half-way."""
     @functools.wraps(write)
     def wrapper(*args, **kwargs):
         try:
@@ -407,10 +374,6 @@ def create_client(body: dict) -> dict:
     record["created_at"] = record["updated_at"] = _now_iso()
     table().put_new({"pk": PK, "sk": record["client_id"], **record})
     return view(record, secret)
-
-
-def get_client(client_id: str) -> dict | None:
-    return store.get(client_id)
 
 
 def require_client(client_id: str) -> dict:

@@ -19,12 +19,25 @@ from chalicelib.errors import Conflict, InvalidBody, NotFound
 from chalicelib.management.auth0_fields import JsonValue, fields_marked, inert, only, refusable
 from chalicelib.management.connection_keys import delete_keys
 from chalicelib.management.validation import check_stored_url, validate
+from chalicelib.registry.connections import (  # noqa: F401  (the read side: old callers)
+    CONFIG_CACHE_SECONDS,
+    REGISTERED_CLAIMS,
+    TEMPLATE_EXPR,
+    TEMPLATE_PART,
+    cached_connection,
+    cached_connection_by_name,
+    cached_enabled_connections_for,
+    connection_secret,
+    enabled_connections_for,
+    forget_cached_connections,
+    get_connection,
+    get_connection_by_name,
+)
 from chalicelib.secrets import connection_secret_name, secret_store
 from chalicelib.settings import get_settings
 from chalicelib.store import clients as client_records
 from chalicelib.store import connections as store
 from chalicelib.store.dynamo import ConditionFailed
-from chalicelib.ttl_cache import TtlCache
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +53,6 @@ ALIASABLE = ("acr_values", "audience", "client_id", "display", "id_token_hint", 
 PROTECTED_UPSTREAM_PARAMS = ("client_id", "redirect_uri", "response_type", "response_mode", "scope",
                              "state", "nonce", "code_challenge", "code_challenge_method",
                              "request", "request_uri", "client_secret", "code_verifier")
-REGISTERED_CLAIMS = ("iss", "sub", "aud", "exp", "nbf", "iat", "jti", "nonce", "at_hash", "c_hash",
-                     "s_hash", "azp", "auth_time", "sid", "acr", "amr", "cnf", "scope", "client_id",
-                     "user_id", "identities", "created_at", "updated_at", "last_login",
-                     "logins_count", "events")
-TEMPLATE_PART = re.compile(r"\$\{([^}]*)\}")
-TEMPLATE_EXPR = re.compile(
-    # Claim names may be Auth0-style namespaced URLs (``https://example.com/roles``).
-    r"^context\.(tokenset|userinfo)\.[A-Za-z0-9_:./\-]{1,128}$|^context\.connection\.(id|name|strategy)$"
-)
 DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
 ENDPOINT_FIELDS = ("authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint",
                    "end_session_endpoint")
@@ -429,42 +433,10 @@ def view(item: dict, scopes: frozenset[str] | set[str]) -> dict:
     return body
 
 
-# Login paths read connection configuration through a short cache (SPEC §3, issue: caches):
-# a warm container does not re-read it per request. Every write below drops it in this container
-# (SPEC §8: by id, by name and the per-client enabled lists); other containers see a change within
-# CONFIG_CACHE_SECONDS.
-CONFIG_CACHE_SECONDS = 30
-_config_cache = None
-
-
-def _cache():
-    global _config_cache
-    if _config_cache is None:
-        _config_cache = TtlCache(CONFIG_CACHE_SECONDS)
-    return _config_cache
-
-
-def cached_connection(connection_id: str) -> dict | None:
-    return _cache().get(("id", get_settings().table_name, connection_id),
-                        lambda: get_connection(connection_id))
-
-
-def cached_connection_by_name(name: str) -> dict | None:
-    return _cache().get(("name", get_settings().table_name, name),
-                        lambda: get_connection_by_name(name))
-
-
-def cached_enabled_connections_for(client_id: str) -> list[dict]:
-    return _cache().get(("enabled", get_settings().table_name, client_id),
-                        lambda: enabled_connections_for(client_id))
-
-
-def forget_cached_connections() -> None:
-    _cache().clear()
-
-
 def _drops_cached_connections(write):
-    """Run an administrator's write, then drop the cache, also when the write failed half-way."""
+    """Run an administrator's write, then drop the login paths' cache (``registry/connections``:
+    by id, by name and the per-client enabled lists) in this container (SPEC §8), also when the
+    write failed half-way."""
     @functools.wraps(write)
     def wrapper(*args, **kwargs):
         try:
@@ -533,25 +505,11 @@ def create_connection(body: dict) -> dict:
     return record
 
 
-def get_connection(connection_id: str) -> dict | None:
-    if not isinstance(connection_id, str) or not connection_id.startswith("con_") or len(
-            connection_id) > 64:
-        return None
-    return store.get(connection_id)
-
-
 def require_connection(connection_id: str) -> dict:
     item = get_connection(connection_id)
     if item is None:
         raise NotFound("The connection does not exist", error_code="inexistent_connection")
     return item
-
-
-def get_connection_by_name(name: str) -> dict | None:
-    if not isinstance(name, str) or not name or len(name) > 128:
-        return None
-    connection_id = store.id_for_name(name)
-    return get_connection(connection_id) if connection_id else None
 
 
 def list_connections() -> list[dict]:
@@ -617,14 +575,6 @@ def delete_connection_records(connection: dict) -> None:
     delete_keys(connection_id)  # private_key_jwt keys (a no-op when it never had any)
 
 
-def connection_secret(connection: dict) -> str | None:
-    """The upstream client secret (cached); only the login flow calls this."""
-    if not connection.get("client_secret_set"):
-        return None
-    return secret_store().get(connection_secret_name(get_settings().secret_prefix,
-                                                     connection["id"]))
-
-
 class EnablementItem(_Strict):
     client_id: str = Field(min_length=1, max_length=128)
     status: bool
@@ -667,7 +617,3 @@ def disable_client_everywhere(client_id: str) -> None:
                 store.remove_enabled_clients(item["id"], {client_id})
             except ConditionFailed:
                 continue
-
-
-def enabled_connections_for(client_id: str) -> list[dict]:
-    return [c for c in list_connections() if client_id in (c.get("enabled_clients") or [])]

@@ -105,7 +105,7 @@ def test_removed_callback_is_refused_at_once(client, api, made):
 
 
 def test_rotated_secret_is_not_served_from_the_cache(client, api, made):
-    from chalicelib.management.clients import cached_client, get_client
+    from chalicelib.registry.clients import cached_client, get_client
 
     app = made.app()
     before = cached_client(app["client_id"])["client_secret_hash"]  # warm
@@ -157,7 +157,7 @@ def test_enabled_clients_patch_is_seen_at_once(client, api, made):
 
 
 def test_deleted_connection_is_refused_at_once(client, api, made):
-    from chalicelib.management.connections import cached_connection
+    from chalicelib.registry.connections import cached_connection
 
     app = made.app()
     con = made.connection([app["client_id"]])
@@ -173,7 +173,7 @@ def test_deleted_connection_is_refused_at_once(client, api, made):
 def test_deleted_client_leaves_no_cached_enablement(client, api, made):
     """Deleting an application disables it on every connection (no orphans): the connection
     as cached by id and by name forgets it too."""
-    from chalicelib.management.connections import cached_connection, cached_connection_by_name
+    from chalicelib.registry.connections import cached_connection, cached_connection_by_name
 
     app = made.app()
     con = made.connection([app["client_id"]])
@@ -186,7 +186,7 @@ def test_deleted_client_leaves_no_cached_enablement(client, api, made):
 
 
 def test_patched_options_are_used_at_once(client, api, made):
-    from chalicelib.management.connections import cached_connection
+    from chalicelib.registry.connections import cached_connection
 
     app = made.app()
     con = made.connection([app["client_id"]])
@@ -213,7 +213,7 @@ def test_created_connection_is_not_hidden_by_a_cached_miss(client, api, made):
 
 
 def test_new_upstream_secret_is_used_at_once(client, api, made):
-    from chalicelib.management.connections import connection_secret, get_connection
+    from chalicelib.registry.connections import connection_secret, get_connection
 
     app = made.app()
     con = made.connection([app["client_id"]], client_secret="old-secret")

@@ -388,7 +388,7 @@ def test_provisioning_keys_for_a_connection_not_using_them_yet(api, client):
         from joserfc.jwk import KeySet
 
         from chalicelib.login.client_assertion import client_assertion
-        from chalicelib.management.connections import get_connection
+        from chalicelib.registry.connections import get_connection
 
         assertion = client_assertion(get_connection(cid))
         decoded = jwt.decode(assertion, KeySet.import_key_set(jwks.data), algorithms=["ES256"])

@@ -191,8 +191,8 @@ def numbered(sequence: list[tuple[str, str]]) -> list[tuple[str, str, int]]:
 def cold_caches() -> None:
     """Forget every warm-container cache that hides an AWS call (config, secrets, queue URLs)."""
     from chalicelib.logout import backchannel
-    from chalicelib.management.clients import forget_cached_clients
-    from chalicelib.management.connections import forget_cached_connections
+    from chalicelib.registry.clients import forget_cached_clients
+    from chalicelib.registry.connections import forget_cached_connections
     from chalicelib.registry.resource_servers import forget_cached_resource_servers
     from chalicelib.registry.tenant import forget_cached_tenant_settings
     from chalicelib.secrets import secret_store

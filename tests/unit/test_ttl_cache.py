@@ -138,13 +138,13 @@ def test_is_miss(value, miss):
 
 def test_the_client_and_connection_caches_keep_warm_entries_under_random_names(monkeypatch):
     """The caches the login paths use: a flood of unknown client ids and connection names."""
-    from chalicelib.management import clients, connections
+    from chalicelib.registry import clients, connections
 
     settings = SimpleNamespace(table_name="broker")
     monkeypatch.setattr(clients, "get_settings", lambda: settings)
     monkeypatch.setattr(connections, "get_settings", lambda: settings)
-    monkeypatch.setattr(clients, "_client_cache", None)
-    monkeypatch.setattr(connections, "_config_cache", None)
+    monkeypatch.setattr(clients, "_client_cache", TtlCache(clients.CONFIG_CACHE_SECONDS))
+    monkeypatch.setattr(connections, "_config_cache", TtlCache(connections.CONFIG_CACHE_SECONDS))
     reads: list = []
 
     def get_client(client_id):

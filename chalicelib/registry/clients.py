@@ -1,0 +1,51 @@
+"""Applications (OAuth clients, SPEC §2.3) as the login paths and the token endpoint read them.
+
+``/authorize`` and the callback read an application through a 30 s per-container cache; the
+token endpoint decides on a fresh read whenever the cached one does not settle it, so a rotated
+secret or a deleted client takes effect there at once. Every write in ``management/clients``
+drops the cache in its own container (:func:`forget_cached_clients`, SPEC §8); other containers
+expire it within :data:`CONFIG_CACHE_SECONDS`.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets as pysecrets
+
+from chalicelib.settings import get_settings
+from chalicelib.store import clients as store
+from chalicelib.ttl_cache import TtlCache
+
+CONFIG_CACHE_SECONDS = 30
+_client_cache = TtlCache(CONFIG_CACHE_SECONDS)
+
+
+def get_client(client_id: str) -> dict | None:
+    return store.get(client_id)
+
+
+def cached_client(client_id: str) -> dict | None:
+    return _client_cache.get((get_settings().table_name, client_id), lambda: get_client(client_id))
+
+
+def forget_cached_clients() -> None:
+    _client_cache.clear()
+
+
+def hash_secret(secret: str, salt: bytes | None = None) -> str:
+    """Salted SHA-256. Client secrets are 384-bit random values, so a slow KDF adds nothing: there
+    is no dictionary to attack, and a fast hash keeps client authentication cheap on Lambda."""
+    salt = salt or pysecrets.token_bytes(16)
+    digest = hashlib.sha256(salt + secret.encode()).hexdigest()
+    return f"sha256${salt.hex()}${digest}"
+
+
+def secret_matches(secret: str, stored: str | None) -> bool:
+    if not stored or not isinstance(secret, str):
+        return False
+    try:
+        _, salt_hex, _ = stored.split("$")
+        expected = hash_secret(secret, bytes.fromhex(salt_hex))
+    except ValueError:
+        return False
+    return hmac.compare_digest(expected, stored)
