@@ -29,10 +29,11 @@ GRANT_ACTIVE = "attribute_exists(pk) AND attribute_not_exists(revoked_at)"
 TOKEN_EXCHANGEABLE = ("attribute_exists(pk) AND attribute_not_exists(rotated_at) "
                       "AND #ttl > :now AND idle_expires_at > :now")
 SNAPSHOT_FIELDS = ("attributes", "updated_at")
+GRANT_PREFIX = "GRANT#"  # the grant's partition, and the sort key of its user and client refs
 
 
 def _grant_key(grant_id: str) -> dict:
-    return {"pk": f"GRANT#{grant_id}", "sk": GRANT_SK}
+    return {"pk": f"{GRANT_PREFIX}{grant_id}", "sk": GRANT_SK}
 
 
 def _code_key(code_digest: str) -> dict:
@@ -55,16 +56,17 @@ def new_grant_operations(grant_id: str, *, client_id: str, user_id: str, sid: st
     grant = {**_grant_key(grant_id), "grant_id": grant_id, "client_id": client_id,
              "user_id": user_id, "sid": sid, "ttl": expires_at}
     user_partition, _ = user_key(user_id)
-    user_ref = {"pk": user_partition, "sk": f"GRANT#{grant_id}", "grant_id": grant_id,
+    user_ref = {"pk": user_partition, "sk": f"{GRANT_PREFIX}{grant_id}", "grant_id": grant_id,
                 "ttl": ref_ttl}
-    client_ref = {"pk": f"CLIENT#{client_id}", "sk": f"GRANT#{grant_id}", "grant_id": grant_id,
+    client_ref = {"pk": f"CLIENT#{client_id}", "sk": f"{GRANT_PREFIX}{grant_id}",
+                  "grant_id": grant_id,
                   "ttl": ref_ttl}
     return [{"Put": {"Item": grant, "ConditionExpression": "attribute_not_exists(pk)"}},
             {"Put": {"Item": user_ref}}, {"Put": {"Item": client_ref}}]
 
 
 def grant_ids_of_client(client_id: str) -> list[str]:
-    return [ref["grant_id"] for ref in table().query(f"CLIENT#{client_id}", sk_prefix="GRANT#")]
+    return [ref["grant_id"] for ref in table().query(f"CLIENT#{client_id}", sk_prefix=GRANT_PREFIX)]
 
 
 def get_grant(grant_id: str) -> dict | None:

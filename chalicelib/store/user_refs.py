@@ -1,16 +1,15 @@
 """What hangs off a user: refs to its sessions and grants, in the user's own partition.
 
-chalicelib/sessions.py writes a ``SESSION#{sid}`` ref and chalicelib/provider/grant_store.py a
+chalicelib/store/sessions.py writes a ``SESSION#{sid}`` ref and chalicelib/store/grants.py a
 ``GRANT#{grant_id}`` ref under the partition key of the user's profile (chalicelib/store/users.py),
 so every session and grant of a user is one query.
 """
 from __future__ import annotations
 
 from chalicelib.store.dynamo import table
+from chalicelib.store.grants import GRANT_PREFIX as GRANT_REF
+from chalicelib.store.sessions import PREFIX as SESSION_REF
 from chalicelib.store.users import key as profile_key
-
-SESSION_REF = "SESSION#"
-GRANT_REF = "GRANT#"
 
 
 def refs_of(user_id: str) -> list[tuple[str, str]]:
