@@ -599,7 +599,7 @@ PROFILE_BUCKETS = [
     (("chalicelib/store/dynamo.py", "from_dynamo"), "from_dynamo (TypeDeserializer)"),
     (("chalicelib/keys.py", "sign_jwt"), "broker token signing (sign_jwt)"),
     (("chalicelib/login/id_token.py", "validate_id_token"), "upstream ID token check"),
-    (("chalicelib/management/clients.py", "secret_matches"), "client secret check"),
+    (("chalicelib/registry/clients.py", "secret_matches"), "client secret check"),
     (("chalicelib/login/pages.py", "read_cookies"), "cookie parsing"),
 ]
 

@@ -119,7 +119,7 @@ def _cookie_path(kind: Kind) -> str:
 # --- 2. start ----------------------------------------------------------------------------------
 
 def start_try(ticket: str | None, now: int):
-    from chalicelib.management import connections
+    from chalicelib.registry import connections
 
     if not ticket or len(ticket) > 128:
         return _gone("This test link is incomplete.")
@@ -202,7 +202,7 @@ def _printable(text: str) -> str:
 def _inspect(code: str | None, flow: try_logins.TryFlow, kind: Kind, now: int) -> dict:
     """Redeem the code here (no token minted), read the profile and the upstream claims."""
     from chalicelib import sessions, users
-    from chalicelib.management.connections import get_connection
+    from chalicelib.registry.connections import get_connection
     from chalicelib.provider import grant_store
 
     settings = get_settings()

@@ -125,7 +125,7 @@ def endpoint_url(connection_name: str) -> str:
 # --------------------------------------------------------------------------- connection
 
 def _connection(name: str) -> dict:
-    from chalicelib.management.connections import cached_connection_by_name
+    from chalicelib.registry.connections import cached_connection_by_name
 
     if not isinstance(name, str) or len(name) > 128 or not _NAME.match(name):
         raise GtrError(404, "not_found", "unknown_connection")

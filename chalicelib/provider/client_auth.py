@@ -65,7 +65,7 @@ def authenticate_client(form: dict, authorization: str | None) -> AuthenticatedC
     if settings.admin_client_id and hmac.compare_digest(client_id.encode(),
                                                         settings.admin_client_id.encode()):
         return _authenticate_admin(client_id, secret, method, bool(basic))
-    from chalicelib.management.clients import cached_client, get_client, secret_matches
+    from chalicelib.registry.clients import cached_client, get_client, secret_matches
 
     # The per-container client cache (SPEC §8: dropped by every administrator's write here, 30 s
     # elsewhere) answers a request whose credentials match it. Anything else is decided on a fresh

@@ -41,7 +41,7 @@ def _check_verifier(record: dict, verifier: str | None) -> None:
 
 
 def exchange(client: AuthenticatedClient, form: dict, now: int) -> dict:
-    from chalicelib.management.clients import get_client
+    from chalicelib.registry.clients import get_client
     from chalicelib.users import get_user
 
     code = form.get("code")

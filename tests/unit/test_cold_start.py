@@ -214,11 +214,6 @@ EXPECTED = {"discovery": 200, "jwks": 200, "authorize": 302, "callback": 303,
             "code_grant": 200, "refresh_grant": 200}
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "issue 17 item 3, open: the read-side helpers live in pydantic-importing Management API "
-    "modules: sessions.py -> management/tenant_settings.py (authorize), login/callback.py -> "
-    "management/connections.py (callback), provider/code_grant.py -> "
-    "management/resource_servers.py (both token grants). Strict: remove this mark once fixed."))
 def test_cold_login_and_token_paths_do_not_load_pydantic(aws_endpoint, api, client, idp):
     results = run_steps(aws_endpoint, _login_steps(api, client))
     # Every step succeeded for real, so every handler ran all the way.
