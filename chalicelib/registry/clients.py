@@ -1,10 +1,14 @@
 """Applications (OAuth clients, SPEC §2.3) as the login paths and the token endpoint read them.
 
-``/authorize`` and the callback read an application through a 30 s per-container cache; the
-token endpoint decides on a fresh read whenever the cached one does not settle it, so a rotated
-secret or a deleted client takes effect there at once. Every write in ``management/clients``
-drops the cache in its own container (:func:`forget_cached_clients`, SPEC §8); other containers
-expire it within :data:`CONFIG_CACHE_SECONDS`.
+``/authorize``, the callback and the token endpoint read an application through a 30 s
+per-container cache. The token endpoint trusts the cached record only when the presented
+credentials match it; otherwise a fresh read decides, so a newly rotated secret works at once
+and every failed attempt is counted and throttled on fresh data (provider/client_auth.py). Every
+write in ``management/clients`` drops the cache in its own container (:func:`forget_cached_clients`,
+SPEC §8); other warm containers expire it within :data:`CONFIG_CACHE_SECONDS`, so there the
+previous secret, or a deleted client's client-credentials grant, can still pass for up to that
+long. A deleted client's codes and refresh tokens fail at once everywhere: deleting it revokes
+its grants, and every redemption checks its grant inside its own transaction.
 """
 from __future__ import annotations
 
