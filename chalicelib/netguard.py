@@ -52,6 +52,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager
 
+from chalicelib.settings import is_loopback_host
+
 __all__ = [
     "DEFAULT_MAX_BYTES",
     "OutboundError",
@@ -129,7 +131,6 @@ _NOT_PUBLIC = tuple((ipaddress.ip_network(n), why) for n, why in (
     ("5f00::/16", "SRv6 SIDs (RFC 9602)"),
     ("fec0::/10", "site-local (deprecated, RFC 3879)"),
 ))
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
 
 
 def _parse_ip(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -208,15 +209,6 @@ def check_address(ip: str, allow_loopback: bool, *, host: str | None = None) -> 
 # --------------------------------------------------------------------------- URLs
 
 
-def _is_loopback_host(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _ip_literal(host: str) -> str | None:
     try:
         ipaddress.ip_address(host)
@@ -252,7 +244,7 @@ def check_url(url: str, allow_loopback: bool) -> None:
         raise OutboundRefused("URL has no host: refused")
     if port == 0:
         raise OutboundRefused("URL port 0 is invalid: refused")
-    if scheme == "http" and not (allow_loopback and _is_loopback_host(host)):
+    if scheme == "http" and not (allow_loopback and is_loopback_host(host)):
         raise OutboundRefused(
             f"URL must use https (http is only allowed for loopback hosts in local development): {host}"
         )

@@ -83,7 +83,7 @@ def _load(env: dict[str, str]) -> Settings:
     allow_loopback = _parse_bool(
         "BROKER_ALLOW_INSECURE_LOOPBACK", env.get("BROKER_ALLOW_INSECURE_LOOPBACK"), False
     )
-    if parts.scheme == "http" and not (allow_loopback and _is_loopback_host(parts.hostname or "")):
+    if parts.scheme == "http" and not (allow_loopback and is_loopback_host(parts.hostname or "")):
         raise ConfigurationError(
             "BROKER_ISSUER must use https (http only on loopback with BROKER_ALLOW_INSECURE_LOOPBACK)"
         )
@@ -102,13 +102,18 @@ def _load(env: dict[str, str]) -> Settings:
     )
 
 
-def _is_loopback_host(host: str) -> bool:
+LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
+
+
+def is_loopback_host(host: str) -> bool:
+    """The one loopback test for a URL's host (the issuer, stored URLs, outbound calls):
+    ``localhost`` or a loopback IP literal (IPv6 with or without brackets)."""
     import ipaddress
 
-    if host == "localhost":
+    if host.lower() in LOOPBACK_NAMES:
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
 

@@ -41,3 +41,21 @@ def half_hash(value: str, alg: str = "RS256") -> str:
 def preview(value: str) -> str:
     """What logs may show of a credential: a short digest prefix, never the value."""
     return digest(value)[:12]
+
+
+# The one list of JWS algorithms accepted from upstream IdPs (ID tokens, logout and GTR tokens,
+# a connection's declared algorithms): asymmetric only, never none or HMAC.
+# alg -> (kty, allowed curves or None), in the order shown to administrators.
+SIGNING_ALG_KEYS: dict[str, tuple[str, frozenset[str] | None]] = {
+    "RS256": ("RSA", None),
+    "RS384": ("RSA", None),
+    "RS512": ("RSA", None),
+    "PS256": ("RSA", None),
+    "PS384": ("RSA", None),
+    "PS512": ("RSA", None),
+    "ES256": ("EC", frozenset({"P-256"})),
+    "ES384": ("EC", frozenset({"P-384"})),
+    "ES512": ("EC", frozenset({"P-521"})),
+    "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
+}
+ASYMMETRIC_ALGS = tuple(SIGNING_ALG_KEYS)

@@ -27,26 +27,14 @@ from joserfc.jwk import Key
 from joserfc.jws import JWSRegistry
 
 from chalicelib.login.jwks_cache import JwksCache
+from chalicelib.tokens import ASYMMETRIC_ALGS
+from chalicelib.tokens import SIGNING_ALG_KEYS as _ALG_KEYS
 
 __all__ = ["ASYMMETRIC_ALGS", "MAX_TOKEN_BYTES", "IdTokenError", "validate_id_token"]
 
 MAX_TOKEN_BYTES = 16 * 1024
 MAX_SUB_LENGTH = 255
 
-# alg -> (kty, allowed curves or None)
-_ALG_KEYS: dict[str, tuple[str, frozenset[str] | None]] = {
-    "RS256": ("RSA", None),
-    "RS384": ("RSA", None),
-    "RS512": ("RSA", None),
-    "PS256": ("RSA", None),
-    "PS384": ("RSA", None),
-    "PS512": ("RSA", None),
-    "ES256": ("EC", frozenset({"P-256"})),
-    "ES384": ("EC", frozenset({"P-384"})),
-    "ES512": ("EC", frozenset({"P-521"})),
-    "EdDSA": ("OKP", frozenset({"Ed25519", "Ed448"})),
-}
-ASYMMETRIC_ALGS = frozenset(_ALG_KEYS)
 
 # EdDSA is what OIDC IdPs publish today; joserfc warns on every use since RFC 9864 superseded it.
 warnings.filterwarnings("ignore", message="EdDSA is deprecated", category=SecurityWarning)

@@ -38,14 +38,13 @@ from chalicelib.settings import get_settings
 from chalicelib.store import clients as client_records
 from chalicelib.store import connections as store
 from chalicelib.store.dynamo import ConditionFailed
+from chalicelib.tokens import ASYMMETRIC_ALGS
 
 log = logging.getLogger(__name__)
 
 ALNUM = string.ascii_letters + string.digits
 NAME_PATTERN = r"^[a-zA-Z0-9](-[a-zA-Z0-9]|[a-zA-Z0-9])*$"
 
-ASYMMETRIC_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
-                   "ES512", "EdDSA")
 ALIASABLE = ("acr_values", "audience", "client_id", "display", "id_token_hint", "login_hint",
              "max_age", "prompt", "resource", "response_mode", "response_type", "ui_locales")
 # Parameters the broker itself controls: letting upstream_params set them would break the

@@ -1,7 +1,6 @@
 """Turning pydantic validation errors and shared field rules into Auth0-style 400s."""
 from __future__ import annotations
 
-import ipaddress
 import re
 import unicodedata
 from typing import Any
@@ -10,6 +9,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ValidationError
 
 from chalicelib.errors import InvalidBody
+from chalicelib.settings import is_loopback_host
 
 MAX_URL_LENGTH = 2048
 
@@ -37,15 +37,6 @@ def validate(model: type[BaseModel], data: Any) -> BaseModel:
         if message.startswith("Value error, "):
             message = message[len("Value error, "):]
         raise InvalidBody(f"Payload validation error: '{message}' on property {where}") from None
-
-
-def is_loopback_host(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 # RFC 3986 §2: a URI is ASCII, and these printable characters never appear in one unencoded.
