@@ -48,17 +48,19 @@ class Container:
 
 
 @pytest.fixture
-def aws(monkeypatch):
-    import boto3
-    from moto import mock_aws
+def aws(aws_endpoint, monkeypatch):
+    """Secrets Manager on the suite's moto server, under a prefix of this test's own. (Not moto's
+    in-process mock: leaving it resets every moto backend of the process, the shared server's
+    tables included, and the tests that run after this one find no table.)"""
+    import uuid
 
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.setattr(keys, "get_settings", lambda: SETTINGS)
-    with mock_aws():
-        yield boto3.client("secretsmanager", region_name="us-east-1")
+    import boto3
+
+    settings = SimpleNamespace(secret_prefix=f"unit-test/{uuid.uuid4().hex[:12]}/",
+                               issuer=SETTINGS.issuer)
+    monkeypatch.setattr(keys, "get_settings", lambda: settings)
+    yield boto3.client("secretsmanager", endpoint_url=aws_endpoint, region_name="us-east-1",
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
 
 
 @pytest.fixture
@@ -195,7 +197,7 @@ def test_connection_key_rotation_in_a_stale_container_builds_on_the_latest_set(c
     from chalicelib import secrets as secrets_module
     from chalicelib.management import connection_keys
 
-    monkeypatch.setattr(connection_keys, "get_settings", lambda: SETTINGS)
+    monkeypatch.setattr(connection_keys, "get_settings", keys.get_settings)  # this test's prefix
     a, b = containers
     connection = {"id": "con_unit", "name": "corp",
                   "options": {"token_endpoint_auth_method": "private_key_jwt"}}

@@ -240,7 +240,9 @@ def test_concurrent_requests_each_get_their_own_answer(server):
         thread.join(30)
     assert errors == []
     assert len(answers) == 80 and all(asked == got for asked, got in answers)
-    assert server.accepted <= 8 + netguard.POOL_MAXSIZE  # reused, not one per request
+    # Eight requests in flight and at most POOL_MAXSIZE kept idle: a round can open up to four
+    # new connections, so the bound is loose, but far below one connection per request.
+    assert server.accepted <= 8 + 10 * netguard.POOL_MAXSIZE < 80
 
 
 def test_connections_outside_an_exchange_are_refused():
