@@ -88,3 +88,17 @@ def get_family(family_id: str, now: int) -> RefreshTokenFamily | None:
         if family.id == family_id:
             return family
     return None
+
+
+def delete_exchangeable_tokens(user_id: str) -> int:
+    """Deleting a user: its exchangeable refresh tokens go, the only ones that still carry a copy
+    of the user's profile (for the ID token of the next refresh; rotation drops it), so no
+    personal data outlives the user. The caller revokes the grants first, so none of them could
+    be redeemed anyway. The index is eventually consistent: a token issued in the same instant
+    may be missed (its copy then expires with it)."""
+    deleted = 0
+    for ref in list(table().query_index(INDEX, "list_pk", f"{PREFIX}{user_id}")):
+        if ref.get("pk", "").startswith("RT#"):
+            table().delete(ref["pk"], ref["sk"])
+            deleted += 1
+    return deleted

@@ -258,3 +258,24 @@ def test_a_public_client_with_a_secret_is_refused(client, setup):
     assert refresh(client, app, tokens["refresh_token"]).status_code == 200  # client cached
     response = refresh(client, {**app, "client_secret": "anything"}, tokens["refresh_token"])
     assert response.status_code == 401 and response.data["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize("kind", ["web", "spa"])
+def test_deleting_the_user_deletes_the_tokens_that_copy_its_profile(client, api, setup, kind):
+    """No personal data outlives a deleted user: the exchangeable refresh tokens (which carry the
+    profile copy) are deleted with it, and a rotated-away token keeps no copy to begin with."""
+    app = setup[kind]
+    tokens = _tokens(client, setup, app)
+    presented = [tokens["refresh_token"]]
+    if kind == "spa":
+        rotated = refresh(client, app, tokens["refresh_token"])
+        assert rotated.status_code == 200, rotated.data
+        presented.append(rotated.data["refresh_token"])
+    assert "user_snapshot" in _token_item(presented[-1])
+    deleted = api.call("DELETE", f"/api/v2/users/{quote(_user_id(tokens), safe='')}")
+    assert deleted.status_code == 204, deleted.data
+    for token in presented:
+        item = _token_item(token)
+        assert item is None or "user_snapshot" not in item, item
+    assert _token_item(presented[-1]) is None
+    assert_invalid_grant(refresh(client, app, presented[-1]))
