@@ -38,10 +38,6 @@ class _Conflict(Exception):
     uses of one family touch the same grant item): a lost race, not a failed condition."""
 
 
-def _conflict_only(exc: ConditionFailed) -> bool:
-    return "TransactionConflict" in exc.reasons and "ConditionalCheckFailed" not in exc.reasons
-
-
 def refresh(client: AuthenticatedClient, form: dict, now: int) -> dict:
     """One retry after a transaction conflict (it re-reads the token, so a concurrent rotation is
     then seen for what it is); a second conflict is a 503 the client may retry."""
@@ -189,7 +185,7 @@ def _checks(operations: list[dict], user: dict, fresh: bool, server) -> dict[str
 
 
 def _raise_for_checks(exc: ConditionFailed, checks: dict[str, int]) -> None:
-    if _conflict_only(exc):
+    if exc.lost_race:
         raise _Conflict() from None
 
     def failed(name: str) -> bool:

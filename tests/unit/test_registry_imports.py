@@ -8,13 +8,14 @@ Measured in a fresh interpreter, since this one has long imported everything.
 """
 from __future__ import annotations
 
-import ast
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from tests.unit.test_import_layers import imported, modules
 
 ROOT = Path(__file__).resolve().parents[2]
 REGISTRY = ("chalicelib.registry.tenant", "chalicelib.registry.resource_servers",
@@ -58,16 +59,7 @@ def test_the_probe_sees_pydantic_when_a_management_module_is_imported():
     loaded = loaded_after_importing(*REGISTRY, "chalicelib.management.tenant_settings")
     assert "pydantic" in loaded and "chalicelib.management.tenant_settings" in loaded
 
-
-def package_imports(path: Path) -> set[str]:
-    """The ``chalicelib`` modules a file imports anywhere, function-local imports too."""
-    names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return {name for name in names if name.split(".")[0] == "chalicelib"}
+KNOWN = set(modules())
 
 
 def reaching_up(paths: list[Path]) -> dict[str, list[str]]:
@@ -75,7 +67,7 @@ def reaching_up(paths: list[Path]) -> dict[str, list[str]]:
         return name == "chalicelib" or any(name == low or name.startswith(low + ".")
                                            for low in REGISTRY_MAY_IMPORT)
 
-    found = {path.name: sorted(n for n in package_imports(path) if not allowed(n))
+    found = {path.name: sorted(n for n in imported(path, KNOWN) if not allowed(n))
              for path in paths}
     return {name: bad for name, bad in found.items() if bad}
 
