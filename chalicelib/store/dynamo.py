@@ -309,7 +309,17 @@ _table: Table | None = None
 
 
 def table() -> Table:
+    """The backend every store module writes through: DynamoDB unless :func:`install` put
+    another one (``store.memory.MemoryTable``, same methods and semantics) in its place."""
     global _table
     if _table is None:
         _table = Table()
     return _table
+
+
+def install(backend: Table | None) -> Table | None:
+    """Put ``backend`` in place of the DynamoDB table (``None``: back to DynamoDB on next use);
+    returns the one it replaced, so a test can put it back."""
+    global _table
+    previous, _table = _table, backend
+    return previous
