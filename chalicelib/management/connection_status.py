@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 
 from chalicelib.login.jwks_cache import JwksError, parse_jwks
-from chalicelib.management.discovery import DiscoveryError, fetch_discovery
+from chalicelib.management.upstream_discovery import DiscoveryError, fetch_discovery
 from chalicelib.netguard import OutboundError, OutboundRefused, safe_get
 from chalicelib.settings import get_settings
 

@@ -320,7 +320,7 @@ def _check_algs(algs: list[str] | None, metadata: dict | None) -> list[str]:
 
 def _discover(options: Options) -> dict:
     # Cold start: discovery's HTTP stack (requests) loads only when a connection is written.
-    from chalicelib.management.discovery import DiscoveryError, fetch_discovery
+    from chalicelib.management.upstream_discovery import DiscoveryError, fetch_discovery
 
     _check_url(options.discovery_url, "options.discovery_url")
     try:

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from chalicelib.management.discovery import (
+from chalicelib.management.upstream_discovery import (
     MAX_DISCOVERY_BYTES,
     DiscoveryError,
     discovery_document_url,

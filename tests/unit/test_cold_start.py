@@ -35,7 +35,7 @@ with Client(app, stage_name="local", project_dir=os.getcwd()) as client:
         "/oauth/token", body="grant_type=authorization_code&code=x&client_id=abc&client_secret=y",
         headers={"content-type": "application/x-www-form-urlencoded"}).status_code
 # Modules that hold the upstream client import authlib inside the functions that call the IdP.
-import chalicelib.login.callback, chalicelib.login.upstream, chalicelib.management.discovery
+import chalicelib.login.callback, chalicelib.login.upstream, chalicelib.management.upstream_discovery
 import chalicelib.netguard
 loaded = sorted(name for name in sys.modules if name == "authlib" or name.startswith("authlib."))
 if len(sys.argv) > 1:  # the control: the callback path's own module does load authlib

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from chalicelib.management.discovery import AUTHLIB_CHECKS, DiscoveryError, fetch_discovery
+from chalicelib.management.upstream_discovery import AUTHLIB_CHECKS, DiscoveryError, fetch_discovery
 from chalicelib.netguard import SafeResponse
 
 

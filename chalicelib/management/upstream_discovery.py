@@ -1,4 +1,5 @@
-"""The OpenID Connect discovery check made when an administrator creates a connection.
+"""The OpenID Connect discovery check of an UPSTREAM IdP, made when an administrator creates a
+connection (the broker's own discovery document is :mod:`chalicelib.provider.discovery`).
 
 The administrator gives either the issuer (``https://idp.example.com``,
 ``https://tenant.auth0.com/``) or the full
