@@ -1,16 +1,31 @@
-"""The store suite runs against the table the shared fixtures provision (moto's DynamoDB)."""
+"""The store suite runs on every backend: DynamoDB (moto's server, provisioned from infra/ by the
+shared fixtures) and ``store.memory.MemoryTable``. Each test gets a fresh table object of its
+backend, installed with ``dynamo.install`` and the previous one put back afterwards."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from chalicelib.store import dynamo
+
 PARALLEL = 20
+BACKENDS = ("dynamodb", "memory")
 
 
-@pytest.fixture(autouse=True)
-def _table(aws_endpoint):
-    yield
+@pytest.fixture(params=BACKENDS, autouse=True)
+def backend(request) -> str:
+    """Which backend this run of the test writes through (``table()`` answers it)."""
+    if request.param == "dynamodb":
+        request.getfixturevalue("aws_endpoint")
+        fresh = dynamo.Table()
+    else:
+        from chalicelib.store.memory import MemoryTable
+
+        fresh = MemoryTable()
+    previous = dynamo.install(fresh)
+    yield request.param
+    dynamo.install(previous)
 
 
 def race(call, count: int = PARALLEL) -> list:
@@ -26,8 +41,12 @@ def race(call, count: int = PARALLEL) -> list:
 
 
 @pytest.fixture()
-def small_pages():
-    """Queries answer two items a page, so paging code runs without megabytes of data."""
+def small_pages(backend):
+    """Queries answer two items a page, so paging code runs without megabytes of data (DynamoDB;
+    the memory backend has no pages)."""
+    if backend != "dynamodb":
+        yield
+        return
     from chalicelib import aws
 
     events = aws.client("dynamodb").meta.events
