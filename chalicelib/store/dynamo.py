@@ -31,40 +31,107 @@ class ConditionFailed(Exception):
         return "TransactionConflict" in self.reasons and "ConditionalCheckFailed" not in self.reasons
 
 
-def _serializer():
-    from boto3.dynamodb.types import TypeSerializer
+# DynamoDB's typed JSON, converted directly (boto3's TypeSerializer/TypeDeserializer dispatch
+# through a dozen isinstance checks and ``getattr`` per value and build a Decimal for every
+# number: several times the cost of these functions on a warm token request). The output is
+# what boto3's serializer makes of the value with floats as ``Decimal(str(f))``, and what
+# ``_native`` makes of its deserializer's result (tests/unit/test_dynamo_codec.py compares them
+# value by value): None dropped at the top level and NULL inside, numbers as int when integral
+# (else float), sets read back as sorted lists; the rare types go through boto3 itself.
 
-    return TypeSerializer()
-
-
-def _deserializer():
-    from boto3.dynamodb.types import TypeDeserializer
-
-    return TypeDeserializer()
+_MAX_INT = 10 ** 38  # DynamoDB numbers: 38 significant digits
 
 
 def to_dynamo(item: dict) -> dict:
-    ser = _serializer()
-    return {k: ser.serialize(_plain(v)) for k, v in item.items() if v is not None}
+    return {k: _typed(v) for k, v in item.items() if v is not None}
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, bool):
-        return value
+def _typed(value: Any) -> dict:
+    kind = type(value)
+    if kind is str:
+        return {"S": value}
+    if kind is bool:
+        return {"BOOL": value}
+    if kind is int and -_MAX_INT < value < _MAX_INT:
+        return {"N": str(value)}
+    if kind is dict:
+        return {"M": {k: _typed(v) for k, v in value.items()}}
+    if kind is list:
+        return {"L": [_typed(v) for v in value]}
+    return _typed_other(value)
+
+
+def _typed_other(value: Any) -> dict:
+    """The rarer types as before: floats as ``Decimal(str(f))``, dict and list subclasses
+    recursed into, NULL inside; the rest (Decimals, sets, binary, tuples, ...) is boto3's
+    serializer's, errors included."""
+    if value is None:
+        return {"NULL": True}
     if isinstance(value, float):
         from decimal import Decimal
 
-        return Decimal(str(value))
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
+        value = Decimal(str(value))
+    elif isinstance(value, dict):
+        return {"M": {k: _typed(v) for k, v in value.items()}}
+    elif isinstance(value, list) and not isinstance(value, str):
+        return {"L": [_typed(v) for v in value]}
+    from boto3.dynamodb.types import TypeSerializer
+
+    return TypeSerializer().serialize(value)
 
 
 def from_dynamo(raw: dict) -> dict:
-    de = _deserializer()
-    return {k: _native(de.deserialize(v)) for k, v in raw.items()}
+    return {k: _plain_value(v) for k, v in raw.items()}
+
+
+def _plain_value(typed: dict) -> Any:
+    (kind, value), = typed.items()
+    if kind == "S":
+        return value
+    if kind == "N":
+        return _number(value)
+    if kind == "BOOL":
+        return value
+    if kind == "M":
+        return {k: _plain_value(v) for k, v in value.items()}
+    if kind == "L":
+        return [_plain_value(v) for v in value]
+    if kind == "SS":
+        return sorted(value)
+    if kind == "NS":
+        return sorted(_number(v) for v in value)
+    if kind == "NULL":
+        return None
+    return _plain_other(kind, value)
+
+
+def _number(text: str) -> int | float:
+    if len(text) < 19 and "." not in text and "e" not in text and "E" not in text:
+        try:
+            return int(text)
+        except ValueError:
+            pass
+    from boto3.dynamodb.types import DYNAMODB_CONTEXT
+
+    number = DYNAMODB_CONTEXT.create_decimal(text)
+    return int(number) if number == number.to_integral_value() else float(number)
+
+
+def _plain_other(kind: str, value: Any) -> Any:
+    """Binary (``B``/``BS``) as boto3 reads it: ``Binary`` objects. botocore hands over bytes;
+    the lean client (chalicelib/aws.py) the base64 text of the wire format."""
+    import base64
+
+    from boto3.dynamodb.types import TypeDeserializer
+
+    def raw(data: Any) -> Any:
+        return base64.b64decode(data) if isinstance(data, str) else data
+
+    if kind == "B":
+        value = raw(value)
+    elif kind == "BS":
+        value = [raw(v) for v in value]
+    return _native(TypeDeserializer().deserialize({kind: value}))
 
 
 def _native(value: Any) -> Any:
