@@ -11,6 +11,7 @@ import pytest
 
 from chalicelib import keys
 from chalicelib.keys import TokenRejected, rotate, sign_jwt, verify_jwt
+from chalicelib.keysets import b64url
 from chalicelib.secrets import SecretStore
 
 SETTINGS = SimpleNamespace(secret_prefix="unit-test/", issuer="https://broker.example/")
@@ -111,7 +112,7 @@ def test_random_kids_cost_at_most_one_read_per_interval(containers):
     _, b = containers
     for _ in range(500):
         with pytest.raises(TokenRejected, match="signing key"):
-            verify_jwt(_forged_kid_token(keys._b64url(secrets.token_bytes(16))), store=b.store)
+            verify_jwt(_forged_kid_token(b64url(secrets.token_bytes(16))), store=b.store)
     assert b.client.reads == 1
     b.clock.now += keys.REREAD_SECONDS - 0.5
     with pytest.raises(TokenRejected):
