@@ -119,6 +119,8 @@ def _stored(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_stored(v) for v in value]
     if isinstance(value, (set, frozenset)):
+        if any(isinstance(v, float) for v in value):   # dynamo.py's ``_plain`` leaves them be
+            raise TypeError("Float types are not supported. Use Decimal types instead.")
         members = {_stored(v) for v in value}
         if not members:
             raise _invalid("a set may not be empty")
