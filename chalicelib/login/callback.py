@@ -242,7 +242,8 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
     from chalicelib.login.complete import code_operations
     from chalicelib.login.mapping import apply_root_attribute_policy, map_claims
     from chalicelib.login.pages import cookie
-    from chalicelib.store.dynamo import ConditionFailed, table
+    from chalicelib.store import logins
+    from chalicelib.store.dynamo import ConditionFailed
 
     user_id = users.user_id_for(connection["name"], claims["sub"])
     mapped, warnings = map_claims(connection, claims, userinfo)
@@ -278,7 +279,7 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
     try:
         # Two tabs signing one user in at once touch the same user item: the loser of that race
         # tries again rather than failing a login that nothing refused.
-        table().transact(operations, conflict_retries=2)
+        logins.record(operations)
     except ConditionFailed as exc:
         if exc.reasons[:1] == ["ConditionalCheckFailed"]:
             # The user update comes first and holds only while the user is not blocked

@@ -37,7 +37,7 @@ from urllib.parse import urlencode, urlsplit
 from chalicelib.login.pages import cookie, error_page, redirect, strict_page
 from chalicelib.settings import get_settings
 from chalicelib.store import try_logins
-from chalicelib.store.dynamo import ConditionFailed, table
+from chalicelib.store.dynamo import ConditionFailed
 from chalicelib.tokens import digest, random_token, s256, same
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,7 @@ DEMO = Kind("demo", "demo", "broker_demo")
 def ensure_try_client() -> str:
     """The built-in confidential application of the Try flow (recreated if someone deleted it)."""
     from chalicelib.management import clients
+    from chalicelib.store import clients as client_records
 
     callback = get_settings().url(TRY.path + "/callback")
     current = clients.get_client(TRY_CLIENT_ID)
@@ -80,7 +81,7 @@ def ensure_try_client() -> str:
     # A confidential client whose secret nobody knows: its codes are only ever redeemed here.
     record["client_secret_hash"] = clients.hash_secret(clients.new_client_secret())
     record["created_at"] = record["updated_at"] = clients._now_iso()
-    table().put({"pk": clients.PK, "sk": TRY_CLIENT_ID, **record})
+    client_records.put(record)
     return TRY_CLIENT_ID
 
 

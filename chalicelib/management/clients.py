@@ -26,8 +26,8 @@ from chalicelib.registry.clients import (  # noqa: F401  (the read side: old cal
     secret_matches,
 )
 from chalicelib.settings import get_settings
-from chalicelib.store.clients import PK
-from chalicelib.store.dynamo import ConditionFailed, table
+from chalicelib.store import clients as store
+from chalicelib.store.dynamo import ConditionFailed
 
 ALNUM = string.ascii_letters + string.digits
 
@@ -372,7 +372,7 @@ def create_client(body: dict) -> dict:
         secret = new_client_secret()
         record["client_secret_hash"] = hash_secret(secret)
     record["created_at"] = record["updated_at"] = _now_iso()
-    table().put_new({"pk": PK, "sk": record["client_id"], **record})
+    store.create(record)
     return view(record, secret)
 
 
@@ -391,7 +391,7 @@ def client_is_active(client_id: str) -> bool:
 
 
 def list_clients() -> list[dict]:
-    return list(table().query(PK))
+    return store.list_all()
 
 
 def _without_nulls(value):
@@ -440,7 +440,7 @@ def update_client(client_id: str, body: dict) -> dict:
         secret = new_client_secret()
         record["client_secret_hash"] = hash_secret(secret)
     try:
-        table().put({"pk": PK, "sk": client_id, **record}, condition="attribute_exists(pk)")
+        store.replace(record)
     except ConditionFailed:
         raise NotFound("The client does not exist", error_code="inexistent_client") from None
     return view(record, secret)
@@ -453,11 +453,7 @@ def rotate_secret(client_id: str) -> dict:
         raise InvalidBody("Public applications have no client secret")
     secret = new_client_secret()
     try:
-        updated = table().update(
-            PK, client_id, "SET client_secret_hash = :h, updated_at = :u",
-            condition="attribute_exists(pk)",
-            values={":h": hash_secret(secret), ":u": _now_iso()},
-        )
+        updated = store.set_secret_hash(client_id, hash_secret(secret), _now_iso())
     except ConditionFailed:
         raise NotFound("The client does not exist", error_code="inexistent_client") from None
     return view(updated or current, secret)
@@ -467,4 +463,4 @@ def rotate_secret(client_id: str) -> dict:
 def delete_client_record(client_id: str) -> None:
     """The client's own item. Only :func:`chalicelib.cascades.delete_client` calls this, between
     removing what refers to the client and revoking its tokens."""
-    table().delete(PK, client_id)
+    store.delete(client_id)

@@ -90,7 +90,7 @@ def authenticate_client(form: dict, authorization: str | None) -> AuthenticatedC
         _remember_failure(client_id)
     _refuse_if_throttled(record)
     if method != registered or not secret_matches(secret or "", record.get("client_secret_hash")):
-        _record_failure("CLIENTS", client_id)
+        _record_failure(client_id)
         raise _invalid_client(basic=bool(basic))
     return AuthenticatedClient(client_id, record, method)
 
@@ -124,8 +124,9 @@ MAX_FAILURES_SEEN = 1024
 def _failures_in_window(record: dict) -> bool:
     import time
 
-    return (record.get("auth_fail_window") == _window(time.time())
-            and int(record.get("auth_failures", 0)) > 0)
+    from chalicelib.store.throttles import failures_in
+
+    return failures_in(record, _window(time.time())) > 0
 
 
 def _remember_failure(client_id: str, window: int | None = None) -> None:
@@ -149,52 +150,44 @@ def _failed_recently(client_id: str) -> bool:
 def _refuse_if_throttled(record: dict | None, now: float | None = None) -> None:
     import time
 
+    from chalicelib.store.throttles import failures_in
+
     now = time.time() if now is None else now
-    if not record or record.get("auth_fail_window") != _window(now):
-        return
-    if int(record.get("auth_failures", 0)) >= FAILURE_LIMIT:
+    if failures_in(record, _window(now)) >= FAILURE_LIMIT:
         retry_after = FAILURE_WINDOW_SECONDS - int(now % FAILURE_WINDOW_SECONDS)
         raise OAuthError("too_many_requests",
                          "Too many failed authentication attempts; try again later", 429,
                          {"Retry-After": str(max(retry_after, 1))})
 
 
-def _record_failure(pk: str, client_id: str, now: float | None = None) -> None:
+def _record_failure(client_id: str, now: float | None = None, *, admin: bool = False) -> None:
+    """Count a failure on the client's item, or on the bootstrap admin client's own counter."""
     import time
 
-    from chalicelib.store.dynamo import ConditionFailed, table
+    from chalicelib.store import throttles
 
     window = _window(time.time() if now is None else now)
-    if pk == "CLIENTS":
+    if admin:
+        throttles.count_admin_failure(client_id, window)
+    else:
         _remember_failure(client_id, window)
-    try:
-        table().update(pk, client_id, "ADD auth_failures :one",
-                       condition="attribute_exists(pk) AND auth_fail_window = :w",
-                       values={":one": 1, ":w": window}, return_values="NONE")
-    except ConditionFailed:
-        try:
-            # Never recreate a deleted client's item; the admin counter item may be new.
-            table().update(pk, client_id, "SET auth_fail_window = :w, auth_failures = :one",
-                           condition="attribute_exists(pk)" if pk == "CLIENTS" else None,
-                           values={":one": 1, ":w": window}, return_values="NONE")
-        except ConditionFailed:
-            pass  # the client was deleted meanwhile
+        throttles.count_client_failure(client_id, window)
 
 
 def _authenticate_admin(client_id: str, secret: str | None, method: str,
                         basic: bool) -> AuthenticatedClient:
     from chalicelib.secrets import SecretNotFound, secret_store
 
-    from chalicelib.store.dynamo import table
+    from chalicelib.store.throttles import admin_counter
 
     if secret is None:
         raise _invalid_client(basic)
-    _refuse_if_throttled(table().get("AUTH_FAILURES", client_id))
+    _refuse_if_throttled(admin_counter(client_id))
     try:
         expected = secret_store().get(get_settings().admin_secret_name)
     except SecretNotFound:
         raise _invalid_client(basic) from None
     if not hmac.compare_digest(secret.encode(), expected.encode()):
-        _record_failure("AUTH_FAILURES", client_id)
+        _record_failure(client_id, admin=True)
         raise _invalid_client(basic)
     return AuthenticatedClient(client_id, None, method)
