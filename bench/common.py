@@ -544,7 +544,8 @@ def emit(result: dict, argv: list[str]) -> None:
 
 class Attribution:
     """Exact CPU (process_time) spent inside a few functions while active, without a profiler:
-    AWS SDK calls (botocore ``BaseClient._make_api_call``), the broker's token signing
+    AWS SDK calls (botocore ``BaseClient._make_api_call`` and the store's lean DynamoDB caller
+    ``chalicelib.aws.DynamoJson.call``), the broker's token signing
     (``chalicelib.keys.sign_jwt``) and the upstream ID token check (``validate_id_token``)."""
 
     def __init__(self):
@@ -574,7 +575,11 @@ class Attribution:
         import chalicelib.login.id_token
         import chalicelib.provider.issue
 
+        import chalicelib.aws
+
         self._wrap(botocore.client.BaseClient, "_make_api_call", "AWS SDK calls (boto3/botocore)")
+        # The store's DynamoDB calls: chalicelib.aws's lean JSON caller (botocore's events).
+        self._wrap(chalicelib.aws.DynamoJson, "call", "AWS SDK calls (boto3/botocore)")
         self._wrap(chalicelib.keys, "sign_jwt", "signing broker tokens (sign_jwt)")
         self._wrap(chalicelib.provider.issue, "sign_jwt", "signing broker tokens (sign_jwt)")
         self._wrap(chalicelib.login.id_token, "validate_id_token", "upstream ID token check")
@@ -590,6 +595,9 @@ class Attribution:
 PROFILE_BUCKETS = [
     (("chalice/app.py", "__call__"), "whole Lambda handler (Chalice.__call__)"),
     (("botocore/client.py", "_make_api_call"), "AWS SDK calls (botocore _make_api_call)"),
+    (("chalicelib/aws.py", "call"), "DynamoDB calls (chalicelib.aws DynamoJson.call)"),
+    (("chalicelib/aws.py", "_signed_headers"), "  SigV4 signing (lean)"),
+    (("chalicelib/aws.py", "exchange"), "  HTTP send/receive (lean)"),
     (("botocore/auth.py", "add_auth"), "  SigV4 signing"),
     (("botocore/client.py", "_convert_to_request_dict"), "  request validation + serialisation"),
     (("botocore/endpoint.py", "_send"), "  HTTP send/receive (urllib3)"),

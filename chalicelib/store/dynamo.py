@@ -190,8 +190,14 @@ class Table:
     def _call(self, operation: str, **kwargs):
         from botocore.exceptions import BotoCoreError, ClientError
 
+        client = self._client()
+        # The store's calls go through chalicelib.aws's lean JSON caller on the same client
+        # (same events, retries, errors); a test's fake client is called as before.
+        lean = aws.dynamodb_json(client)
         try:
-            return getattr(self._client(), operation)(**kwargs)
+            if lean is not None:
+                return lean.call(operation, kwargs)
+            return getattr(client, operation)(**kwargs)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":
