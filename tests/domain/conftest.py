@@ -224,11 +224,27 @@ def _session_cookie(cookies: list[str]) -> str:
     raise AssertionError(f"no session cookie in {cookies}")
 
 
-def race(call, count: int = PARALLEL) -> list:
-    """Run ``call`` in ``count`` threads released together; results or exceptions, in a list."""
+def race(call, count: int = PARALLEL, *, read_before_write: bool = False) -> list:
+    """Run ``call`` in ``count`` threads released together; results or exceptions, in a list.
+
+    ``read_before_write``: while the race runs, each thread's first transaction
+    (``grant_store.run``) waits until every thread has reached its own: all of them read the
+    code or token before anyone consumes it, the worst case for a conditional write, which
+    threads under the GIL would otherwise seldom produce."""
     import threading
 
+    from chalicelib.provider import grant_store
+
     start = threading.Barrier(count)
+    all_read = threading.Barrier(count)
+    waited = threading.local()
+    real_run = grant_store.run
+
+    def run_after_every_read(operations):
+        if not getattr(waited, "done", False):
+            waited.done = True
+            all_read.wait(timeout=10)
+        return real_run(operations)
 
     def attempt(_):
         start.wait(timeout=30)
@@ -237,8 +253,13 @@ def race(call, count: int = PARALLEL) -> list:
         except Exception as exc:  # noqa: BLE001 - the losers' exceptions are the result
             return exc
 
-    with ThreadPoolExecutor(max_workers=count) as pool:
-        return list(pool.map(attempt, range(count), timeout=60))
+    if read_before_write:
+        grant_store.run = run_after_every_read
+    try:
+        with ThreadPoolExecutor(max_workers=count) as pool:
+            return list(pool.map(attempt, range(count), timeout=60))
+    finally:
+        grant_store.run = real_run
 
 
 @pytest.fixture(autouse=True)
