@@ -2,8 +2,10 @@
 
 The client comes from the per-container cache (a fresh read whenever the credentials do not match
 it), and the user from the snapshot its refresh token carries, pinned by a check in the
-transaction. These tests hold the budget and every rule the shortcut could bend: a changed,
-blocked or deleted user, a rotated client secret, the failed-authentication throttle.
+transaction. These tests hold the budget and every rule the shortcut could bend: a changed user,
+a rotated client secret, the failed-authentication throttle. A blocked or deleted user refused by
+the transaction, and a rotated token keeping no copy of the profile, are
+tests/domain/test_refresh_tokens.py's.
 """
 from __future__ import annotations
 
@@ -137,40 +139,6 @@ def test_an_administrators_change_reaches_the_next_id_token(client, api, setup):
     assert response.status_code == 200 and calls == ONE_READ_ONE_TRANSACTION, calls
 
 
-@pytest.mark.parametrize("kind", ["web", "spa"])
-def test_a_blocked_users_refresh_is_refused_by_the_transaction(client, setup, kind):
-    """Only the flag, not the revocation of the grants that follows it in a PATCH and not
-    ``updated_at``: the transaction's user check alone refuses the refresh."""
-    from chalicelib.store.dynamo import table
-    from chalicelib.store.users import key
-
-    app = setup[kind]
-    tokens = _tokens(client, setup, app)
-    user_id = _user_id(tokens)
-    table().update(*key(user_id), "SET blocked = :b", values={":b": True})
-    refused = refresh(client, app, tokens["refresh_token"])
-    assert_invalid_grant(refused)
-    assert refused.data["error_description"] == "user is blocked"
-    table().update(*key(user_id), "SET blocked = :b", values={":b": False})
-    # Nothing was consumed by the refused attempt.
-    assert refresh(client, app, tokens["refresh_token"]).status_code == 200
-
-
-def test_a_deleted_users_refresh_is_refused_by_the_transaction(client, setup):
-    """The profile alone deleted (its grants' revocation still in flight)."""
-    from chalicelib.store.dynamo import table
-    from chalicelib.store.users import key
-
-    app = setup["web"]
-    tokens = _tokens(client, setup, app)
-    profile = table().get(*key(_user_id(tokens)))
-    table().delete(*key(_user_id(tokens)))
-    try:
-        assert_invalid_grant(refresh(client, app, tokens["refresh_token"]))
-    finally:
-        table().put(profile)
-
-
 def test_a_token_without_a_snapshot_reads_the_user_once(client, setup):
     """Refresh tokens issued before snapshots existed: the first refresh reads the user and
     stores the snapshot (the slide's update), the next ones do not read it."""
@@ -187,15 +155,6 @@ def test_a_token_without_a_snapshot_reads_the_user_once(client, setup):
     assert _token_item(token)["user_snapshot"]["attributes"]["name"] == "Alice"
     response, calls = counted(lambda: refresh(client, app, token))
     assert response.status_code == 200 and calls == ONE_READ_ONE_TRANSACTION, calls
-
-
-def test_a_rotated_token_keeps_no_copy_of_the_profile(client, setup):
-    app = setup["spa"]
-    tokens = _tokens(client, setup, app)
-    rotated = refresh(client, app, tokens["refresh_token"])
-    assert rotated.status_code == 200, rotated.data
-    assert "user_snapshot" not in _token_item(tokens["refresh_token"])
-    assert "user_snapshot" in _token_item(rotated.data["refresh_token"])
 
 
 # --------------------------------------------------------------------------- client credentials
