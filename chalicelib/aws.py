@@ -22,6 +22,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 _lock = threading.Lock()
 _clients: dict[tuple, object] = {}
@@ -133,7 +134,8 @@ def client(service: str):
             # Checked before every attempt (retries included): a spent budget ends the call.
             session.events.register("before-send", _refuse_after_deadline,
                                     unique_id="broker-request-deadline")
-            found = session.client(service, config=_config(), region_name=key[2] or "us-east-1")
+            factory: Any = session.client  # boto3's stubs type it per service name literal
+            found = factory(service, config=_config(), region_name=key[2] or "us-east-1")
             _attach_json_caller(service, found)
             _clients[key] = found
     return found
@@ -183,9 +185,10 @@ _MAX_LINE = 65536
 _json_clients: dict[int, tuple[object, DynamoJson | None]] = {}
 
 
-def dynamodb_json(found) -> DynamoJson | None:
-    """The lean caller of a DynamoDB client made by :func:`client` (None for any other object,
-    e.g. a test's fake, or a client it does not fit)."""
+def dynamodb_json() -> DynamoJson | None:
+    """The lean caller of the current DynamoDB client (:func:`client`), or None when that
+    client's configuration needs botocore's own path."""
+    found = client("dynamodb")
     entry = _json_clients.get(id(found))
     return entry[1] if entry is not None and entry[0] is found else None
 
@@ -240,10 +243,10 @@ class _Connection:
     """One kept-alive HTTP/1.1 connection to the endpoint (HTTPS with certificate and host name
     checks as botocore does them, or plain HTTP for a local endpoint)."""
 
-    def __init__(self, host: str, port: int, tls):
-        self.host, self.port, self.tls = host, port, tls
-        self.sock = None
-        self.reader = None
+    def __init__(self, url: str, host: str, port: int, tls: Any):
+        self.url, self.host, self.port, self.tls = url, host, port, tls
+        self.sock: Any = None
+        self.reader: Any = None
 
     def close(self) -> None:
         sock, self.sock, self.reader = self.sock, None, None
@@ -346,7 +349,7 @@ class _Connection:
 
     @staticmethod
     def _read_chunked(reader) -> bytes:
-        parts = []
+        parts: list[bytes] = []
         while True:
             size = int(reader.readline(_MAX_LINE).split(b";", 1)[0].strip(), 16)
             if size == 0:
@@ -555,8 +558,8 @@ class DynamoJson:
 
             parts = urlsplit(url)
             tls = self._tls_context() if parts.scheme == "https" else None
-            connection = _Connection(parts.hostname or "", parts.port or (443 if tls else 80), tls)
-            connection.url = url  # type: ignore[attr-defined]
+            connection = _Connection(url, parts.hostname or "", parts.port or (443 if tls else 80),
+                                     tls)
             self._local.connection = connection
         return connection
 
@@ -597,7 +600,7 @@ class DynamoJson:
             try:
                 parsed = json.loads(content) if content else {}
             except ValueError:
-                from botocore.exceptions import ResponseParserError
+                from botocore.parsers import ResponseParserError
 
                 raise ResponseParserError("DynamoDB answered with invalid JSON") from None
         elif status >= 500 and (not content or content.strip().startswith(b"<html>")):

@@ -1,6 +1,8 @@
 """Minting the broker's tokens: RFC 9068 access tokens and OIDC ID tokens."""
 from __future__ import annotations
 
+from typing import Any
+
 from chalicelib.keys import ALGORITHM, sign_jwt
 from chalicelib.provider import lifetimes
 from chalicelib.registry.resource_servers import OIDC_SCOPES  # noqa: F401 - one list, defined low
@@ -55,11 +57,11 @@ def access_token(*, user_id: str, client_id: str, scope: str, audience: str | No
     return sign_jwt(claims, typ="at+jwt"), lifetime
 
 
-def profile_claims(user: dict, scope: str) -> dict:
+def profile_claims(user: dict[str, Any], scope: str) -> dict[str, Any]:
     """Claims released for the granted scopes (OIDC Core §5.4) plus mapped attributes."""
     attributes = dict(user.get("attributes") or {})
     scopes = scope.split()
-    claims: dict = {}
+    claims: dict[str, Any] = {}
     if "profile" in scopes:
         for name in PROFILE_CLAIMS:
             if name in attributes:
@@ -85,7 +87,7 @@ def _epoch(iso_text: str) -> int:
     return int(dt.datetime.fromisoformat(iso_text.replace("Z", "+00:00")).timestamp())
 
 
-def id_token(*, user: dict, client: dict, scope: str, nonce: str | None, sid: str,
+def id_token(*, user: dict[str, Any], client: dict[str, Any], scope: str, nonce: str | None, sid: str,
              auth_time: int, now: int, access_token_value: str | None,
              acr: str | None = None, amr: list[str] | None = None) -> str:
     """``auth_time``, ``acr`` and ``amr`` are the upstream login's (SPEC §3.1, OIDC Core §2)."""

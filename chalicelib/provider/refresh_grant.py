@@ -16,6 +16,7 @@ that check fails (or the token has no snapshot) is the user read and the transac
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from chalicelib.errors import OAuthError
 from chalicelib.provider import grant_store, issue, lifetimes
@@ -23,7 +24,7 @@ from chalicelib.provider.client_auth import AuthenticatedClient
 from chalicelib.provider.code_grant import _new_refresh_token, _token_response, resource_server_of
 from chalicelib.registry.resource_servers import token_scope
 from chalicelib.store.dynamo import ConditionFailed
-from chalicelib.store.resource_servers import still_exists_check
+from chalicelib.store.resource_servers import ResourceServer, still_exists_check
 from chalicelib.tokens import preview
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class _Conflict(Exception):
     uses of one family touch the same grant item): a lost race, not a failed condition."""
 
 
-def refresh(client: AuthenticatedClient, form: dict, now: int) -> dict:
+def refresh(client: AuthenticatedClient, form: dict[str, Any], now: int) -> dict[str, Any]:
     """One retry after a transaction conflict (it re-reads the token, so a concurrent rotation is
     then seen for what it is); a second conflict is a 503 the client may retry."""
     for _ in range(2):
@@ -54,7 +55,7 @@ class _ProfileChanged(Exception):
     the snapshot the refresh token carries."""
 
 
-def _refresh_once(client: AuthenticatedClient, form: dict, now: int) -> dict:
+def _refresh_once(client: AuthenticatedClient, form: dict[str, Any], now: int) -> dict[str, Any]:
     token = form.get("refresh_token")
     if not token:
         raise OAuthError("invalid_request", "refresh_token is required")
@@ -109,7 +110,7 @@ def _refresh_once(client: AuthenticatedClient, form: dict, now: int) -> dict:
     raise OAuthError("temporarily_unavailable", "The user is being changed; retry", 503)
 
 
-def _read_user(user_id: str) -> dict:
+def _read_user(user_id: str) -> dict[str, Any]:
     from chalicelib.users import get_user, is_blocked  # the slow path only
 
     user = get_user(user_id)
@@ -123,8 +124,9 @@ def _read_user(user_id: str) -> dict:
     return user
 
 
-def _redeem(app: dict, record: dict, token: str, user: dict, fresh: bool, now: int,
-            rotating: bool, leeway: int, server) -> str | None:
+def _redeem(app: dict[str, Any], record: dict[str, Any], token: str, user: dict[str, Any],
+            fresh: bool, now: int, rotating: bool, leeway: int,
+            server: ResourceServer | None) -> str | None:
     """The one transaction of a refresh: the presented token rotated (or slid), the successor
     written, the grant, the user and the API checked. Returns the new refresh token, if any.
     ``fresh``: ``user`` was just read, so the token or its successor takes its snapshot."""
@@ -172,7 +174,8 @@ def _redeem(app: dict, record: dict, token: str, user: dict, fresh: bool, now: i
     return new_token
 
 
-def _checks(operations: list[dict], user: dict, fresh: bool, server) -> dict[str, int]:
+def _checks(operations: list[dict[str, Any]], user: dict[str, Any], fresh: bool,
+            server: ResourceServer | None) -> dict[str, int]:
     """Append the user check and (last) the API check; returns their positions, by which the
     transaction's cancellation reasons tell which condition failed."""
     positions = {"user": len(operations)}
@@ -199,8 +202,8 @@ def _raise_for_checks(exc: ConditionFailed, checks: dict[str, int]) -> None:
         raise _ProfileChanged() from None
 
 
-def _reissue(app: dict, record: dict, token: str, now: int, leeway: int,
-             snapshot: dict | None) -> tuple[str, list[dict]]:
+def _reissue(app: dict[str, Any], record: dict[str, Any], token: str, now: int, leeway: int,
+             snapshot: dict[str, Any] | None) -> tuple[str, list[dict[str, Any]]]:
     """Another token of the family for a token rotated within the leeway. The grant is only
     checked, not updated (its expiry cannot change), so concurrent reissues touch no common item
     for writing."""
@@ -212,11 +215,11 @@ def _reissue(app: dict, record: dict, token: str, now: int, leeway: int,
                        grant_store.grant_is_active_check(record["grant_id"], now)]
 
 
-def _within_leeway(record: dict, now: int, leeway: int) -> bool:
+def _within_leeway(record: dict[str, Any], now: int, leeway: int) -> bool:
     return leeway > 0 and now - int(record["rotated_at"]) <= leeway
 
 
-def _reused(token: str, record: dict, now: int) -> None:
+def _reused(token: str, record: dict[str, Any], now: int) -> None:
     """RFC 9700 §4.14.2: a rotated token presented again revokes its whole family."""
     grant_store.revoke_grant(record["grant_id"], now, "refresh_token_reuse")
     log.warning("rotated refresh token %s reused: grant %s revoked", preview(token),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, cast
 
 from chalicelib import aws
 from chalicelib.errors import ServiceUnavailable
@@ -42,11 +42,11 @@ class ConditionFailed(Exception):
 _MAX_INT = 10 ** 38  # DynamoDB numbers: 38 significant digits
 
 
-def to_dynamo(item: dict) -> dict:
+def to_dynamo(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _typed(v) for k, v in item.items() if v is not None}
 
 
-def _typed(value: Any) -> dict:
+def _typed(value: Any) -> dict[str, Any]:
     kind = type(value)
     if kind is str:
         return {"S": value}
@@ -61,7 +61,7 @@ def _typed(value: Any) -> dict:
     return _typed_other(value)
 
 
-def _typed_other(value: Any) -> dict:
+def _typed_other(value: Any) -> dict[str, Any]:
     """The rarer types as before: floats as ``Decimal(str(f))``, dict and list subclasses
     recursed into, NULL inside; the rest (Decimals, sets, binary, tuples, ...) is boto3's
     serializer's, errors included."""
@@ -77,14 +77,14 @@ def _typed_other(value: Any) -> dict:
         return {"L": [_typed(v) for v in value]}
     from boto3.dynamodb.types import TypeSerializer
 
-    return TypeSerializer().serialize(value)
+    return cast("dict[str, Any]", TypeSerializer().serialize(value))
 
 
-def from_dynamo(raw: dict) -> dict:
+def from_dynamo(raw: dict[str, Any]) -> dict[str, Any]:
     return {k: _plain_value(v) for k, v in raw.items()}
 
 
-def _plain_value(typed: dict) -> Any:
+def _plain_value(typed: dict[str, Any]) -> Any:
     (kind, value), = typed.items()
     if kind == "S":
         return value
@@ -131,7 +131,7 @@ def _plain_other(kind: str, value: Any) -> Any:
         value = raw(value)
     elif kind == "BS":
         value = [raw(v) for v in value]
-    return _native(TypeDeserializer().deserialize({kind: value}))
+    return _native(TypeDeserializer().deserialize(cast(Any, {kind: value})))
 
 
 def _native(value: Any) -> Any:
@@ -184,20 +184,25 @@ class Table:
     def name(self) -> str:
         return self._name or get_settings().table_name
 
-    def _client(self):
+    def _client(self) -> Any:
         return aws.client("dynamodb")
 
-    def _call(self, operation: str, **kwargs):
+    def _json_caller(self) -> aws.DynamoJson | None:
+        """The store's calls go through chalicelib.aws's lean JSON caller on the client
+        :meth:`_client` gives (same events, retries, errors: see chalicelib/aws.py); a table whose
+        client was replaced (a test's scripted fake) calls that client as it is."""
+        if getattr(self._client, "__func__", None) is not Table._client:
+            return None
+        return aws.dynamodb_json()
+
+    def _call(self, operation: str, **kwargs: Any) -> Any:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        client = self._client()
-        # The store's calls go through chalicelib.aws's lean JSON caller on the same client
-        # (same events, retries, errors); a test's fake client is called as before.
-        lean = aws.dynamodb_json(client)
+        lean = self._json_caller()
         try:
             if lean is not None:
                 return lean.call(operation, kwargs)
-            return getattr(client, operation)(**kwargs)
+            return getattr(self._client(), operation)(**kwargs)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             if code == "ConditionalCheckFailedException":
@@ -212,7 +217,7 @@ class Table:
         except BotoCoreError as exc:
             raise _unavailable(exc) from None
 
-    def _alive(self, item: dict | None) -> dict | None:
+    def _alive(self, item: dict[str, Any] | None) -> dict[str, Any] | None:
         if item is None:
             return None
         expiry = item.get("ttl")
@@ -220,26 +225,26 @@ class Table:
             return None
         return item
 
-    def get(self, pk: str, sk: str) -> dict | None:
+    def get(self, pk: str, sk: str) -> dict[str, Any] | None:
         raw = self._call("get_item", TableName=self.name, Key=to_dynamo({"pk": pk, "sk": sk}),
                          ConsistentRead=True).get("Item")
         return self._alive(from_dynamo(raw) if raw else None)
 
-    def batch_get(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict]:
+    def batch_get(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
         """The live items of these ``(pk, sk)`` keys, by key; missing and expired ones are left
         out, so the caller keeps its own order. Strongly consistent, like :meth:`get`; one
         BatchGetItem per 100 distinct keys (plus retries of the unprocessed ones)."""
         distinct = list(dict.fromkeys(keys))  # BatchGetItem refuses a repeated key
-        found: dict[tuple[str, str], dict] = {}
+        found: dict[tuple[str, str], dict[str, Any]] = {}
         for start in range(0, len(distinct), BATCH_GET_MAX_KEYS):
             chunk = distinct[start:start + BATCH_GET_MAX_KEYS]
             for item in self._batch_get_chunk(chunk):
                 found[(item["pk"], item["sk"])] = item
         return {k: item for k, item in found.items() if self._alive(item) is not None}
 
-    def _batch_get_chunk(self, chunk: list[tuple[str, str]]) -> Iterator[dict]:
-        request = {"Keys": [to_dynamo({"pk": pk, "sk": sk}) for pk, sk in chunk],
-                   "ConsistentRead": True}
+    def _batch_get_chunk(self, chunk: list[tuple[str, str]]) -> Iterator[dict[str, Any]]:
+        request: dict[str, Any] = {"Keys": [to_dynamo({"pk": pk, "sk": sk}) for pk, sk in chunk],
+                                   "ConsistentRead": True}
         delay = BATCH_GET_FIRST_BACKOFF
         for attempt in range(BATCH_GET_ATTEMPTS):
             if attempt:
@@ -256,8 +261,8 @@ class Table:
                   len(request["Keys"]), BATCH_GET_ATTEMPTS)
         raise ServiceUnavailable("A dependency is temporarily unavailable")
 
-    def put(self, item: dict, *, condition: str | None = None, names: dict | None = None,
-            values: dict | None = None) -> None:
+    def put(self, item: dict[str, Any], *, condition: str | None = None, names: dict[str, Any] | None = None,
+            values: dict[str, Any] | None = None) -> None:
         kwargs: dict[str, Any] = {"TableName": self.name, "Item": to_dynamo(item)}
         if condition:
             kwargs["ConditionExpression"] = condition
@@ -267,14 +272,14 @@ class Table:
             kwargs["ExpressionAttributeValues"] = to_dynamo(values)
         self._call("put_item", **kwargs)
 
-    def put_new(self, item: dict) -> None:
+    def put_new(self, item: dict[str, Any]) -> None:
         """Create an item that must not exist yet (or only as an expired leftover)."""
         self.put(item, condition="attribute_not_exists(pk) OR #ttl <= :now",
                  names={"#ttl": "ttl"}, values={":now": int(self.clock())})
 
     def update(self, pk: str, sk: str, expression: str, *, condition: str | None = None,
-               names: dict | None = None, values: dict | None = None,
-               return_values: str = "ALL_NEW") -> dict | None:
+               names: dict[str, Any] | None = None, values: dict[str, Any] | None = None,
+               return_values: str = "ALL_NEW") -> dict[str, Any] | None:
         kwargs: dict[str, Any] = {
             "TableName": self.name,
             "Key": to_dynamo({"pk": pk, "sk": sk}),
@@ -291,8 +296,8 @@ class Table:
         return from_dynamo(raw) if raw else None
 
     def delete(self, pk: str, sk: str, *, condition: str | None = None,
-               names: dict | None = None, values: dict | None = None,
-               return_old: bool = False) -> dict | None:
+               names: dict[str, Any] | None = None, values: dict[str, Any] | None = None,
+               return_old: bool = False) -> dict[str, Any] | None:
         kwargs: dict[str, Any] = {"TableName": self.name, "Key": to_dynamo({"pk": pk, "sk": sk})}
         if condition:
             kwargs["ConditionExpression"] = condition
@@ -305,7 +310,7 @@ class Table:
         raw = self._call("delete_item", **kwargs).get("Attributes")
         return from_dynamo(raw) if raw else None
 
-    def query(self, pk: str, *, sk_prefix: str | None = None) -> Iterator[dict]:
+    def query(self, pk: str, *, sk_prefix: str | None = None) -> Iterator[dict[str, Any]]:
         """Every live item of one partition, in ``sk`` order (strongly consistent)."""
         kwargs: dict[str, Any] = {
             "TableName": self.name,
@@ -326,7 +331,7 @@ class Table:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def query_index(self, index: str, key: str, value: str) -> Iterator[dict]:
+    def query_index(self, index: str, key: str, value: str) -> Iterator[dict[str, Any]]:
         """Every live item whose ``key`` equals ``value`` in a global secondary index (GSIs are
         eventually consistent: a write may take a moment to show)."""
         kwargs: dict[str, Any] = {
@@ -346,7 +351,7 @@ class Table:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def transact(self, operations: list[dict], *, conflict_retries: int = 0) -> None:
+    def transact(self, operations: list[dict[str, Any]], *, conflict_retries: int = 0) -> None:
         """All-or-nothing write of several items (each op in DynamoDB's TransactItems shape,
         but with plain-dict ``Item``/``Key``/``ExpressionAttributeValues``).
 
@@ -365,7 +370,7 @@ class Table:
 
                 self.sleep(_capped_by_budget(random.uniform(0.01, 0.04) * (attempt + 1)))
 
-    def _transact_once(self, operations: list[dict]) -> None:
+    def _transact_once(self, operations: list[dict[str, Any]]) -> None:
         items = []
         for op in operations:
             (kind, body), = op.items()

@@ -13,6 +13,8 @@ deleting it revokes the grant, which kills every token of the family (and its ac
 """
 from __future__ import annotations
 
+from typing import Any
+
 from dataclasses import dataclass
 
 from chalicelib.store.dynamo import table
@@ -21,7 +23,7 @@ INDEX = "users"
 PREFIX = "RTS#"
 
 
-def index_keys(user_id: str, family_id: str) -> dict:
+def index_keys(user_id: str, family_id: str) -> dict[str, Any]:
     """The index attributes a new, exchangeable refresh token carries."""
     return {"list_pk": f"{PREFIX}{user_id}", "list_sk": family_id}
 
@@ -49,7 +51,7 @@ def _grant_is_live(family_id: str) -> bool:
     return grant is not None and not grant.get("revoked_at")
 
 
-def _family(tokens: list[dict]) -> RefreshTokenFamily:
+def _family(tokens: list[dict[str, Any]]) -> RefreshTokenFamily:
     newest = max(tokens, key=lambda t: (int(t["created_at"]), int(t["idle_expires_at"])))
     return RefreshTokenFamily(
         id=newest["grant_id"], user_id=newest["user_id"], client_id=newest["client_id"],
@@ -65,7 +67,7 @@ def _family(tokens: list[dict]) -> RefreshTokenFamily:
 def families_of_user(user_id: str, now: int) -> list[RefreshTokenFamily]:
     """The user's live refresh-token families (not rotated away, not idle-expired, not
     revoked), sorted by id. One index query, then one read per token and per family."""
-    by_family: dict[str, list[dict]] = {}
+    by_family: dict[str, list[dict[str, Any]]] = {}
     for ref in table().query_index(INDEX, "list_pk", f"{PREFIX}{user_id}"):
         if not ref.get("pk", "").startswith("RT#"):
             continue

@@ -39,7 +39,7 @@ def no_backoff(monkeypatch):
 
 @pytest.fixture()
 def lean(aws_endpoint):
-    found = aws.dynamodb_json(aws.client("dynamodb"))
+    found = aws.dynamodb_json()
     assert found is not None
     return found
 
@@ -115,7 +115,15 @@ def test_a_client_configured_beyond_the_lean_path_keeps_botocore():
                                                   retries={"mode": "standard"}))
     assert aws.DynamoJson.fitting(legacy) is None
     assert aws.DynamoJson.fitting(proxied) is None
-    assert aws.dynamodb_json(object()) is None  # a test's fake client is called as it is
+
+    class Fake:
+        def get_item(self, **kwargs):
+            return {"Item": {"pk": {"S": "fake"}, "sk": {"S": "S"}}}
+
+    table = dynamo.Table("t")
+    table._client = lambda: Fake()  # type: ignore[method-assign]
+    assert table._json_caller() is None  # a test's fake client is called as it is
+    assert table.get("P", "S") == {"pk": "fake", "sk": "S"}
 
 
 # --------------------------------------------------------------------------- against moto
@@ -393,7 +401,7 @@ def test_a_dropped_or_silent_answer_is_retried_then_a_503(scripted, monkeypatch)
     assert dynamo.Table("t").get("P", "S")["v"] == 1  # ConnectionClosedError, retried
     assert len(server.requests) == 2
 
-    lean = aws.dynamodb_json(aws.client("dynamodb"))
+    lean = aws.dynamodb_json()
     monkeypatch.setattr(lean, "read_timeout", 0.2)
     scripted(["hang"] * aws.MAX_ATTEMPTS)
     errors = []
