@@ -128,17 +128,15 @@ def analysis(results: dict) -> list[str]:
             at_min = split["total"] - sdk + 5 * sdk / requests["value"]
             lines.append(
                 f"- **Warm login CPU** ({fmt(login_cpu['ratio'])}x the floor, budget 2x): "
-                f"{share:.0f}% of the broker's CPU per login is inside boto3/botocore: "
+                f"{share:.0f}% of the broker's CPU per login is in AWS calls: "
                 f"{requests['value']:g} DynamoDB calls at ~{sdk / requests['value'] * 1000:.1f} ms "
-                f"each (SigV4, parameter validation, JSON serialisation, user-agent building, a new "
-                f"loopback connection per call, response parsing); signing the two broker tokens and "
-                f"checking the upstream ID token are a few percent. The fix is fewer calls (below): "
-                f"at the minimum of 5 the login would cost about {at_min * 1000:.1f} ms "
-                f"({at_min * 1000 / login_cpu['ref_value']:.2f}x the floor). Turning botocore's "
-                f"client-side parameter validation off is not a lever: validating a GetItem costs "
-                f"~0.02 ms and a three-item TransactWriteItems ~0.09 ms (measured with "
-                f"botocore.validate.ParamValidator); the two round-trip figures in the note above "
-                f"differ by run-to-run noise.")
+                f"each through the store's lean JSON-protocol caller (chalicelib/aws.py DynamoJson: "
+                f"SigV4 with a kept signing key, one kept-alive connection, botocore's events and "
+                f"retry policy; the floor's round trip is a plain boto3 client's), plus any "
+                f"Secrets Manager reads through botocore; signing the two broker tokens and "
+                f"checking the upstream ID token are the rest of the named part. Fewer calls are "
+                f"the other lever: at the minimum of 5 the login would cost about "
+                f"{at_min * 1000:.1f} ms ({at_min * 1000 / login_cpu['ref_value']:.2f}x the floor).")
             if login_cpu["ok"]:
                 lines[-1] = lines[-1].replace("**Warm login CPU**", "Warm login CPU (met)")
         if not requests["ok"] or not login_cpu["ok"]:
@@ -166,11 +164,11 @@ def analysis(results: dict) -> list[str]:
             f"ours signs two JWTs (RFC 9068 access token and ID token) and spends "
             f"{100 * split.get('sdk', 0) / (split.get('total') or 1):.0f}% of its CPU in "
             f"{split.get('sdk_calls', 0):g} DynamoDB calls at {per_call * 1000:.2f} ms each "
-            f"(botocore: SigV4, request building, response header and shape parsing). Two calls are "
+            f"(chalicelib/aws.py DynamoJson: SigV4, JSON, the HTTP exchange). Two calls are "
             f"the floor: the token read (GetItem) and one transaction that rotates or slides it, "
             f"checks the grant, the user and the API. One call fewer would cost "
             f"{at1 * 1000:.1f} ms ({at1 * 1000 / fig['ref_value']:.1f}x); below that only an "
-            f"in-process store, or a lighter DynamoDB client than botocore, would go. The peer's "
+            f"in-process store would go. The peer's "
             f"figure moves by ±30% between runs on a shared 2-core machine: read the ratio with it.")
     return lines
 
