@@ -233,7 +233,7 @@ def _check_item(item: dict) -> None:
 # --- expressions -----------------------------------------------------------------------------
 
 _TOKEN = re.compile(r"\s*(?:(?P<name>#[A-Za-z0-9_]+)|(?P<value>:[A-Za-z0-9_]+)"
-                    r"|(?P<word>[A-Za-z_][A-Za-z0-9_]*)|(?P<op><>|<=|>=|=|<|>|\(|\)|,|\+|-))")
+                    r"|(?P<word>[A-Za-z_][A-Za-z0-9_]*)|(?P<op><>|<=|>=|=|<|>|\(|\)|,|\+|-|\.))")
 _CLAUSES = ("SET", "REMOVE", "ADD", "DELETE")
 
 
@@ -285,6 +285,49 @@ class _Scope:
 
 Condition = Callable[[dict], bool]
 Operand = Callable[[dict], Any]
+Path = tuple[str, ...]  # an attribute, then the keys of the maps inside it
+
+
+def _lookup(item: dict, path: Path) -> Any:
+    value: Any = item
+    for segment in path:
+        if not isinstance(value, dict) or segment not in value:
+            return _MISSING
+        value = value[segment]
+    return value
+
+
+def _assign(item: dict, path: Path, value: Any) -> None:
+    """Set (or, with ``_MISSING``, remove) ``path`` in ``item``, copying the maps on the way:
+    stored values are never changed in place."""
+    node = item
+    for segment in path[:-1]:
+        child = node.get(segment)
+        if not isinstance(child, dict):
+            raise _invalid("the document path provided in the update expression is invalid "
+                           "for update")
+        node[segment] = node = dict(child)
+    if value is _MISSING:
+        node.pop(path[-1], None)
+    else:
+        node[path[-1]] = value
+
+
+def _overlap(a: Path, b: Path) -> bool:
+    return a[:len(b)] == b[:len(a)]
+
+
+def _project(source: dict, paths: list[Path]) -> dict:
+    """The values at ``paths`` in ``source``, in maps shaped like it (UPDATED_NEW/OLD)."""
+    found: dict = {}
+    for path in paths:
+        value = _lookup(source, path)
+        if value is not _MISSING:
+            node = found
+            for segment in path[:-1]:
+                node = node.setdefault(segment, {})
+            node[path[-1]] = value
+    return found
 
 
 class _Parser:
@@ -328,7 +371,18 @@ class _Parser:
 
     # paths and operands
 
-    def _path(self) -> str:
+    def _path(self) -> Path:
+        """``a``, ``#a`` or a path into maps (``a.#b.c``); list elements (``a[0]``) are not
+        supported."""
+        segments = [self._segment()]
+        while self._peek() == ("op", "."):
+            self.at += 1
+            segments.append(self._segment())
+        if self._peek() == ("op", "("):
+            raise self._fail("a function here")
+        return tuple(segments)
+
+    def _segment(self) -> str:
         kind, text = self._take()
         if kind == "name":
             return self.scope.name(text)
@@ -345,8 +399,8 @@ class _Parser:
             self.at += 1
             value = self.scope.value(text)
             return lambda item: value
-        attribute = self._path()
-        return lambda item: item.get(attribute, _MISSING)
+        path = self._path()
+        return lambda item: _lookup(item, path)
 
     # conditions: OR < AND < NOT < comparison, function, parentheses
 
@@ -397,11 +451,11 @@ class _Parser:
         _, name = self._take()
         self._expect("(")
         if name in ("attribute_exists", "attribute_not_exists"):
-            attribute = self._path()
+            path = self._path()
             self._expect(")")
             if name == "attribute_exists":
-                return lambda item: attribute in item
-            return lambda item: attribute not in item
+                return lambda item: _lookup(item, path) is not _MISSING
+            return lambda item: _lookup(item, path) is _MISSING
         if name == "begins_with":
             whole = self._operand()
             self._expect(",")
@@ -430,10 +484,12 @@ class _Parser:
             update.clauses.add(clause)
             while True:
                 attribute = self._path()
-                if attribute in KEYS:
-                    raise _invalid(f"cannot update attribute {attribute}: part of the key")
-                if attribute in update.paths:
-                    raise _invalid(f"two document paths overlap: {attribute}")
+                if attribute[0] in KEYS:
+                    raise _invalid(f"cannot update attribute {attribute[0]}: part of the key")
+                if any(_overlap(attribute, other) for other in update.paths):
+                    raise _invalid(f"two document paths overlap: {'.'.join(attribute)}")
+                if clause in ("ADD", "DELETE") and len(attribute) > 1:
+                    raise _invalid(f"{clause} applies to top-level attributes only")
                 update.paths.append(attribute)
                 if clause == "SET":
                     self._expect("=")
@@ -477,13 +533,14 @@ class _Parser:
             if text != "if_not_exists":
                 raise self._fail(f"the function {text}()")
             self.at += 2
-            attribute = self._path()
+            path = self._path()
             self._expect(",")
             default = self._set_term()
             self._expect(")")
 
             def if_not_exists(item: dict) -> Any:
-                return item[attribute] if attribute in item else default(item)
+                found = _lookup(item, path)
+                return default(item) if found is _MISSING else found
             return if_not_exists
         return self._operand()
 
@@ -493,8 +550,8 @@ class _Update:
 
     def __init__(self):
         self.clauses: set[str] = set()
-        self.paths: list[str] = []
-        self.actions: list[tuple[str, str, Any]] = []
+        self.paths: list[Path] = []
+        self.actions: list[tuple[str, Path, Any]] = []
 
     def apply(self, old: dict | None, key: tuple[str, str]) -> dict:
         before = old or {"pk": key[0], "sk": key[1]}
@@ -505,10 +562,11 @@ class _Update:
                 if value is _MISSING:
                     raise _invalid("the provided expression refers to an attribute that does not "
                                    "exist in the item")
-                after[attribute] = value
+                _assign(after, attribute, value)
             elif clause == "REMOVE":
-                after.pop(attribute, None)
+                _assign(after, attribute, _MISSING)
             elif clause == "ADD":
+                (attribute,) = attribute
                 current = before.get(attribute, _MISSING)
                 if _kind(operand) not in ("N", "SS", "NS") or (
                         current is not _MISSING and _kind(current) != _kind(operand)):
@@ -521,6 +579,7 @@ class _Update:
                 else:
                     after[attribute] = _NUMBERS.add(current, operand)
             else:  # DELETE
+                (attribute,) = attribute
                 current = before.get(attribute, _MISSING)
                 if _kind(operand) not in ("SS", "NS") or (
                         current is not _MISSING and _kind(current) != _kind(operand)):
@@ -694,7 +753,7 @@ class MemoryTable:
                 return None
             if return_values in ("UPDATED_NEW", "UPDATED_OLD"):
                 source = new if return_values == "UPDATED_NEW" else (old or {})
-                answer = {a: source[a] for a in update.paths if a in source}
+                answer = _project(source, update.paths)
             else:
                 answer = new if return_values == "ALL_NEW" else old
             return _out(answer) if answer else None

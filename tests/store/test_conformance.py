@@ -212,6 +212,27 @@ def test_add_numbers_and_string_sets_and_delete_from_sets(store):
     assert store.get(pk, "ITEM") == {**_key(pk), "n": 2.5}
 
 
+def test_paths_into_maps(backend, store):
+    pk = _pk()
+    store.put({**_key(pk), "m": {"a": 1, "deep": {"b": "x"}}, "s": "text"})
+    item = store.update(pk, "ITEM", "SET m.a = m.a + :one, m.#i.c = :c REMOVE m.deep.b",
+                        condition="m.deep.b = :x AND attribute_not_exists(m.z)",
+                        names={"#i": "deep"}, values={":one": 1, ":c": "y", ":x": "x"})
+    assert item == {**_key(pk), "m": {"a": 2, "deep": {"c": "y"}}, "s": "text"}
+    assert store.update(pk, "ITEM", "SET m.a = :v", values={":v": 5}, return_values="UPDATED_NEW") \
+        == {"m": {"a": 5}}
+    assert store.update(pk, "ITEM", "SET m.a = :v", values={":v": 6}, return_values="ALL_OLD") \
+        == {**_key(pk), "m": {"a": 5, "deep": {"c": "y"}}, "s": "text"}
+    store.update(pk, "ITEM", "SET m.a = :v", values={":v": 5})
+    refused = ["SET nothing.a = :v", "SET m.a = :v, m = :v"]
+    if backend == "memory":   # moto writes into a string as if it were a map; DynamoDB refuses
+        refused.append("SET s.a = :v")
+    for expression in refused:
+        with pytest.raises(ServiceUnavailable):   # no map there, or two paths overlap
+            store.update(pk, "ITEM", expression, values={":v": 1})
+    assert store.get(pk, "ITEM")["m"] == {"a": 5, "deep": {"c": "y"}}
+
+
 def test_every_clause_in_one_expression(store):
     """The shape of a login's update of its user: SET with if_not_exists, REMOVE, then ADD."""
     pk = _pk()

@@ -21,7 +21,7 @@ def memory():
 
 
 @pytest.mark.parametrize("condition", [
-    "size(a) > :v", "contains(a, :v)", "a BETWEEN :v AND :v", "a IN (:v)", "a.b = :v",
+    "size(a) > :v", "contains(a, :v)", "a BETWEEN :v AND :v", "a IN (:v)", "a.b[1] = :v",
     "a[0] = :v", "attribute_type(a, :v)", "a = :v AND", "a = :v)", "a ! :v", "a",
 ])
 def test_a_condition_it_cannot_evaluate_raises_value_error(memory, condition):
@@ -31,7 +31,7 @@ def test_a_condition_it_cannot_evaluate_raises_value_error(memory, condition):
 
 
 @pytest.mark.parametrize("expression", [
-    "SET a = list_append(a, :v)", "SET a.b = :v", "SET a = :v + :v + :v", "ADD a b",
+    "SET a = list_append(a, :v)", "SET a.b[0] = :v", "SET a = :v + :v + :v", "ADD a b",
     "SET a = :v, ", "UPSERT a = :v", "SET a :v", "REMOVE :v",
 ])
 def test_an_update_it_cannot_evaluate_raises_value_error(memory, expression):
