@@ -281,8 +281,9 @@ class ScriptedServer:
     or "close" to drop the connection after reading, "hang" to never answer, or ("then close",
     bytes) to answer as if keeping the connection and close it right after)."""
 
-    def __init__(self, script: list):
+    def __init__(self, script: list, tls=None):
         self.script = list(script)
+        self.tls = tls
         self.connections = 0
         self.requests: list[bytes] = []
         self.sock = socket.create_server(("127.0.0.1", 0))
@@ -300,6 +301,13 @@ class ScriptedServer:
             except OSError:
                 return
             self.connections += 1
+            if self.tls is not None:
+                try:
+                    conn.settimeout(5)
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except OSError:
+                    conn.close()
+                    continue
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
 
     def _handle(self, conn):
@@ -352,10 +360,11 @@ def _answer(body: dict, *, chunked: bool = False, close: bool = False) -> bytes:
 def scripted(monkeypatch, aws_endpoint, no_backoff):
     servers = []
 
-    def start(script):
-        server = ScriptedServer(script)
+    def start(script, tls=None):
+        server = ScriptedServer(script, tls)
         servers.append(server)
-        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{server.port}")
+        scheme = "https" if tls else "http"
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"{scheme}://127.0.0.1:{server.port}")
         return server
 
     yield start
@@ -427,3 +436,66 @@ def test_an_unreachable_endpoint_is_a_503(scripted, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
     with pytest.raises(ServiceUnavailable):
         dynamo.Table("t").get("P", "S")
+
+
+def _self_signed(tmp_path):
+    """A certificate for 127.0.0.1 and a server TLS context with it."""
+    import ipaddress
+    import ssl
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "lean-test")])
+    now = dt.datetime.now(dt.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + dt.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(cert_path, key_path)
+    return str(cert_path), server
+
+
+def test_https_checks_the_certificate_against_the_configured_bundle(scripted, tmp_path,
+                                                                    monkeypatch):
+    """HTTPS as on AWS: the certificate is checked (here against AWS_CA_BUNDLE, which botocore
+    reads into the client); an untrusted one is botocore's SSLError, then a 503."""
+    cert_path, server_tls = _self_signed(tmp_path)
+    monkeypatch.setenv("AWS_CA_BUNDLE", cert_path)
+    server = scripted([_answer(ITEM), _answer(ITEM)], tls=server_tls)
+    table = dynamo.Table("t")
+    assert table.get("P", "S")["v"] == 1
+    assert table.get("P", "S")["v"] == 1
+    assert server.connections == 1
+    assert b"\r\nHost: 127.0.0.1:%d\r\n" % server.port in server.requests[0]
+
+    monkeypatch.delenv("AWS_CA_BUNDLE")
+    untrusted = scripted([_answer(ITEM)] * aws.MAX_ATTEMPTS, tls=server_tls)
+    errors = []
+
+    def record(caught_exception=None, **_kwargs):
+        if caught_exception is not None:
+            errors.append(type(caught_exception).__name__)
+
+    events = aws.client("dynamodb").meta.events
+    events.register_first("needs-retry.dynamodb", record, unique_id="lean-tls-errors")
+    try:
+        with pytest.raises(ServiceUnavailable):
+            dynamo.Table("t").get("P", "S")
+    finally:
+        events.unregister("needs-retry.dynamodb", unique_id="lean-tls-errors")
+    assert errors and set(errors) == {"SSLError"}
+    assert untrusted.requests == []
