@@ -1,4 +1,6 @@
 """The one place that creates boto3 clients: short timeouts, bounded retries, created on first use.
+The store's DynamoDB calls go through :class:`DynamoJson` on the DynamoDB client (same events,
+retries, endpoint and credentials; a fraction of botocore's CPU: see the section at the end).
 
 boto3 is imported lazily: it is the heaviest import on the cold path and some requests never
 touch AWS. ``AWS_ENDPOINT_URL`` (honoured by botocore itself) points everything at the local
@@ -374,7 +376,7 @@ class DynamoJson:
         metadata = self.service_model.metadata
         self.target_prefix = metadata["targetPrefix"]
         self.content_type = f"application/x-amz-json-{metadata['jsonVersion']}"
-        self.region = meta.region_name
+        self.region = meta.region_name  # the signing region
         self.signing_name = self.service_model.signing_name
         config = meta.config
         self.connect_timeout = config.connect_timeout
@@ -391,7 +393,7 @@ class DynamoJson:
     @classmethod
     def fitting(cls, found) -> DynamoJson | None:
         """A caller for ``found``, or None when its configuration asks for what only botocore
-        does (other retry modes or signers, proxies, client certificates, compression)."""
+        does (other retry modes or signers, proxies, client certificates)."""
         config = found.meta.config
         session = getattr(found._endpoint, "http_session", None)
         # Proxies come from the config or HTTP(S)_PROXY (botocore resolves both into this).
@@ -400,7 +402,6 @@ class DynamoJson:
                 or config.signature_version not in (None, "v4")
                 or proxies or getattr(session, "_cert_file", None)
                 or not hasattr(session, "_verify")
-                or getattr(config, "request_min_compression_size_bytes", None) not in (None, 10240)
                 or found.meta.service_model.protocol != "json"
                 or urlsplit_scheme(found.meta.endpoint_url) not in ("http", "https")):
             return None
@@ -410,7 +411,8 @@ class DynamoJson:
     def call(self, method: str, params: dict) -> dict:
         name = JSON_OPERATIONS[method]
         model, events = self._operation(name)
-        context = {"client_region": self.region, "client_config": self.client.meta.config,
+        context = {"client_region": self.client.meta.region_name,
+                   "client_config": self.client.meta.config,
                    "has_streaming_input": False, "auth_type": model.resolved_auth_type,
                    "unsigned_payload": False, "auth_options": self.service_model.metadata.get(
                        "auth")}
@@ -498,7 +500,7 @@ class DynamoJson:
                 scheme_props = properties["authSchemes"][0]
                 if scheme_props.get("name") not in (None, "sigv4"):
                     raise RuntimeError(f"unexpected auth scheme for DynamoDB: {scheme_props}")
-                self.region = scheme_props.get("signingRegion", self.region)
+                self.region = scheme_props.get("signingRegion", self.region)  # signing only
                 self.signing_name = scheme_props.get("signingName", self.signing_name)
             found = (url, dict(headers or {}), _canonical_host(scheme, netloc))
             self._endpoints[name] = found
