@@ -197,7 +197,31 @@ def dynamodb_json() -> DynamoJson | None:
 
 def _attach_json_caller(service: str, found) -> None:
     if service == "dynamodb":
-        _json_clients[id(found)] = (found, DynamoJson.fitting(found))
+        try:
+            caller = DynamoJson.fitting(found)
+        except (AttributeError, KeyError, TypeError) as exc:  # botocore's insides moved
+            _log_giving_up(exc)
+            caller = None
+        _json_clients[id(found)] = (found, caller)
+
+
+def give_up_dynamodb_json(caller: DynamoJson, exc: BaseException) -> None:
+    """The lean caller met a botocore it does not know (Lambda's runtime brings its own boto3,
+    and the lean path reads a few of botocore's private attributes): this container goes back
+    to botocore's own path for good, and says so once in the log."""
+    with _lock:
+        for key, (owner, kept) in list(_json_clients.items()):
+            if kept is caller:
+                _json_clients[key] = (owner, None)
+    _log_giving_up(exc)
+
+
+def _log_giving_up(exc: BaseException) -> None:
+    import logging
+
+    logging.getLogger(__name__).error(
+        "lean DynamoDB caller disabled, botocore's own path used instead: %s: %s",
+        type(exc).__name__, str(exc)[:200])
 
 
 def _json_default(value):

@@ -201,7 +201,13 @@ class Table:
         lean = self._json_caller()
         try:
             if lean is not None:
-                return lean.call(operation, kwargs)
+                try:
+                    return lean.call(operation, kwargs)
+                except (AttributeError, TypeError) as exc:
+                    # Not an answer from DynamoDB: the runtime's botocore differs from the one the
+                    # lean caller knows (it reads botocore's endpoint, credentials and events
+                    # before sending), so botocore's own path makes the call, now and from then on.
+                    aws.give_up_dynamodb_json(lean, exc)
             return getattr(self._client(), operation)(**kwargs)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")

@@ -499,3 +499,43 @@ def test_https_checks_the_certificate_against_the_configured_bundle(scripted, tm
         events.unregister("needs-retry.dynamodb", unique_id="lean-tls-errors")
     assert errors and set(errors) == {"SSLError"}
     assert untrusted.requests == []
+
+
+# --------------------------------------------------------------------------- another botocore
+
+def test_a_botocore_the_lean_caller_does_not_know_falls_back_to_botocore(lean, monkeypatch,
+                                                                          caplog):
+    """Lambda's runtime brings its own boto3: if a private attribute the lean caller reads has
+    moved, the call is made by botocore instead (no 5xx), and the container stays on botocore."""
+    table = dynamo.Table()
+    pk = _pk("fallback")
+
+    def moved(self, *args, **kwargs):
+        raise AttributeError("'BaseClient' object has no attribute '_resolve_endpoint_ruleset'")
+
+    monkeypatch.setattr(aws.DynamoJson, "_endpoint", moved)
+    try:
+        with caplog.at_level("ERROR"):
+            table.put({"pk": pk, "sk": "A", "n": 1})
+        assert aws.dynamodb_json() is None
+        assert table.get(pk, "A")["n"] == 1
+        assert "lean DynamoDB caller disabled" in caplog.text
+    finally:
+        aws.reset_clients()
+    assert aws.dynamodb_json() is not None
+
+
+def test_a_client_the_lean_caller_cannot_read_keeps_botocore(aws_endpoint, monkeypatch):
+    def unreadable(found):
+        raise AttributeError("'Endpoint' object has no attribute 'http_session'")
+
+    monkeypatch.setattr(aws.DynamoJson, "fitting", staticmethod(unreadable))
+    aws.reset_clients()
+    try:
+        assert aws.dynamodb_json() is None
+        pk = _pk("unreadable")
+        dynamo.Table().put({"pk": pk, "sk": "A"})
+        assert dynamo.Table().get(pk, "A") == {"pk": pk, "sk": "A"}
+    finally:
+        monkeypatch.undo()
+        aws.reset_clients()
