@@ -43,6 +43,7 @@ run: $(STAMP)
 ## make test: install what the tests need, lint, run every test
 test: deps browser
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy chalicelib
 	$(PY) -m pytest -q
 
 ## make bench: the benchmark suite; prints figures and writes bench/RESULTS.md
@@ -51,6 +52,7 @@ bench: deps
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy chalicelib
 
 ## make package [STAGE=dev]: $(OUT)/sam.yaml + $(OUT)/deployment.zip for CloudFormation, cfn-lint clean
 ## (docs/DEPLOY.md). Chalice takes the Lambda runtime from the Python it runs under, and Lambda no

@@ -41,7 +41,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qsl, urljoin, urlsplit
 
 import requests
@@ -281,8 +281,9 @@ def default_resolver(host: str, port: int) -> list[str]:
     """All IPv4/IPv6 addresses of ``host`` via :func:`socket.getaddrinfo`."""
     ips: list[str] = []
     for family, _type, _proto, _canon, sockaddr in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
-        if family in (socket.AF_INET, socket.AF_INET6) and sockaddr[0] not in ips:
-            ips.append(sockaddr[0])
+        address = str(sockaddr[0])  # an IPv4 or IPv6 address: always a str for these families
+        if family in (socket.AF_INET, socket.AF_INET6) and address not in ips:
+            ips.append(address)
     return ips
 
 
@@ -868,6 +869,17 @@ _FORM = "application/x-www-form-urlencoded"
 _MAX_FORM_FIELDS = 100
 
 
+class _GuardedCall(TypedDict):
+    """What :class:`SessionAdapter` passes to :func:`safe_get` and :func:`safe_post_form`."""
+    headers: Mapping[str, str]
+    allow_loopback: bool
+    resolver: Resolver | None
+    connect_timeout: float | None
+    read_timeout: float | None
+    max_bytes: int
+    max_redirects: int
+
+
 class SessionAdapter(HTTPAdapter):
     """The transport of a ``requests.Session`` that a library drives (authlib's OAuth2Session).
 
@@ -891,12 +903,15 @@ class SessionAdapter(HTTPAdapter):
              verify: Any = True, cert: Any = None, proxies: Any = None) -> requests.Response:
         method = (request.method or "").upper()
         url = request.url or ""
-        headers = {name: value for name, value in request.headers.items()
+        # Values as http.client sends them: a bytes value is its latin-1 text.
+        headers = {name: value if isinstance(value, str) else value.decode("latin-1")
+                   for name, value in request.headers.items()
                    if name.lower() not in _TRANSPORT_HEADERS}
         connect_timeout, read_timeout = _timeouts(timeout)
-        common = dict(headers=headers, allow_loopback=self.allow_loopback, resolver=self.resolver,
-                      connect_timeout=connect_timeout, read_timeout=read_timeout,
-                      max_bytes=self.max_bytes, max_redirects=self.max_redirects)
+        common: _GuardedCall = dict(
+            headers=headers, allow_loopback=self.allow_loopback, resolver=self.resolver,
+            connect_timeout=connect_timeout, read_timeout=read_timeout,
+            max_bytes=self.max_bytes, max_redirects=self.max_redirects)
         if method == "GET" and not request.body:
             answer = safe_get(url, **common)
         elif method == "POST" and _is_form(request):
@@ -941,6 +956,8 @@ def _timeouts(timeout: Any) -> tuple[float | None, float | None]:
 
 def _is_form(request: requests.PreparedRequest) -> bool:
     content_type = request.headers.get("Content-Type", "")
+    if isinstance(content_type, bytes):
+        content_type = content_type.decode("latin-1")
     return not request.body or content_type.split(";", 1)[0].strip().lower() == _FORM
 
 

@@ -285,7 +285,7 @@ def _matches(user: dict, terms: list[tuple[str, str | bool]]) -> bool:
             return False
         if field == "identities.connection" and user.get("connection") != value:
             return False
-        if field == "email":
+        if field == "email" and isinstance(value, str):  # parse_query: a text term
             email = (user.get("attributes") or {}).get("email")
             if not isinstance(email, str) or email.strip().casefold() != value.strip().casefold():
                 return False
@@ -298,8 +298,9 @@ def search(terms: list[tuple[str, str | bool]], connection_names: list[str]) -> 
     list); every term is then checked on the profile itself."""
     names = [n for n in connection_names
              if all(v == n for f, v in terms if f == "identities.connection")]
-    user_ids = [v for f, v in terms if f == "user_id"]
-    emails = [v for f, v in terms if f == "email"]
+    # parse_query gives text for these fields (only ``blocked`` is a flag).
+    user_ids = [v for f, v in terms if f == "user_id" and isinstance(v, str)]
+    emails = [v for f, v in terms if f == "email" and isinstance(v, str)]
     if user_ids:
         candidates = [u for u in [get_user(user_ids[0])] if u is not None]
     elif emails:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from chalicelib.login.transactions import LoginTransaction, create_transaction
 from chalicelib.provider import lifetimes
-from chalicelib.provider.issue import OIDC_SCOPES
+from chalicelib.registry.resource_servers import OIDC_SCOPES
 from chalicelib.settings import get_settings
 from chalicelib.tokens import random_token
 

@@ -42,12 +42,14 @@ def handle_callback(params: dict[str, str], method: str, cookies: dict[str, str]
     state = params.get("state")
     binding_cookie = binding_cookie_name(state) if state else None
     try:
-        tx = consume_transaction(state, cookies.get(binding_cookie) if state else None, now)
+        tx = consume_transaction(state, cookies.get(binding_cookie) if binding_cookie else None,
+                                 now)
     except TransactionError as exc:
         return ErrorPage(400, "Login failed", f"{exc}. Start the login again from the application.")
     answer = _answer(tx, params, method, now, route_connection)
     # The transaction is consumed: its binding cookie has served (the other logins keep theirs).
-    answer.cookies.append(expired_cookie(binding_cookie))
+    if binding_cookie:  # always: a consumed transaction had a state
+        answer.cookies.append(expired_cookie(binding_cookie))
     return answer
 
 
@@ -185,7 +187,7 @@ def _validate(raw_id_token: str, connection: dict, tx: LoginTransaction, now: in
     from chalicelib.login.jwks_cache import JwksUnavailable, jwks_cache
 
     options = connection["options"]
-    nonce_expected = tx.upstream_nonce
+    nonce_expected: str | None = tx.upstream_nonce
     if options.get("type") == "back_channel" and not options.get("send_back_channel_nonce", True):
         nonce_expected = None
     try:

@@ -31,8 +31,11 @@ class NotFresh(Exception):
 def upstream_authentication(claims: dict, now: int) -> UpstreamAuthentication:
     """``auth_time``/``acr``/``amr`` of a validated ID token; malformed values are dropped."""
     auth_time = claims.get("auth_time")
-    usable = (isinstance(auth_time, (int, float)) and not isinstance(auth_time, bool)
-              and math.isfinite(auth_time) and 0 <= auth_time <= now + LEEWAY)
+    when: int | None = None
+    if (isinstance(auth_time, (int, float)) and not isinstance(auth_time, bool)
+            and math.isfinite(auth_time) and 0 <= auth_time <= now + LEEWAY):
+        # A login a few seconds "in the future" (skew) happened now, as far as max_age is concerned.
+        when = min(int(auth_time), now)
     acr = claims.get("acr")
     if not (isinstance(acr, str) and 0 < len(acr) <= MAX_ACR_LENGTH and acr.isprintable()):
         acr = None
@@ -41,8 +44,7 @@ def upstream_authentication(claims: dict, now: int) -> UpstreamAuthentication:
             and all(isinstance(v, str) and 0 < len(v) <= MAX_AMR_LENGTH and v.isprintable()
                     for v in amr)):
         amr = None
-    # A login a few seconds "in the future" (skew) happened now, as far as max_age is concerned.
-    return UpstreamAuthentication(min(int(auth_time), now) if usable else None, acr, amr)
+    return UpstreamAuthentication(when, acr, amr)
 
 
 def check_freshness(*, max_age: int | None, prompt: str | None, started_at: int,

@@ -19,7 +19,7 @@ import json
 import math
 import re
 import warnings
-from typing import Any
+from typing import Any, TypeGuard
 
 from joserfc import jwt
 from joserfc.errors import BadSignatureError, JoseError, SecurityWarning
@@ -162,7 +162,7 @@ def _verify(token: str, keys: list[Key], alg: str) -> tuple[dict, Key]:
     raise IdTokenError("signature", "ID token signature is invalid")
 
 
-def _is_number(value: Any) -> bool:
+def _is_number(value: Any) -> TypeGuard[float]:
     return (
         isinstance(value, (int, float))
         and not isinstance(value, bool)
@@ -283,7 +283,8 @@ def validate_id_token(
 
     claims, key = _verify(token, keys, alg)
     _check_claims(claims, issuer=issuer, client_id=client_id, nonce=nonce, now=now, leeway=leeway)
-    curve = key.get("crv")
+    crv = key.get("crv")
+    curve = crv if isinstance(crv, str) else None
     _check_hash(claims, "at_hash", access_token, require_at_hash, alg, curve)
     _check_hash(claims, "c_hash", code, require_c_hash, alg, curve)
     return claims

@@ -17,6 +17,7 @@ import base64
 import hashlib
 import html
 import re
+from collections.abc import Iterable
 from urllib.parse import urlencode, urlsplit
 
 from chalice import Response
@@ -84,7 +85,7 @@ def origin(url: str | None) -> str | None:
     return value.lower() if _ORIGIN.match(value) else None
 
 
-def content_security_policy(form_targets: list[str]) -> str:
+def content_security_policy(form_targets: Iterable[str | None]) -> str:
     sources = ["'self'"]
     for target in form_targets:
         found = origin(target)
@@ -94,7 +95,7 @@ def content_security_policy(form_targets: list[str]) -> str:
             f"form-action {' '.join(sources)}; frame-ancestors 'none'; base-uri 'none'")
 
 
-def page_headers(csp: str, lang: str) -> dict[str, str]:
+def page_headers(csp: str, lang: str) -> dict[str, str | list[str]]:
     """The headers of a server-rendered page in ``lang`` under ``csp`` (login and logout pages)."""
     return {
         "Content-Type": "text/html; charset=utf-8",

@@ -208,7 +208,8 @@ def _inspect(code: str | None, flow: try_logins.TryFlow, kind: Kind, now: int) -
 
     settings = get_settings()
     record = grant_store.find_code(code or "", now) if code else None
-    if (record is None or record.get("consumed_at") or record.get("client_id") != flow.client_id
+    if (not code or record is None or record.get("consumed_at")
+            or record.get("client_id") != flow.client_id
             or record.get("redirect_uri") != settings.url(kind.path + "/callback")
             or record.get("code_challenge") != s256(flow.verifier)):
         return _failure("profile", "server_error", "The broker returned no usable code")

@@ -58,7 +58,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.login.id_token import ASYMMETRIC_ALGS, MAX_TOKEN_BYTES, IdTokenError, _candidates, _verify
@@ -184,7 +184,7 @@ def _check_header(header: dict, allowed_algs: list) -> tuple[str, str | None]:
     return alg, kid
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[float]:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

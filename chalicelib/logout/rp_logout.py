@@ -59,7 +59,9 @@ def confirm_token(cookie: str) -> str:
 def _confirmed(value: str | None, cookie: str) -> bool:
     from chalicelib.tokens import same
 
-    return bool(value) and same(value, confirm_token(cookie))
+    if not value:
+        return False
+    return same(value, confirm_token(cookie))
 
 
 @dataclass
@@ -166,16 +168,17 @@ def rp_initiated_logout(params: dict[str, list[str]], cookie: str | None, now: i
             return ErrorPage(400, "Invalid post_logout_redirect_uri",
                              "The post_logout_redirect_uri is not registered for this application.")
     live = sessions.session_from_cookie(cookie, now)
-    if live is not None and (hint is None or hint["sub"] != live.user_id):
+    if cookie is not None and live is not None and (hint is None or hint["sub"] != live.user_id):
         # No proof that the application's user asked (or the hint names someone else): ask.
         if not (form_post and _confirmed(values.get(CONFIRM_PARAM), cookie)):
             kept = {k: v for k, v in values.items() if k != CONFIRM_PARAM}
             return ConfirmLogout(params=kept, token=confirm_token(cookie),
                                  application=(client or {}).get("name"), redirect_uri=redirect_uri,
-                                 ui_locales=(params.get("ui_locales") or [None])[0])
+                                 ui_locales=next(iter(params.get("ui_locales") or []), None))
     ended = _end_browser_session(cookie, now, reason="rp_logout", initiator=client_id)
     hinted_sid = hint.get("sid") if hint else None
-    if isinstance(hinted_sid, str) and (ended is None or ended["sid"] != hinted_sid):
+    if hint is not None and isinstance(hinted_sid, str) and (ended is None
+                                                              or ended["sid"] != hinted_sid):
         hinted = sessions.get_session(hinted_sid, now)
         if hinted is not None and hinted["user_id"] == hint["sub"]:
             revocation.end_session(hinted_sid, now, reason="rp_logout", initiator_client=client_id)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Optional
+from typing import Any
 
 from pydantic import AfterValidator, Field
 
@@ -68,13 +68,14 @@ def only(*allowed: Any, why: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-def refusable(kind: Any, *allowed: Any, why: str) -> Any:
-    """The type of a field accepted only as null or one of ``allowed``: any other value asks for
-    a behaviour the broker does not give, and gets a 400 naming the field."""
+def refused(*allowed: Any, why: str) -> tuple[AfterValidator, Any]:
+    """The metadata of a field accepted only as null or one of ``allowed``: any other value asks
+    for a behaviour the broker does not give, and gets a 400 naming the field. Written
+    ``Annotated[Optional[kind], *refused(...)]``, so the type checker sees the field's type."""
     shown = ", ".join(json.dumps(a) for a in (None, *allowed))
-    return Annotated[Optional[kind], only(*allowed, why=why),
-                     Field(description=f"Accepted only as {shown}: {why}",
-                           json_schema_extra={"x-broker": "refused-otherwise"})]
+    return (only(*allowed, why=why),
+            Field(description=f"Accepted only as {shown}: {why}",
+                  json_schema_extra={"x-broker": "refused-otherwise"}))
 
 
 def fields_marked(model: Any, mark: str) -> tuple[str, ...]:

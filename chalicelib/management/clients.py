@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chalicelib.errors import InvalidBody, NotFound
-from chalicelib.management.auth0_fields import JsonValue, fields_marked, inert, only, refusable
+from chalicelib.management.auth0_fields import JsonValue, fields_marked, inert, only, refused
 from chalicelib.management.validation import check_stored_url, validate
 from chalicelib.provider.cors import normalise_origin
 from chalicelib.registry.clients import (  # noqa: F401  (the read side: old callers)
@@ -104,23 +104,34 @@ class SignedRequestObject(_Strict):
     credentials: Optional[list[JsonObject]] = inert(max_length=0)
 
 
-NO_PAR = refusable(bool, False, why="the broker has no pushed authorization request endpoint "
-                                    "(RFC 9126); it cannot require one")
-NO_DPOP = refusable(bool, False, why="the broker does not bind tokens to a key (DPoP, mTLS); "
-                                     "it cannot require proof of possession")
-NO_FAPI = refusable(str, "none", why="the broker implements no FAPI profile")
-NO_IP_HEADER = refusable(bool, False, why="the broker never trusts a client-supplied IP header")
-NO_PROMPT = refusable(bool, True, why="the broker shows no confirmation prompt for "
-                                      "non-verifiable callback URIs (as with true)")
-NO_CLIENT_CREDENTIALS = refusable(JsonObject, why="the broker authenticates applications with "
-                                                  "their client secret only (private_key_jwt and "
-                                                  "mTLS credentials would not be checked)")
-NO_ENCRYPTION = refusable(JsonObject, why="the broker does not encrypt tokens or assertions")
-NO_QUOTA = refusable(JsonObject, why="the broker enforces no per-client token quota")
-NO_VAULT_ACCESS = refusable(JsonObject, why="the broker has no privileged token vault access")
-ORGANIZATIONS = refusable(str, "deny", "allow", why="the broker has no organizations: it cannot "
-                                                    "require one")
-NOT_GLOBAL = refusable(bool, False, why="applications at the broker are never global")
+NO_PAR = Annotated[
+    Optional[bool], *refused(False, why="the broker has no pushed authorization request endpoint "
+                                        "(RFC 9126); it cannot require one")]
+NO_DPOP = Annotated[
+    Optional[bool], *refused(False, why="the broker does not bind tokens to a key (DPoP, mTLS); "
+                                        "it cannot require proof of possession")]
+NO_FAPI = Annotated[
+    Optional[str], *refused("none", why="the broker implements no FAPI profile")]
+NO_IP_HEADER = Annotated[
+    Optional[bool], *refused(False, why="the broker never trusts a client-supplied IP header")]
+NO_PROMPT = Annotated[
+    Optional[bool], *refused(True, why="the broker shows no confirmation prompt for "
+                                       "non-verifiable callback URIs (as with true)")]
+NO_CLIENT_CREDENTIALS = Annotated[
+    Optional[JsonObject], *refused(why="the broker authenticates applications with "
+                                       "their client secret only (private_key_jwt and "
+                                       "mTLS credentials would not be checked)")]
+NO_ENCRYPTION = Annotated[
+    Optional[JsonObject], *refused(why="the broker does not encrypt tokens or assertions")]
+NO_QUOTA = Annotated[
+    Optional[JsonObject], *refused(why="the broker enforces no per-client token quota")]
+NO_VAULT_ACCESS = Annotated[
+    Optional[JsonObject], *refused(why="the broker has no privileged token vault access")]
+ORGANIZATIONS = Annotated[
+    Optional[str], *refused("deny", "allow", why="the broker has no organizations: it cannot "
+                                                 "require one")]
+NOT_GLOBAL = Annotated[
+    Optional[bool], *refused(False, why="applications at the broker are never global")]
 
 
 class ClientFields(_Strict):

@@ -11,12 +11,12 @@ import logging
 import re
 import secrets as pysecrets
 import string
-from typing import Annotated, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from chalicelib.errors import Conflict, InvalidBody, NotFound
-from chalicelib.management.auth0_fields import JsonValue, fields_marked, inert, only, refusable
+from chalicelib.management.auth0_fields import JsonValue, fields_marked, inert, only, refused
 from chalicelib.management.connection_keys import delete_keys
 from chalicelib.management.validation import check_stored_url, validate
 from chalicelib.registry.connections import (  # noqa: F401  (the read side: old callers)
@@ -82,11 +82,14 @@ class ConnectionSettings(_Strict):
 
 # Auth0's enum for client assertions (private_key_jwt): asymmetric only.
 ASSERTION_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "ES256", "ES384")
-NO_UPSTREAM_DPOP = refusable(str, why="the broker does not use DPoP toward identity providers")
-NO_UPSTREAM_PAR = refusable(bool, False, why="the broker does not push authorization requests "
-                                             "(RFC 9126) to identity providers")
-KEEPS_ATTRIBUTES = refusable(list[Annotated[str, Field(max_length=255)]], [], why=(
-    "the broker keeps every mapped attribute in the user profile; it cannot leave some out"))
+NO_UPSTREAM_DPOP = Annotated[
+    Optional[str], *refused(why="the broker does not use DPoP toward identity providers")]
+NO_UPSTREAM_PAR = Annotated[
+    Optional[bool], *refused(False, why="the broker does not push authorization requests "
+                                        "(RFC 9126) to identity providers")]
+KEEPS_ATTRIBUTES = Annotated[
+    Optional[list[Annotated[str, Field(max_length=255)]]], *refused([], why=(
+        "the broker keeps every mapped attribute in the user profile; it cannot leave some out"))]
 AssertionAlg = Annotated[Optional[str], only(
     *ASSERTION_ALGS, why="client assertions are signed with an asymmetric key (the connection's "
                          "key sets the algorithm); never HMAC or none")]
@@ -318,14 +321,14 @@ def _check_algs(algs: list[str] | None, metadata: dict | None) -> list[str]:
     return list(dict.fromkeys(algs))
 
 
-def _discover(options: Options) -> dict:
+def _discover(options: Options, discovery_url: str) -> dict[str, Any]:
     # Cold start: discovery's HTTP stack (requests) loads only when a connection is written.
     from chalicelib.management.upstream_discovery import DiscoveryError, fetch_discovery
 
-    _check_url(options.discovery_url, "options.discovery_url")
+    _check_url(discovery_url, "options.discovery_url")
     try:
         document = fetch_discovery(
-            options.discovery_url,
+            discovery_url,
             allow_loopback=get_settings().allow_insecure_loopback,
             require_token_endpoint=options.type == "back_channel",
         )
@@ -338,11 +341,11 @@ def resolve_options(options: Options, previous: dict | None) -> dict:
     """Validate options and fill endpoints from discovery: the stored form (no client_secret)."""
     metadata = None
     if options.discovery_url:
-        same_url = previous is not None and previous.get("discovery_url") == options.discovery_url
-        if same_url and previous.get("oidc_metadata"):
+        if (previous is not None and previous.get("discovery_url") == options.discovery_url
+                and previous.get("oidc_metadata")):
             metadata = previous["oidc_metadata"]
         else:
-            metadata = _discover(options)
+            metadata = _discover(options, options.discovery_url)
     resolved: dict = {"type": options.type, "client_id": options.client_id}
     if options.discovery_url:
         resolved["discovery_url"] = options.discovery_url

@@ -4,7 +4,7 @@ from __future__ import annotations
 from chalicelib.errors import InvalidQueryString
 
 
-def _int(name: str, raw: str | None, low: int, high: int, default: int | None) -> int | None:
+def _int(name: str, raw: str | None, low: int, high: int, default: int) -> int:
     if raw is None:
         return default
     if not raw.isdigit() or len(raw) > 6:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ValidationError
@@ -24,7 +24,10 @@ def _location(loc: tuple) -> str:
     return "".join(parts) or "body"
 
 
-def validate(model: type[BaseModel], data: Any) -> BaseModel:
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def validate(model: type[Model], data: Any) -> Model:
     try:
         return model.model_validate(data)
     except ValidationError as exc:

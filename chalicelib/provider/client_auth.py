@@ -4,7 +4,9 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote_plus
 
 from chalicelib.errors import OAuthError
@@ -14,14 +16,15 @@ from chalicelib.settings import get_settings
 @dataclass(frozen=True)
 class AuthenticatedClient:
     client_id: str
-    record: dict | None  # None for the bootstrap admin client
+    record: dict[str, Any] | None  # None for the bootstrap admin client
     method: str
 
     @property
     def grant_types(self) -> list[str]:
         if self.record is None:
             return ["client_credentials"]
-        return self.record.get("grant_types", [])
+        grant_types: list[str] = self.record.get("grant_types", [])
+        return grant_types
 
 
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:
@@ -46,7 +49,7 @@ def _invalid_client(basic: bool) -> OAuthError:
     return OAuthError("invalid_client", "Client authentication failed", 401, headers)
 
 
-def authenticate_client(form: dict, authorization: str | None) -> AuthenticatedClient:
+def authenticate_client(form: dict[str, Any], authorization: str | None) -> AuthenticatedClient:
     basic = _basic_credentials(authorization)
     body_id, body_secret = form.get("client_id"), form.get("client_secret")
     if basic and body_secret is not None:
@@ -95,7 +98,8 @@ def authenticate_client(form: dict, authorization: str | None) -> AuthenticatedC
     return AuthenticatedClient(client_id, record, method)
 
 
-def _accepts(record: dict, secret: str | None, method: str, secret_matches) -> bool:
+def _accepts(record: dict[str, Any], secret: str | None, method: str,
+             secret_matches: Callable[[str, str | None], bool]) -> bool:
     """The credentials authenticate this client record (its registered method, its secret)."""
     registered = record.get("token_endpoint_auth_method", "client_secret_post")
     if registered == "none":
@@ -121,7 +125,7 @@ _failures_seen: dict[str, int] = {}
 MAX_FAILURES_SEEN = 1024
 
 
-def _failures_in_window(record: dict) -> bool:
+def _failures_in_window(record: dict[str, Any]) -> bool:
     import time
 
     from chalicelib.store.throttles import failures_in
@@ -147,7 +151,7 @@ def _failed_recently(client_id: str) -> bool:
     return _failures_seen.get(client_id) == _window(time.time())
 
 
-def _refuse_if_throttled(record: dict | None, now: float | None = None) -> None:
+def _refuse_if_throttled(record: dict[str, Any] | None, now: float | None = None) -> None:
     import time
 
     from chalicelib.store.throttles import failures_in

@@ -8,6 +8,7 @@ every token issued from the first redemption stops working (RFC 6749 §4.1.2, RF
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from chalicelib.errors import OAuthError
 from chalicelib.provider import grant_store, issue, lifetimes
@@ -25,7 +26,7 @@ def _invalid_grant(description: str) -> OAuthError:
     return OAuthError("invalid_grant", description)
 
 
-def _check_verifier(record: dict, verifier: str | None) -> None:
+def _check_verifier(record: dict[str, Any], verifier: str | None) -> None:
     challenge = record.get("code_challenge")
     if challenge is None:
         if verifier is not None:
@@ -40,7 +41,7 @@ def _check_verifier(record: dict, verifier: str | None) -> None:
         raise _invalid_grant("code_verifier does not match the code_challenge")
 
 
-def exchange(client: AuthenticatedClient, form: dict, now: int) -> dict:
+def exchange(client: AuthenticatedClient, form: dict[str, Any], now: int) -> dict[str, Any]:
     from chalicelib.registry.clients import get_client
     from chalicelib.users import get_user
 
@@ -105,7 +106,7 @@ def exchange(client: AuthenticatedClient, form: dict, now: int) -> dict:
                            server=server)
 
 
-def resource_server_of(record: dict) -> ResourceServer | None:
+def resource_server_of(record: dict[str, Any]) -> ResourceServer | None:
     """The API a code's or refresh token's tokens are for; a deleted one (or one deleted and
     registered again: another id) gives no more tokens (SPEC §2.5). Read through the login
     cache; the token transaction re-checks it (still_exists_check)."""
@@ -121,9 +122,9 @@ def resource_server_of(record: dict) -> ResourceServer | None:
     return server
 
 
-def _new_refresh_token(app: dict, record: dict, scope: str, now: int,
+def _new_refresh_token(app: dict[str, Any], record: dict[str, Any], scope: str, now: int,
                        absolute_expiry: int | None = None,
-                       user_snapshot: dict | None = None) -> tuple[str, list[dict]]:
+                       user_snapshot: dict[str, Any] | None = None) -> tuple[str, list[dict[str, Any]]]:
     """``user_snapshot``: the profile the token's refreshes build ID tokens from without reading
     the user while it is unchanged (chalicelib/provider/refresh_grant.py)."""
     lifetime, idle = lifetimes.refresh_token_lifetimes(app.get("refresh_token") or {})
@@ -139,9 +140,9 @@ def _new_refresh_token(app: dict, record: dict, scope: str, now: int,
     return token, [op, grant_store.extend_grant_operation(record["grant_id"], expiry)]
 
 
-def _token_response(app: dict, user: dict, record: dict, scope: str, now: int,
+def _token_response(app: dict[str, Any], user: dict[str, Any], record: dict[str, Any], scope: str, now: int,
                     refresh_token: str | None, nonce: str | None,
-                    server: ResourceServer | None = None) -> dict:
+                    server: ResourceServer | None = None) -> dict[str, Any]:
     access, expires_in = issue.access_token(
         user_id=user["user_id"], client_id=app["client_id"], scope=scope,
         audience=record.get("audience"), sid=record["sid"], grant_id=record["grant_id"],

@@ -19,6 +19,8 @@ origins the application allows. As Auth0 does, those are the client's ``allowed_
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 from urllib.parse import urlsplit
 
 from chalicelib.errors import OAuthError
@@ -49,7 +51,7 @@ def normalise_origin(value: str | None) -> str | None:
     return text if _ORIGIN.match(text) else None
 
 
-def cross_origin(headers) -> str | None:
+def cross_origin(headers: Mapping[str, str]) -> str | None:
     """The origin of a cross-origin browser request, :data:`OPAQUE` for one that cannot be
     allowed, or None when this is not a CORS request (no Origin, same origin)."""
     raw = headers.get("origin")
@@ -67,7 +69,7 @@ def cross_origin(headers) -> str | None:
     return None if origin == own else origin
 
 
-def client_origins(record: dict | None) -> set[str]:
+def client_origins(record: dict[str, Any] | None) -> set[str]:
     """The origins a client allows: allowed_origins, web_origins and its callbacks' origins."""
     if not record:
         return set()  # the bootstrap admin client: same origin (the console) or servers only
@@ -91,7 +93,7 @@ class ClientCors:
         self.origin = origin
         self.allowed = False
 
-    def check(self, record: dict | None) -> None:
+    def check(self, record: dict[str, Any] | None) -> None:
         """Refuse, before anything is consumed, a browser request from an origin the client does
         not allow."""
         if self.origin is None:
@@ -115,7 +117,7 @@ PUBLIC = {"Access-Control-Allow-Origin": "*",
           "Access-Control-Expose-Headers": "WWW-Authenticate"}
 
 
-def preflight_headers(headers, methods: str, *, echo_origin: bool) -> dict[str, str]:
+def preflight_headers(headers: Mapping[str, str], methods: str, *, echo_origin: bool) -> dict[str, str]:
     """The answer to an ``OPTIONS`` preflight: ``echo_origin`` for the client-checked endpoints
     (the real request decides), ``*`` for the public ones."""
     base = {"Access-Control-Allow-Methods": methods, "Access-Control-Allow-Headers": ALLOW_HEADERS,

@@ -10,6 +10,8 @@ chalicelib/store/grants.py's; this module speaks in tokens and lifetimes.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from chalicelib.provider import lifetimes
 from chalicelib.store import grants as store
 from chalicelib.tokens import digest, random_token
@@ -34,7 +36,7 @@ MAX_PRESENTED = 256  # longer codes and refresh tokens are not ours: no lookup
 # --- grants ----------------------------------------------------------------------------------
 
 def new_grant_operations(grant_id: str, *, client_id: str, user_id: str, sid: str,
-                         expires_at: int) -> list[dict]:
+                         expires_at: int) -> list[dict[str, Any]]:
     # The refs let "everything of a user" (Global Token Revocation) and "everything of a client"
     # (client deletion) be found with one query. A grant may later be extended to a refresh
     # token's lifetime, so the refs outlive any grant (≤ 1 year) rather than track its TTL.
@@ -47,18 +49,18 @@ def grants_of_client(client_id: str) -> list[str]:
     return store.grant_ids_of_client(client_id)
 
 
-def grant_is_active_check(grant_id: str, now: int) -> dict:
+def grant_is_active_check(grant_id: str, now: int) -> dict[str, Any]:
     return store.grant_is_active_check(grant_id)
 
 
-def keep_grant_until_operation(grant_id: str, expires_at: int) -> dict:
+def keep_grant_until_operation(grant_id: str, expires_at: int) -> dict[str, Any]:
     """As :func:`grant_is_active_check`, and the grant then lives until ``expires_at``: an API's
     access token may outlive the default one the grant was sized for (/userinfo checks it).
     Only for a later expiry than the grant's (the caller's duty)."""
     return store.keep_grant_until_operation(grant_id, expires_at)
 
 
-def get_grant(grant_id: str) -> dict | None:
+def get_grant(grant_id: str) -> dict[str, Any] | None:
     if not grant_id or len(grant_id) > 64:
         return None
     return store.get_grant(grant_id)
@@ -73,40 +75,40 @@ def revoke_grant(grant_id: str, now: int, reason: str) -> None:
     store.revoke_grant(grant_id, now, reason)
 
 
-def extend_grant_operation(grant_id: str, expires_at: int) -> dict:
+def extend_grant_operation(grant_id: str, expires_at: int) -> dict[str, Any]:
     return store.extend_grant_operation(grant_id, expires_at)
 
 
 # --- authorization codes ---------------------------------------------------------------------
 
-def new_code_operation(code_fields: dict, now: int) -> tuple[str, dict]:
+def new_code_operation(code_fields: dict[str, Any], now: int) -> tuple[str, dict[str, Any]]:
     code = random_token(32)
     return code, store.new_code_operation(digest(code), code_fields,
                                           now + lifetimes.AUTHORIZATION_CODE)
 
 
-def find_code(code: str, now: int) -> dict | None:
+def find_code(code: str, now: int) -> dict[str, Any] | None:
     """The code's record, consumed or not (None when unknown or expired)."""
     if not code or len(code) > MAX_PRESENTED:
         return None
     return store.get_code(digest(code))
 
 
-def consume_code_operation(code: str, now: int) -> dict:
+def consume_code_operation(code: str, now: int) -> dict[str, Any]:
     return store.consume_code_operation(digest(code), now)
 
 
 # --- refresh tokens --------------------------------------------------------------------------
 
-def new_refresh_token_operation(fields: dict, now: int, *, absolute_expiry: int,
-                                idle_lifetime: int) -> tuple[str, dict]:
+def new_refresh_token_operation(fields: dict[str, Any], now: int, *, absolute_expiry: int,
+                                idle_lifetime: int) -> tuple[str, dict[str, Any]]:
     token = random_token(32)
     return token, store.new_refresh_token_operation(
         digest(token), fields, created_at=now, expires_at=absolute_expiry,
         idle_expires_at=min(now + idle_lifetime, absolute_expiry))
 
 
-def continue_family(put_operation: dict, presented: dict, now: int) -> dict:
+def continue_family(put_operation: dict[str, Any], presented: dict[str, Any], now: int) -> dict[str, Any]:
     """A new token of an existing family (rotation, reissue) keeps the family's creation time
     and records this exchange, for the Management API's view of the family."""
     item = put_operation["Put"]["Item"]
@@ -115,41 +117,41 @@ def continue_family(put_operation: dict, presented: dict, now: int) -> dict:
     return put_operation
 
 
-def find_refresh_token(token: str) -> dict | None:
+def find_refresh_token(token: str) -> dict[str, Any] | None:
     if not token or len(token) > MAX_PRESENTED:
         return None
     return store.get_refresh_token(digest(token))
 
 
-def rotate_refresh_token_operation(token: str, now: int) -> dict:
+def rotate_refresh_token_operation(token: str, now: int) -> dict[str, Any]:
     return store.rotate_refresh_token_operation(digest(token), now)
 
 
-def rotated_within_check(token: str, now: int, since: int) -> dict:
+def rotated_within_check(token: str, now: int, since: int) -> dict[str, Any]:
     """The presented token was rotated at or after ``since`` (the client's reuse leeway) and its
     family has not expired."""
     return store.rotated_within_check(digest(token), now, since)
 
 
 def slide_refresh_token_operation(token: str, now: int, idle_expires_at: int,
-                                  user_snapshot: dict | None = None) -> dict:
+                                  user_snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
     return store.slide_refresh_token_operation(digest(token), now, idle_expires_at,
                                                user_snapshot)
 
 
-def run(operations: list[dict]) -> None:
+def run(operations: list[dict[str, Any]]) -> None:
     """All-or-nothing; :class:`ConditionFailed` when any condition lost."""
     store.run(operations)
 
 
 # --- the user behind a refresh token -----------------------------------------------------------
 
-def user_snapshot(user: dict) -> dict | None:
+def user_snapshot(user: dict[str, Any]) -> dict[str, Any] | None:
     """What a refresh token keeps of its user for the next ID tokens (None: nothing to keep)."""
     return store.user_snapshot(user)
 
 
-def user_from_snapshot(record: dict) -> dict | None:
+def user_from_snapshot(record: dict[str, Any]) -> dict[str, Any] | None:
     """The user as a refresh token's snapshot has it, enough for its tokens; None when the token
     has no usable snapshot (issued before there were snapshots, or rotated)."""
     snapshot = record.get("user_snapshot")
@@ -158,7 +160,7 @@ def user_from_snapshot(record: dict) -> dict | None:
     return {"user_id": record["user_id"], **{k: snapshot[k] for k in store.SNAPSHOT_FIELDS}}
 
 
-def user_unchanged_check(user: dict, *, just_read: bool = False) -> dict:
+def user_unchanged_check(user: dict[str, Any], *, just_read: bool = False) -> dict[str, Any]:
     """Transaction item: ``user`` still exists, is not blocked and its profile is unchanged
     (``just_read``: a profile read for this request, pinned by its ``updated_at`` only)."""
     return store.user_unchanged_check(user["user_id"], store.user_snapshot(user),

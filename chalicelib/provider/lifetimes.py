@@ -1,4 +1,7 @@
 """Every token and session lifetime in one place (seconds)."""
+from __future__ import annotations
+
+from typing import Any
 
 AUTHORIZATION_CODE = 60          # SPEC §3.3 step 7: ≤ 60 s
 ACCESS_TOKEN = 3600              # user access tokens (RFC 9068 JWTs)
@@ -25,7 +28,7 @@ REFRESH_IDLE_DEFAULT = 1_296_000       # per client: refresh_token.idle_token_li
 REFRESH_MAX = 31_557_600               # one year: the longest any refresh token family lives
 
 
-def refresh_token_lifetimes(settings: dict) -> tuple[int, int]:
+def refresh_token_lifetimes(settings: dict[str, Any]) -> tuple[int, int]:
     """(absolute, idle) lifetime of a client's refresh tokens. Auth0's ``expiration_type:
     non-expiring`` and ``infinite_*`` flags are honoured as "the longest the broker allows": one
     year, so no token lives forever and every stored item has a TTL."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.errors import OAuthError
 from chalicelib.keys import TokenRejected, verify_jwt
@@ -25,6 +26,9 @@ from chalicelib.provider import grant_store
 from chalicelib.provider.client_auth import authenticate_client
 from chalicelib.settings import get_settings
 from chalicelib.tokens import preview
+
+if TYPE_CHECKING:
+    from chalicelib.provider.cors import ClientCors
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +77,8 @@ def _find(token: str, hint: str | None) -> FoundToken | None:
     return None
 
 
-def revoke_request(form: dict, authorization: str | None, now: int, cors=None) -> None:
+def revoke_request(form: dict[str, Any], authorization: str | None, now: int,
+                   cors: ClientCors | None = None) -> None:
     """``cors``: the request's ClientCors, checked once the client is authenticated."""
     client = authenticate_client(form, authorization)
     if cors is not None:

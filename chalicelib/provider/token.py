@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import secrets as pysecrets
 import time
-from typing import TYPE_CHECKING
+from typing import Any, TYPE_CHECKING
 
 from chalicelib.errors import OAuthError
 from chalicelib.keys import sign_jwt
@@ -16,8 +16,8 @@ if TYPE_CHECKING:
 MANAGEMENT_TOKEN_LIFETIME = 86400
 
 
-def token_request(form: dict, authorization: str | None, now: float | None = None,
-                  cors: ClientCors | None = None) -> dict:
+def token_request(form: dict[str, Any], authorization: str | None, now: float | None = None,
+                  cors: ClientCors | None = None) -> dict[str, Any]:
     """``cors``: the request's CORS decision, made here once the client is authenticated and
     before any grant is touched (chalicelib/provider/cors.py)."""
     grant_type = form.get("grant_type")
@@ -38,8 +38,8 @@ def token_request(form: dict, authorization: str | None, now: float | None = Non
     raise OAuthError("unsupported_grant_type", f"Unsupported grant_type {grant_type[:64]}")
 
 
-def client_credentials(form: dict, authorization: str | None, now: float | None = None,
-                       cors: ClientCors | None = None) -> dict:
+def client_credentials(form: dict[str, Any], authorization: str | None, now: float | None = None,
+                       cors: ClientCors | None = None) -> dict[str, Any]:
     client = authenticate_client(form, authorization)
     if cors is not None:
         cors.check(client.record)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from chalicelib.errors import OAuthError
 from chalicelib.keys import TokenRejected, verify_jwt
@@ -16,7 +17,7 @@ def _invalid_token(description: str) -> OAuthError:
                                            f'error_description="{description}"'})
 
 
-def bearer_token(authorization: str | None, form: dict | None) -> str:
+def bearer_token(authorization: str | None, form: dict[str, Any] | None) -> str:
     header_token = None
     if authorization:
         scheme, _, value = authorization.strip().partition(" ")
@@ -33,7 +34,7 @@ def bearer_token(authorization: str | None, form: dict | None) -> str:
     return token
 
 
-def userinfo(token: str, now: float | None = None) -> dict:
+def userinfo(token: str, now: float | None = None) -> dict[str, Any]:
     from chalicelib.users import get_user, is_blocked
 
     now = time.time() if now is None else now

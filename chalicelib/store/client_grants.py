@@ -8,7 +8,9 @@ the token endpoint finds it with two reads. Writes raise
 """
 from __future__ import annotations
 
-from chalicelib.store.dynamo import table
+from typing import Any
+
+from chalicelib.store.dynamo import ConditionFailed, table
 
 PK = "CLIENT_GRANTS"
 KEY_PK = "CLIENT_GRANT_KEY"
@@ -19,7 +21,7 @@ def _pair(client_id: str, audience: str) -> str:
     return f"{client_id}|{audience}"
 
 
-def create(record: dict, *also: dict) -> None:
+def create(record: dict[str, Any], *also: dict[str, Any]) -> None:
     """The grant (``id``, ``client_id``, ``audience``, ...) and its key item, then the transaction
     items in ``also`` (condition checks). Fails when the client already has a grant for the
     audience; a failed check in ``also`` shows as the last of the failure's reasons."""
@@ -33,30 +35,33 @@ def create(record: dict, *also: dict) -> None:
     ])
 
 
-def get(grant_id: str) -> dict | None:
+def get(grant_id: str) -> dict[str, Any] | None:
     if not isinstance(grant_id, str) or not grant_id or len(grant_id) > MAX_GRANT_ID:
         return None
     return table().get(PK, grant_id)
 
 
-def list_all() -> list[dict]:
+def list_all() -> list[dict[str, Any]]:
     return list(table().query(PK))
 
 
-def set_scope(grant_id: str, scopes: list[str]) -> dict:
+def set_scope(grant_id: str, scopes: list[str]) -> dict[str, Any]:
     """Fails when the grant is gone; returns the updated grant."""
-    return table().update(PK, grant_id, "SET #s = :s", condition="attribute_exists(pk)",
-                          names={"#s": "scope"}, values={":s": scopes})
+    updated = table().update(PK, grant_id, "SET #s = :s", condition="attribute_exists(pk)",
+                             names={"#s": "scope"}, values={":s": scopes})
+    if updated is None:  # ALL_NEW: every update that happened returns the item
+        raise ConditionFailed()
+    return updated
 
 
-def delete(grant: dict) -> None:
+def delete(grant: dict[str, Any]) -> None:
     table().transact([
         {"Delete": {"Key": {"pk": PK, "sk": grant["id"]}}},
         {"Delete": {"Key": {"pk": KEY_PK, "sk": _pair(grant["client_id"], grant["audience"])}}},
     ])
 
 
-def for_pair(client_id: str, audience: str) -> dict | None:
+def for_pair(client_id: str, audience: str) -> dict[str, Any] | None:
     """The grant of ``client_id`` for ``audience``, if any."""
     key = table().get(KEY_PK, _pair(client_id, audience))
     return table().get(PK, key["grant_id"]) if key else None

@@ -8,7 +8,9 @@ changes never overwrite each other. Every write below raises
 """
 from __future__ import annotations
 
-from chalicelib.store.dynamo import table
+from typing import Any
+
+from chalicelib.store.dynamo import ConditionFailed, table
 
 PK = "CONNECTIONS"
 NAME_PK = "CONNECTION_NAME"
@@ -17,7 +19,7 @@ _NEW = "attribute_not_exists(pk)"
 _EXISTS = "attribute_exists(pk)"
 
 
-def create(record: dict) -> None:
+def create(record: dict[str, Any]) -> None:
     """The record (with ``id`` and ``name``) and its name lock; fails when the name is taken."""
     table().transact([
         {"Put": {"Item": {"pk": NAME_PK, "sk": record["name"], "connection_id": record["id"]},
@@ -26,7 +28,7 @@ def create(record: dict) -> None:
     ])
 
 
-def get(connection_id: str) -> dict | None:
+def get(connection_id: str) -> dict[str, Any] | None:
     return table().get(PK, connection_id)
 
 
@@ -35,11 +37,11 @@ def id_for_name(name: str) -> str | None:
     return lock["connection_id"] if lock else None
 
 
-def list_all() -> list[dict]:
+def list_all() -> list[dict[str, Any]]:
     return list(table().query(PK))
 
 
-def update(connection_id: str, sets: dict, enabled: list[str] | None) -> dict:
+def update(connection_id: str, sets: dict[str, Any], enabled: list[str] | None) -> dict[str, Any]:
     """Set the fields in ``sets`` and, unless ``enabled`` is None, replace the enabled clients
     (an empty list removes the set); fails when the connection is gone. Returns the record."""
     names, values, parts = {}, {}, []
@@ -55,8 +57,11 @@ def update(connection_id: str, sets: dict, enabled: list[str] | None) -> dict:
             expression = (expression + ", " if expression else "SET ") + "#ec = :ec"
         else:
             expression = (expression + " " if expression else "") + "REMOVE #ec"
-    return table().update(PK, connection_id, expression, condition=_EXISTS, names=names,
-                          values=values or None)
+    updated = table().update(PK, connection_id, expression, condition=_EXISTS, names=names,
+                             values=values or None)
+    if updated is None:  # ALL_NEW: every update that happened returns the item
+        raise ConditionFailed()
+    return updated
 
 
 def add_enabled_clients(connection_id: str, client_ids: set[str]) -> None:

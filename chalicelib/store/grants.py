@@ -14,6 +14,8 @@ transaction, so a refresh needs no read of the user while the profile is unchang
 """
 from __future__ import annotations
 
+from typing import Any, TypeGuard
+
 from chalicelib.store import refresh_tokens
 from chalicelib.store.dynamo import ConditionFailed, table
 from chalicelib.store.users import NOT_BLOCKED
@@ -32,19 +34,19 @@ SNAPSHOT_FIELDS = ("attributes", "updated_at")
 GRANT_PREFIX = "GRANT#"  # the grant's partition, and the sort key of its user and client refs
 
 
-def _grant_key(grant_id: str) -> dict:
+def _grant_key(grant_id: str) -> dict[str, Any]:
     return {"pk": f"{GRANT_PREFIX}{grant_id}", "sk": GRANT_SK}
 
 
-def _code_key(code_digest: str) -> dict:
+def _code_key(code_digest: str) -> dict[str, Any]:
     return {"pk": f"CODE#{code_digest}", "sk": CODE_SK}
 
 
-def _token_key(token_digest: str) -> dict:
+def _token_key(token_digest: str) -> dict[str, Any]:
     return {"pk": f"RT#{token_digest}", "sk": RT_SK}
 
 
-def run(operations: list[dict]) -> None:
+def run(operations: list[dict[str, Any]]) -> None:
     """All-or-nothing; :class:`ConditionFailed` (with a reason per item) when any condition lost."""
     table().transact(operations)
 
@@ -52,7 +54,7 @@ def run(operations: list[dict]) -> None:
 # --- grants ----------------------------------------------------------------------------------
 
 def new_grant_operations(grant_id: str, *, client_id: str, user_id: str, sid: str,
-                         expires_at: int, ref_ttl: int) -> list[dict]:
+                         expires_at: int, ref_ttl: int) -> list[dict[str, Any]]:
     grant = {**_grant_key(grant_id), "grant_id": grant_id, "client_id": client_id,
              "user_id": user_id, "sid": sid, "ttl": expires_at}
     user_partition, _ = user_key(user_id)
@@ -69,15 +71,15 @@ def grant_ids_of_client(client_id: str) -> list[str]:
     return [ref["grant_id"] for ref in table().query(f"CLIENT#{client_id}", sk_prefix=GRANT_PREFIX)]
 
 
-def get_grant(grant_id: str) -> dict | None:
+def get_grant(grant_id: str) -> dict[str, Any] | None:
     return table().get(**_grant_key(grant_id))
 
 
-def grant_is_active_check(grant_id: str) -> dict:
+def grant_is_active_check(grant_id: str) -> dict[str, Any]:
     return {"ConditionCheck": {"Key": _grant_key(grant_id), "ConditionExpression": GRANT_ACTIVE}}
 
 
-def keep_grant_until_operation(grant_id: str, expires_at: int) -> dict:
+def keep_grant_until_operation(grant_id: str, expires_at: int) -> dict[str, Any]:
     return {"Update": {
         "Key": _grant_key(grant_id),
         "UpdateExpression": "SET #ttl = :exp",
@@ -87,7 +89,7 @@ def keep_grant_until_operation(grant_id: str, expires_at: int) -> dict:
     }}
 
 
-def extend_grant_operation(grant_id: str, expires_at: int) -> dict:
+def extend_grant_operation(grant_id: str, expires_at: int) -> dict[str, Any]:
     return {"Update": {
         "Key": _grant_key(grant_id),
         # A grant with a refresh token is "offline": it outlives a plain logout (as Keycloak's
@@ -110,16 +112,16 @@ def revoke_grant(grant_id: str, now: int, reason: str) -> None:
 
 # --- authorization codes ---------------------------------------------------------------------
 
-def new_code_operation(code_digest: str, fields: dict, expires_at: int) -> dict:
+def new_code_operation(code_digest: str, fields: dict[str, Any], expires_at: int) -> dict[str, Any]:
     item = {**_code_key(code_digest), "ttl": expires_at, **fields}
     return {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
 
 
-def get_code(code_digest: str) -> dict | None:
+def get_code(code_digest: str) -> dict[str, Any] | None:
     return table().get(**_code_key(code_digest))
 
 
-def consume_code_operation(code_digest: str, now: int) -> dict:
+def consume_code_operation(code_digest: str, now: int) -> dict[str, Any]:
     return {"Update": {
         "Key": _code_key(code_digest),
         "UpdateExpression": "SET consumed_at = :now",
@@ -132,8 +134,8 @@ def consume_code_operation(code_digest: str, now: int) -> dict:
 
 # --- refresh tokens --------------------------------------------------------------------------
 
-def new_refresh_token_operation(token_digest: str, fields: dict, *, created_at: int,
-                                idle_expires_at: int, expires_at: int) -> dict:
+def new_refresh_token_operation(token_digest: str, fields: dict[str, Any], *, created_at: int,
+                                idle_expires_at: int, expires_at: int) -> dict[str, Any]:
     item = {**_token_key(token_digest), "ttl": expires_at, "idle_expires_at": idle_expires_at,
             "created_at": created_at, "family_created_at": created_at, **fields,
             # Listed for the Management API until rotated (chalicelib/store/refresh_tokens.py).
@@ -141,11 +143,11 @@ def new_refresh_token_operation(token_digest: str, fields: dict, *, created_at: 
     return {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
 
 
-def get_refresh_token(token_digest: str) -> dict | None:
+def get_refresh_token(token_digest: str) -> dict[str, Any] | None:
     return table().get(**_token_key(token_digest))
 
 
-def rotate_refresh_token_operation(token_digest: str, now: int) -> dict:
+def rotate_refresh_token_operation(token_digest: str, now: int) -> dict[str, Any]:
     # A rotated token is kept only to detect its reuse: it leaves the Management API's index and
     # drops its copy of the user's profile.
     return {"Update": {
@@ -157,7 +159,7 @@ def rotate_refresh_token_operation(token_digest: str, now: int) -> dict:
     }}
 
 
-def rotated_within_check(token_digest: str, now: int, since: int) -> dict:
+def rotated_within_check(token_digest: str, now: int, since: int) -> dict[str, Any]:
     """The token was rotated at or after ``since`` and its family has not expired."""
     return {"ConditionCheck": {
         "Key": _token_key(token_digest),
@@ -168,10 +170,10 @@ def rotated_within_check(token_digest: str, now: int, since: int) -> dict:
 
 
 def slide_refresh_token_operation(token_digest: str, now: int, idle_expires_at: int,
-                                  user_snapshot: dict | None = None) -> dict:
+                                  user_snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
     """Slide the idle expiry of a non-rotating token; with ``user_snapshot``, also store the
     profile its next refreshes may use without reading the user."""
-    values = {":now": now, ":idle": idle_expires_at}
+    values: dict[str, Any] = {":now": now, ":idle": idle_expires_at}
     expression = "SET idle_expires_at = :idle, last_used_at = :now, last_exchanged_at = :now"
     if user_snapshot is not None:
         values[":snapshot"] = user_snapshot
@@ -187,7 +189,7 @@ def slide_refresh_token_operation(token_digest: str, now: int, idle_expires_at: 
 
 # --- the user behind a refresh ---------------------------------------------------------------
 
-def user_snapshot(user: dict) -> dict | None:
+def user_snapshot(user: dict[str, Any]) -> dict[str, Any] | None:
     """What a refresh token keeps of its user's profile (what the ID token's claims come from),
     or None when the profile lacks a field to pin."""
     if not isinstance(user.get("attributes"), dict) or not isinstance(user.get("updated_at"), str):
@@ -195,13 +197,13 @@ def user_snapshot(user: dict) -> dict | None:
     return {name: user[name] for name in SNAPSHOT_FIELDS}
 
 
-def usable_snapshot(snapshot) -> bool:
+def usable_snapshot(snapshot: object) -> TypeGuard[dict[str, Any]]:
     return (isinstance(snapshot, dict) and isinstance(snapshot.get("attributes"), dict)
             and isinstance(snapshot.get("updated_at"), str))
 
 
-def user_unchanged_check(user_id: str, snapshot: dict | None, *,
-                         compare_attributes: bool = True) -> dict:
+def user_unchanged_check(user_id: str, snapshot: dict[str, Any] | None, *,
+                         compare_attributes: bool = True) -> dict[str, Any]:
     """Holds while the user exists, is not blocked and its profile is still ``snapshot`` (with
     None: only exists and is not blocked).
 
@@ -214,8 +216,8 @@ def user_unchanged_check(user_id: str, snapshot: dict | None, *,
     same second as that read is caught by the next refresh's full check."""
     pk, sk = user_key(user_id)
     condition = f"attribute_exists(pk) AND ({NOT_BLOCKED})"
-    values: dict = {":blocked_true": True}
-    check: dict = {"Key": {"pk": pk, "sk": sk}}
+    values: dict[str, Any] = {":blocked_true": True}
+    check: dict[str, Any] = {"Key": {"pk": pk, "sk": sk}}
     if snapshot is not None:
         condition += " AND updated_at = :updated_at"
         values[":updated_at"] = snapshot["updated_at"]

@@ -8,6 +8,7 @@ the browser binding, so of concurrent callbacks exactly one gets the record (SPE
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
+from typing import Any
 
 from chalicelib.store.dynamo import ConditionFailed, table
 from chalicelib.tokens import digest
@@ -36,10 +37,10 @@ class LoginTransaction:
     audience: str | None = None
     # The redirect_uri sent upstream: the code exchange must repeat it (RFC 6749 §4.1.3).
     upstream_redirect_uri: str | None = None
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_item(cls, item: dict) -> LoginTransaction:
+    def from_item(cls, item: dict[str, Any]) -> LoginTransaction:
         return cls(**{f.name: item[f.name] for f in fields(cls) if f.name in item})
 
 

@@ -10,6 +10,7 @@ Both puts are conditional, so an identifier is unique even under concurrent crea
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from chalicelib.store.dynamo import table
 
@@ -24,14 +25,14 @@ class ResourceServer:
     id: str
     identifier: str
     name: str
-    scopes: list[dict] = field(default_factory=list)  # [{"value", "description"}]
+    scopes: list[dict[str, Any]] = field(default_factory=list)  # [{"value", "description"}]
     signing_alg: str = "RS256"
     token_lifetime: int = 86400
     token_lifetime_for_web: int = 7200
     allow_offline_access: bool = False
     skip_consent_for_verifiable_first_party_clients: bool = True
     # Auth0 fields the broker stores and echoes but does not act on (docs: inert).
-    inert: dict = field(default_factory=dict)
+    inert: dict[str, Any] = field(default_factory=dict)
 
     def scope_values(self) -> set[str]:
         return {s["value"] for s in self.scopes}
@@ -40,11 +41,11 @@ class ResourceServer:
         # Auth0: token_lifetime_for_web applies to tokens issued to browser-based (SPA) clients.
         return self.token_lifetime_for_web if app_type == "spa" else self.token_lifetime
 
-    def item(self) -> dict:
+    def item(self) -> dict[str, Any]:
         return {"pk": PK, "sk": self.identifier, **asdict(self)}
 
     @classmethod
-    def from_item(cls, item: dict) -> ResourceServer:
+    def from_item(cls, item: dict[str, Any]) -> ResourceServer:
         return cls(id=item["id"], identifier=item["identifier"], name=item["name"],
                    scopes=list(item.get("scopes") or []),
                    signing_alg=item.get("signing_alg", "RS256"),
@@ -108,7 +109,7 @@ def delete(server: ResourceServer) -> None:
     ])
 
 
-def still_exists_check(identifier: str, server_id: str) -> dict:
+def still_exists_check(identifier: str, server_id: str) -> dict[str, Any]:
     """A transaction item that holds only while this very API (not one deleted and registered
     again under the same identifier) exists: token and grant writes carry it, so they cannot
     race the API's deletion."""

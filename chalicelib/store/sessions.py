@@ -12,7 +12,7 @@ update requires ``attribute_not_exists(revoked_at)``, so a racing reuse cannot r
 """
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Any, Iterator, TypeGuard
 
 from chalicelib.store import users as user_records
 from chalicelib.store.dynamo import ConditionFailed, table
@@ -30,12 +30,12 @@ def key(sid: str) -> tuple[str, str]:
     return f"{PREFIX}{sid}", SK
 
 
-def _valid_sid(sid: str | None) -> bool:
+def _valid_sid(sid: str | None) -> TypeGuard[str]:
     return isinstance(sid, str) and 0 < len(sid) <= MAX_SID
 
 
-def put_operations(sid: str, fields: dict, user_id: str, connection_id: str, client_id: str,
-                   grant_id: str) -> list[dict]:
+def put_operations(sid: str, fields: dict[str, Any], user_id: str, connection_id: str, client_id: str,
+                   grant_id: str) -> list[dict[str, Any]]:
     """Transaction items that create a session (it must not exist yet) and its user ref.
     ``fields`` carries ``expires_at`` (which becomes the TTL) and the other stored fields."""
     pk, sk = key(sid)
@@ -49,7 +49,7 @@ def put_operations(sid: str, fields: dict, user_id: str, connection_id: str, cli
 
 
 def touch_operation(sid: str, client_id: str, grant_id: str, idle_expires_at: int,
-                    now: int) -> dict:
+                    now: int) -> dict[str, Any]:
     """A transaction item that records another application (and grant) served by a live
     session and slides its idle expiry to ``idle_expires_at``; it fails on a session that is
     expired, idle or revoked."""
@@ -65,7 +65,7 @@ def touch_operation(sid: str, client_id: str, grant_id: str, idle_expires_at: in
     }}
 
 
-def get(sid: str | None, now: float | None = None) -> dict | None:
+def get(sid: str | None, now: float | None = None) -> dict[str, Any] | None:
     """The session item, revoked or idle ones included (the caller decides), or None when it
     does not exist or its absolute expiry (``ttl``) is reached by ``now`` (TTL deletion lags)."""
     if not _valid_sid(sid):
@@ -76,7 +76,7 @@ def get(sid: str | None, now: float | None = None) -> dict | None:
     return item
 
 
-def revoke(sid: str | None, now: int) -> dict | None:
+def revoke(sid: str | None, now: int) -> dict[str, Any] | None:
     """Mark the session revoked (once); returns its new item, or None when it does not exist or
     was already revoked."""
     if not _valid_sid(sid):

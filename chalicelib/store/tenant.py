@@ -7,6 +7,7 @@ from, so two concurrent PATCHes cannot silently drop each other's fields: the lo
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from chalicelib.store.dynamo import table
 
@@ -30,16 +31,16 @@ class TenantSettings:
     enabled_locales: tuple[str, ...] = DEFAULT_LOCALES
     default_redirection_uri: str | None = None
     # Auth0 fields the broker stores and echoes but does not act on (docs: inert).
-    inert: dict = field(default_factory=dict)
+    inert: dict[str, Any] = field(default_factory=dict)
     version: int = 0  # 0: never written
 
-    def item(self) -> dict:
+    def item(self) -> dict[str, Any]:
         body = asdict(self)
         body["enabled_locales"] = list(self.enabled_locales)
         return {"pk": PK, "sk": SK, **body}
 
     @classmethod
-    def from_item(cls, item: dict) -> TenantSettings:
+    def from_item(cls, item: dict[str, Any]) -> TenantSettings:
         return cls(
             friendly_name=item.get("friendly_name"), picture_url=item.get("picture_url"),
             support_email=item.get("support_email"), support_url=item.get("support_url"),

@@ -12,6 +12,7 @@ the expiry (and the browser binding), so of concurrent uses exactly one wins.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from chalicelib.store.dynamo import ConditionFailed, table
 from chalicelib.tokens import digest
@@ -33,7 +34,7 @@ class TryFlow:
     verifier: str = field(repr=False)   # the PKCE code verifier
     connection_name: str | None = None
 
-    def fields(self) -> dict:
+    def fields(self) -> dict[str, Any]:
         body = {"kind": self.kind, "client_id": self.client_id, "verifier": self.verifier,
                 "browser_digest": self.browser_digest}
         if self.connection_name:
@@ -41,7 +42,7 @@ class TryFlow:
         return body
 
     @classmethod
-    def from_item(cls, item: dict) -> TryFlow:
+    def from_item(cls, item: dict[str, Any]) -> TryFlow:
         return cls(kind=item["kind"], client_id=item["client_id"],
                    browser_digest=item["browser_digest"], verifier=item["verifier"],
                    connection_name=item.get("connection_name"))
@@ -58,8 +59,8 @@ def _key(prefix: str, secret: str) -> tuple[str, str]:
     return f"{prefix}{digest(secret)}", SK
 
 
-def _consume(pk: str, sk: str, now: int, condition: str = "", values: dict | None = None
-             ) -> dict | None:
+def _consume(pk: str, sk: str, now: int, condition: str = "", values: dict[str, Any] | None = None
+             ) -> dict[str, Any] | None:
     try:
         return table().delete(pk, sk, condition=_LIVE + condition, names={"#ttl": "ttl"},
                               values={":now": now, **(values or {})}, return_old=True)

@@ -16,6 +16,8 @@ condition), so a blocked user's login stores nothing.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
+from typing import Any
 
 from chalicelib.store.dynamo import ConditionFailed, table
 
@@ -42,13 +44,13 @@ def email_key(connection_name: str, email: str) -> str:
     return f"{connection_name}|{email.strip().casefold()}"[:512]
 
 
-def get(user_id: str) -> dict | None:
+def get(user_id: str) -> dict[str, Any] | None:
     if not isinstance(user_id, str) or not user_id or len(user_id) > MAX_USER_ID:
         return None
     return table().get(*key(user_id))
 
 
-def get_many(user_ids: list[str]) -> list[dict]:
+def get_many(user_ids: list[str]) -> list[dict[str, Any]]:
     """The profiles of these users that exist (and have not expired), in the order asked: one
     BatchGetItem per 100 users instead of a GetItem each."""
     wanted = [u for u in user_ids
@@ -57,7 +59,7 @@ def get_many(user_ids: list[str]) -> list[dict]:
     return [found[key(u)] for u in wanted if key(u) in found]
 
 
-def _profile_ids(items) -> set[str]:
+def _profile_ids(items: Iterable[dict[str, Any]]) -> set[str]:
     """The user ids of the profile items among index entries (keys only)."""
     return {item["pk"][len("USER#"):] for item in items
             if item.get("sk") == PROFILE and item["pk"].startswith("USER#")}
@@ -80,8 +82,8 @@ def user_ids_by_email(connection_name: str, email: str) -> list[str]:
                                                    email_key(connection_name, email))))
 
 
-def login_update_operation(user_id: str, connection: dict, sub: str, attributes: dict,
-                           now_iso: str) -> dict:
+def login_update_operation(user_id: str, connection: dict[str, Any], sub: str, attributes: dict[str, Any],
+                           now_iso: str) -> dict[str, Any]:
     """The TransactWriteItems ``Update`` that creates or refreshes a user after a login. It fails
     (ConditionalCheckFailed, cancelling the whole login transaction) for a blocked user."""
     identity = [{"connection": connection["name"], "provider": "oidc", "user_id": sub,
@@ -114,7 +116,7 @@ def login_update_operation(user_id: str, connection: dict, sub: str, attributes:
     }}
 
 
-def not_blocked_check(user_id: str) -> dict:
+def not_blocked_check(user_id: str) -> dict[str, Any]:
     """A transaction item that holds while the user is not blocked: single sign-on carries it, so
     a session that outlived a block (its ending still in flight) issues nothing."""
     pk, sk = key(user_id)
@@ -125,14 +127,14 @@ def not_blocked_check(user_id: str) -> dict:
     }}
 
 
-def update_admin_fields(user_id: str, changes: dict, *, seen_revision: int,
-                        now_iso: str) -> dict | None:
+def update_admin_fields(user_id: str, changes: dict[str, Any], *, seen_revision: int,
+                        now_iso: str) -> dict[str, Any] | None:
     """Write ``blocked`` / ``app_metadata`` / ``user_metadata`` (whole values, merged by the
     caller) if the profile still exists and nobody else changed them since ``seen_revision``
     (optimistic concurrency: two PATCHes merging metadata never lose each other's keys).
     Returns the new item, or None when the condition lost (the caller re-reads)."""
     names: dict[str, str] = {"#rev": "admin_revision"}
-    values: dict = {":seen": seen_revision, ":next": seen_revision + 1, ":now": now_iso}
+    values: dict[str, Any] = {":seen": seen_revision, ":next": seen_revision + 1, ":now": now_iso}
     sets = ["#rev = :next", "updated_at = :now"]
     for index, (field, value) in enumerate(sorted(changes.items())):
         names[f"#f{index}"] = field
