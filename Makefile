@@ -44,6 +44,7 @@ run: $(STAMP)
 test: deps browser
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy chalicelib
+	$(VENV)/bin/lint-imports --no-cache
 	$(PY) -m pytest -q
 
 ## make bench: the benchmark suite; prints figures and writes bench/RESULTS.md
@@ -53,6 +54,7 @@ bench: deps
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy chalicelib
+	$(VENV)/bin/lint-imports --no-cache
 
 ## make package [STAGE=dev]: $(OUT)/sam.yaml + $(OUT)/deployment.zip for CloudFormation, cfn-lint clean
 ## (docs/DEPLOY.md). Chalice takes the Lambda runtime from the Python it runs under, and Lambda no
