@@ -33,7 +33,6 @@ class ConnectionKey(Key):
     """A connection's key; its secret keeps the format it always had (no ``revoked_at``)."""
 
     STORED = ("kid", "status", "algorithm", "jwk", "cert", "created_at", "current_since")
-    DEFAULT_ALGORITHM = DEFAULT_ALGORITHM
 
 
 _SETS = KeySets(ConnectionKey, miss_seconds=MISS_SECONDS)
