@@ -1,41 +1,66 @@
-"""The Chalice app: registers blueprints, nothing else. Logic lives in chalicelib/."""
+"""The Chalice app: registers blueprints, nothing else. Logic lives in chalicelib/.
+
+Where a route lives (chalicelib/api/):
+  request_deadline.py         middleware: the outbound budget of every request
+  well_known.py               /.well-known/openid-configuration, /.well-known/jwks.json,
+                              /oauth/connection/{name}/.well-known/jwks.json
+  login.py                    /authorize, /login/callback[/{connection}]
+  oauth.py                    /oauth/token, /oauth/revoke
+  userinfo.py                 /userinfo
+  logout.py                   /oidc/logout, /v2/logout
+  global_token_revocation.py  /oauth/global-token-revocation/connection/{name}
+  try_and_demo.py             /login/try/..., /demo/...
+  console.py                  /admin, /admin/{asset}
+  events.py                   the back-channel logout queue (SQS, not HTTP)
+  management_*.py             /api/v2/... (the Management API), one file per resource
+"""
 from chalice import Chalice
 
 from chalicelib.api import (
-    connection_keys,
-    connection_status,
     console,
     events,
-    gtr,
+    global_token_revocation,
     login,
     logout,
-    management,
+    management_client_grants,
+    management_clients,
+    management_connections,
+    management_openapi,
+    management_refresh_tokens,
+    management_resource_servers,
+    management_sessions,
+    management_signing_keys,
+    management_tenant_settings,
+    management_users,
     oauth,
-    openapi,
-    provider,
-    resource_servers,
-    sessions,
-    signing_keys,
-    tenant,
-    users,
+    request_deadline,
+    try_and_demo,
+    userinfo,
+    well_known,
 )
 from chalicelib.logs import configure_logging
 
 app = Chalice(app_name="identity-broker")
 configure_logging(app)
-app.register_blueprint(oauth.bp)
-app.register_blueprint(management.bp)
-app.register_blueprint(openapi.bp)
-app.register_blueprint(provider.bp)
+app.register_blueprint(request_deadline.bp)
+# OpenID Provider and OAuth endpoints, browser login and logout
+app.register_blueprint(well_known.bp)
 app.register_blueprint(login.bp)
-app.register_blueprint(events.bp)
-app.register_blueprint(gtr.bp)
+app.register_blueprint(oauth.bp)
+app.register_blueprint(userinfo.bp)
 app.register_blueprint(logout.bp)
-app.register_blueprint(sessions.bp)
-app.register_blueprint(users.bp)
-app.register_blueprint(connection_keys.bp)
-app.register_blueprint(resource_servers.bp)
-app.register_blueprint(signing_keys.bp)
-app.register_blueprint(tenant.bp)
-app.register_blueprint(connection_status.bp)
+app.register_blueprint(global_token_revocation.bp)
+app.register_blueprint(try_and_demo.bp)
 app.register_blueprint(console.bp)
+app.register_blueprint(events.bp)
+# the Management API
+app.register_blueprint(management_connections.bp)
+app.register_blueprint(management_clients.bp)
+app.register_blueprint(management_client_grants.bp)
+app.register_blueprint(management_resource_servers.bp)
+app.register_blueprint(management_users.bp)
+app.register_blueprint(management_sessions.bp)
+app.register_blueprint(management_refresh_tokens.bp)
+app.register_blueprint(management_signing_keys.bp)
+app.register_blueprint(management_tenant_settings.bp)
+app.register_blueprint(management_openapi.bp)

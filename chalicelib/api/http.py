@@ -191,6 +191,28 @@ def single(params: dict[str, list[str]], name: str) -> str | None:
     return values[0]
 
 
+# --- error translation: one per kind of route -----------------------------------------------
+#
+# Every route is of one kind and its handler is wrapped by that kind's translation (a test walks
+# the app's routes to check it): domain errors (ApiError, ServiceUnavailable's 503 among them),
+# OAuth errors and crashes become that kind's documented response, never internals.
+#
+# - Management API (``/api/v2``, and the connections' public JWKS): Auth0's error body,
+#   :func:`handles_api_errors`.
+# - OAuth / OpenID JSON endpoints (token, revoke, userinfo, discovery, JWKS): RFC 6749 §5.2's body,
+#   :func:`handles_oauth_errors`.
+# - Browser (HTML) routes (authorize, callbacks, logout, Try, demo): the 503 page, or where the
+#   route knows better (``/authorize`` once the redirect_uri is trusted) its own outage answer,
+#   :func:`handles_browser_errors` / :func:`run_browser_route`.
+#
+# Global Token Revocation keeps its own: chalicelib/logout/gtr.py turns every failure into an
+# outcome with the draft's bare ``{"error"}`` body.
+
+def _translation(kind: str, wrapper: Callable) -> Callable:
+    wrapper.error_translation = kind  # type: ignore[attr-defined]
+    return wrapper
+
+
 def handles_api_errors(handler: Callable) -> Callable:
     """Auth0-shaped errors for the Management API."""
 
@@ -212,7 +234,7 @@ def handles_api_errors(handler: Callable) -> Callable:
             return json_response({"statusCode": 500, "error": "Internal Server Error",
                                   "message": "Internal error", "errorCode": "internal_error"}, 500)
 
-    return wrapper
+    return _translation("management", wrapper)
 
 
 def handles_oauth_errors(handler: Callable) -> Callable:
@@ -244,4 +266,43 @@ def handles_oauth_errors(handler: Callable) -> Callable:
             return json_response({"error": "server_error", "error_description": "Internal error"},
                                  500, NO_STORE)
 
-    return wrapper
+    return _translation("oauth", wrapper)
+
+
+def unavailable_page() -> Response:
+    """The browser's answer to an outage or a crash (SPEC §8)."""
+    from chalicelib.login.pages import error_page
+
+    return error_page(503, "Temporarily unavailable", "Please try again in a moment.")
+
+
+def run_browser_route(name: str, run: Callable[[], Response],
+                      unavailable: Callable[[], Response] = unavailable_page) -> Response:
+    """Run a browser route: a domain error or a crash is logged (no internals in the page) and
+    answered with ``unavailable()`` — the 503 page unless the route knows a better answer."""
+    try:
+        return run()
+    except ApiError as exc:
+        if exc.status == 503:
+            log.warning("%s failed: %s", name, exc.error_code)
+        else:
+            log.error("%s failed: %s", name, exc.error_code)
+    except Exception:  # noqa: BLE001 - no internals in a browser response
+        log.exception("%s crashed", name)
+    return unavailable()
+
+
+def handles_browser_errors(handler: Callable) -> Callable:
+    """Browser (HTML) routes: outages and crashes become the 503 page (:func:`run_browser_route`)."""
+
+    @functools.wraps(handler)
+    def wrapper(*args, **kwargs):
+        return run_browser_route(handler.__name__, lambda: handler(*args, **kwargs))
+
+    return _translation("browser", wrapper)
+
+
+def browser_route(handler: Callable) -> Callable:
+    """Marks a browser route whose handler calls :func:`run_browser_route` itself (because its
+    outage answer depends on what the request had established, e.g. ``/authorize``)."""
+    return _translation("browser", handler)

@@ -1,17 +1,20 @@
 """Browser-facing login routes: ``/authorize`` and ``/login/callback[/{connection}]`` (SPEC §3)."""
 from __future__ import annotations
 
-import logging
 import time
 from urllib.parse import parse_qsl
 
 from chalice import Blueprint
 
-from chalicelib.api.http import query_params
-from chalicelib.errors import ApiError
+from chalicelib.api.http import (
+    browser_route,
+    handles_browser_errors,
+    query_params,
+    run_browser_route,
+    unavailable_page,
+)
 
 bp = Blueprint(__name__)
-log = logging.getLogger("broker")
 FORM = ["application/x-www-form-urlencoded", "multipart/form-data", "text/plain",
         "application/json"]
 
@@ -29,61 +32,58 @@ def _page(result):
     return redirect(result.location, result.status, result.cookies)
 
 
-def _unavailable(app_request=None, state=None):
+def _unavailable(app_request=None):
     """SPEC §8: once the redirect_uri is trusted, outages go back to the application."""
     from chalicelib.login.authorize import error_to_app
-    from chalicelib.login.pages import error_page
 
     if app_request is not None:
         return _page(error_to_app(app_request.redirect_uri, app_request.response_mode,
                                   "temporarily_unavailable",
-                                  "The service is temporarily unavailable", state))
-    return error_page(503, "Temporarily unavailable", "Please try again in a moment.")
+                                  "The service is temporarily unavailable", app_request.state))
+    return unavailable_page()
 
 
 @bp.route("/authorize", methods=["GET"])
+@browser_route
 def authorize():
+    request = bp.current_request
+    now = int(time.time())
+    trusted = []  # the application's request once parsed: an outage then goes back to it
+    return run_browser_route("authorize", lambda: _authorize(request, now, trusted),
+                             lambda: _unavailable(trusted[0] if trusted else None))
+
+
+def _authorize(request, now: int, trusted: list):
     from chalicelib import sessions
     from chalicelib.login import authorize as flow
     from chalicelib.login.pages import read_cookies
 
-    request = bp.current_request
-    now = int(time.time())
-    app_request = None
+    parsed = flow.parse_request(query_params(request))
+    if isinstance(parsed, flow.ErrorPage):
+        return _page(parsed)
+    app_request = parsed
+    trusted.append(app_request)
+    cookies = read_cookies(request.headers.get("cookie"))
     try:
-        parsed = flow.parse_request(query_params(request))
-        if isinstance(parsed, flow.ErrorPage):
-            return _page(parsed)
-        app_request = parsed
-        cookies = read_cookies(request.headers.get("cookie"))
-        try:
-            flow.validate_request(app_request)
-            session = sessions.session_from_cookie(cookies.get(sessions.COOKIE), now)
-            connection = flow.choose_connection(app_request,
-                                                session.connection_id if session else None)
-            if isinstance(connection, flow.LoginPage):
-                if "none" in app_request.prompt:
-                    raise flow.AppError("login_required", "The user must log in")
-                return _login_page(app_request, connection, request)
-            if flow.session_is_reusable(app_request, session, connection, now):
-                return _page(_single_sign_on(app_request, session, now))
+        flow.validate_request(app_request)
+        session = sessions.session_from_cookie(cookies.get(sessions.COOKIE), now)
+        connection = flow.choose_connection(app_request,
+                                            session.connection_id if session else None)
+        if isinstance(connection, flow.LoginPage):
             if "none" in app_request.prompt:
                 raise flow.AppError("login_required", "The user must log in")
-            force = "login" in app_request.prompt or (
-                session is not None and app_request.max_age is not None)
-            return _page(flow.start_upstream_login(app_request, connection, cookies, now,
-                                                   force_login=force))
-        except flow.AppError as exc:
-            return _page(flow.error_to_app(app_request.redirect_uri, app_request.response_mode,
-                                           exc.error, exc.description, app_request.state))
-    except ApiError as exc:
-        if exc.status == 503:
-            return _unavailable(app_request, app_request.state if app_request else None)
-        log.error("authorize failed: %s", exc.error_code)
-        return _unavailable(app_request, app_request.state if app_request else None)
-    except Exception:  # noqa: BLE001 - no internals in a browser response
-        log.exception("authorize crashed")
-        return _unavailable(app_request, app_request.state if app_request else None)
+            return _login_page(app_request, connection, request)
+        if flow.session_is_reusable(app_request, session, connection, now):
+            return _page(_single_sign_on(app_request, session, now))
+        if "none" in app_request.prompt:
+            raise flow.AppError("login_required", "The user must log in")
+        force = "login" in app_request.prompt or (
+            session is not None and app_request.max_age is not None)
+        return _page(flow.start_upstream_login(app_request, connection, cookies, now,
+                                               force_login=force))
+    except flow.AppError as exc:
+        return _page(flow.error_to_app(app_request.redirect_uri, app_request.response_mode,
+                                       exc.error, exc.description, app_request.state))
 
 
 def _login_page(app_request, choice, request):
@@ -127,12 +127,14 @@ def _single_sign_on(app_request, session, now: int):
 
 
 @bp.route("/login/callback", methods=["GET", "POST"], content_types=FORM)
+@handles_browser_errors
 def login_callback():
     """Auth0's single callback URL, kept for IdPs registered that way (SPEC §3.3)."""
     return _callback(None)
 
 
 @bp.route("/login/callback/{connection_name}", methods=["GET", "POST"], content_types=FORM)
+@handles_browser_errors
 def connection_login_callback(connection_name):
     """Each connection's own redirect URI (RFC 9700 §4.4 mix-up defence)."""
     return _callback(connection_name)
@@ -144,20 +146,14 @@ def _callback(route_connection: str | None):
 
     request = bp.current_request
     now = int(time.time())
-    try:
-        if request.method == "POST":
-            body = request.raw_body or b""
-            if len(body) > 64 * 1024:
-                from chalicelib.login.pages import error_page
+    if request.method == "POST":
+        body = request.raw_body or b""
+        if len(body) > 64 * 1024:
+            from chalicelib.login.pages import error_page
 
-                return error_page(413, "Request too large", "The login response is too large.")
-            params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-        else:
-            params = {k: v[0] for k, v in query_params(request).items() if v}
-        cookies = read_cookies(request.headers.get("cookie"))
-        return _page(handle_callback(params, request.method, cookies, now, route_connection))
-    except ApiError:
-        return _unavailable()
-    except Exception:  # noqa: BLE001
-        log.exception("login callback crashed")
-        return _unavailable()
+            return error_page(413, "Request too large", "The login response is too large.")
+        params = dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    else:
+        params = {k: v[0] for k, v in query_params(request).items() if v}
+    cookies = read_cookies(request.headers.get("cookie"))
+    return _page(handle_callback(params, request.method, cookies, now, route_connection))

@@ -1,7 +1,14 @@
-"""OAuth and discovery routes of the broker as an authorization server."""
+"""The broker's OAuth 2.0 endpoints: ``/oauth/token`` (RFC 6749 §3.2) and ``/oauth/revoke``
+(RFC 7009), with their CORS preflights. The protocol work lives in chalicelib/provider.
+
+Elsewhere under ``/oauth``: Global Token Revocation in global_token_revocation.py, a connection's
+public JWKS (``/oauth/connection/{name}/.well-known/jwks.json``) in well_known.py.
+"""
 from __future__ import annotations
 
-from chalice import Blueprint
+from chalice import Blueprint, Response
+
+from chalicelib import clock
 
 from chalicelib.api.http import (
     NO_STORE,
@@ -14,17 +21,6 @@ from chalicelib.errors import OAuthError
 
 bp = Blueprint(__name__)
 FORM_OR_JSON = ["application/x-www-form-urlencoded", "application/json"]
-
-
-# A blueprint's middleware applies to every route of the app. SPEC §8: each HTTP request gets a
-# budget for outbound work (AWS attempts, upstream HTTP) so it ends well before API Gateway's 29 s
-# even when every dependency is slow and every retry fires (see chalicelib/aws.py).
-@bp.middleware("http")
-def request_deadline(event, get_response):
-    from chalicelib import aws
-
-    with aws.request_deadline(aws.REQUEST_BUDGET):
-        return get_response(event)
 
 
 @bp.route("/oauth/token", methods=["POST"], content_types=FORM_OR_JSON)
@@ -49,16 +45,23 @@ def token_preflight():
     return preflight(bp.current_request, "POST", echo_origin=True)
 
 
-@bp.route("/.well-known/jwks.json", methods=["GET"])
+@bp.route("/oauth/revoke", methods=["POST"], content_types=FORM_OR_JSON)
 @handles_oauth_errors
-def jwks():
-    from chalicelib.keys import public_jwks
-    from chalicelib.provider.cors import PUBLIC
+def revoke():
+    from chalicelib.provider.cors import ClientCors, cross_origin
+    from chalicelib.provider.revoke import revoke_request
 
-    return json_response(public_jwks(), 200, {"Cache-Control": "public, max-age=300", **PUBLIC})
+    request = bp.current_request
+    cors = ClientCors(cross_origin(request.headers))
+    try:
+        revoke_request(parse_form_or_json(request), request.headers.get("authorization"),
+                       clock.now_int(), cors)
+    except OAuthError as exc:
+        exc.headers = {**exc.headers, **cors.headers()}
+        raise
+    return Response(body="", status_code=200, headers={**NO_STORE, **cors.headers()})
 
 
-@bp.route("/.well-known/jwks.json", methods=["OPTIONS"])
-def jwks_preflight():
-    return preflight(bp.current_request, "GET", echo_origin=False)
-
+@bp.route("/oauth/revoke", methods=["OPTIONS"])
+def revoke_preflight():
+    return preflight(bp.current_request, "POST", echo_origin=True)

@@ -1,4 +1,6 @@
-"""``/.well-known/openid-configuration`` (OIDC Discovery 1.0 §3, RFC 8414)."""
+"""The broker's OWN discovery document, ``/.well-known/openid-configuration`` (OIDC Discovery 1.0
+§3, RFC 8414), served by chalicelib/api/well_known.py. (Fetching and checking an upstream IdP's
+discovery document is :mod:`chalicelib.management.upstream_discovery`.)"""
 from __future__ import annotations
 
 from chalicelib.provider.issue import OIDC_SCOPES

@@ -1,4 +1,4 @@
-"""``GET /api/v2/openapi.json``: the Management API's OpenAPI 3 document."""
+"""Management API: ``GET /api/v2/openapi.json``: the Management API's OpenAPI 3 document."""
 from __future__ import annotations
 
 from chalice import Blueprint

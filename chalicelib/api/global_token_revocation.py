@@ -1,4 +1,9 @@
-"""Global Token Revocation (Universal Logout) route (SPEC §5); the logic is chalicelib/logout/gtr.py."""
+"""``POST /oauth/global-token-revocation/connection/{name}``: Global Token Revocation (Universal
+Logout, SPEC §5); the logic is chalicelib/logout/gtr.py.
+
+Its errors are its own (not the OAuth translation of api/http.py): chalicelib/logout/gtr.py turns
+every failure into an outcome, answered with the draft's bare ``{"error"}`` body and logged with
+the reason; only a crash is caught here."""
 from __future__ import annotations
 
 import logging

@@ -1,4 +1,5 @@
-"""The broker as OpenID Provider: discovery and userinfo (token and JWKS live in oauth.py)."""
+"""``/userinfo`` (OIDC Core §5.3): the claims of an access token's user, GET or POST, CORS-open.
+The work lives in chalicelib/provider/userinfo.py."""
 from __future__ import annotations
 
 from urllib.parse import parse_qsl
@@ -8,20 +9,6 @@ from chalice import Blueprint
 from chalicelib.api.http import NO_STORE, handles_oauth_errors, json_response, preflight
 
 bp = Blueprint(__name__)
-
-
-@bp.route("/.well-known/openid-configuration", methods=["GET"])
-@handles_oauth_errors
-def openid_configuration():
-    from chalicelib.provider.cors import PUBLIC
-    from chalicelib.provider.discovery import document
-
-    return json_response(document(), 200, {"Cache-Control": "public, max-age=300", **PUBLIC})
-
-
-@bp.route("/.well-known/openid-configuration", methods=["OPTIONS"])
-def openid_configuration_preflight():
-    return preflight(bp.current_request, "GET", echo_origin=False)
 
 
 @bp.route("/userinfo", methods=["GET", "POST"],

@@ -1,4 +1,4 @@
-"""``/api/v2/tenants/settings``: Auth0's tenant settings (SPEC §2.4)."""
+"""Management API: ``/api/v2/tenants/settings``: Auth0's tenant settings (SPEC §2.4)."""
 from __future__ import annotations
 
 from chalice import Blueprint

@@ -1,12 +1,14 @@
-"""``/api/v2/users``, ``/users-by-email`` and ``/refresh-tokens``: Auth0's user administration
-(SPEC §2.4). Parse, authorize, call the rules in chalicelib/users.py, shape."""
+"""Management API: ``/api/v2/users``, ``/api/v2/users/{id}`` and ``/api/v2/users-by-email``:
+Auth0's user administration (SPEC §2.4). Parse, authorize, call the rules in chalicelib/users.py,
+shape. A user's sessions are in management_sessions.py, its refresh tokens in
+management_refresh_tokens.py."""
 from __future__ import annotations
 
-import time
 from urllib.parse import unquote
 
 from chalice import Blueprint
 
+from chalicelib import clock
 from chalicelib.api.http import (
     LazyModule,
     MANAGEMENT_BODY_TYPES,
@@ -16,7 +18,7 @@ from chalicelib.api.http import (
     parse_json,
     query_params,
 )
-from chalicelib.errors import InvalidQueryString, NotFound
+from chalicelib.errors import InvalidQueryString
 from chalicelib.management.paging import check_known, one, page, select_fields
 
 bp = Blueprint(__name__)
@@ -115,7 +117,7 @@ def update_user(user_id):
 
     _caller("update:users")
     body = parse_json(bp.current_request)
-    return json_response(users.view(cascades.update_user(unquote(user_id), body, time.time())))
+    return json_response(users.view(cascades.update_user(unquote(user_id), body, clock.now())))
 
 
 @bp.route("/api/v2/users/{user_id}", methods=["DELETE"])
@@ -125,81 +127,5 @@ def delete_user(user_id):
 
     _caller("delete:users")
     user = users.require_user(unquote(user_id))
-    cascades.delete_user(user["user_id"], int(time.time()))
-    return json_response(None, 204)
-
-
-# --- refresh tokens (Auth0's refresh-token management) -----------------------------------------
-
-def refresh_token_view(family) -> dict:
-    """Auth0's refresh token object: the family's id and facts, never a token value."""
-    from chalicelib.registry.clients import cached_client
-    from chalicelib.provider.issue import userinfo_audience
-    from chalicelib.users import iso
-
-    client = cached_client(family.client_id) or {}
-    rotating = (client.get("refresh_token") or {}).get("rotation_type", "rotating") == "rotating"
-    return {
-        "id": family.id,
-        "user_id": family.user_id,
-        "created_at": iso(family.created_at),
-        "idle_expires_at": iso(family.idle_expires_at),
-        "expires_at": iso(family.expires_at),
-        "client_id": family.client_id,
-        "session_id": family.session_id,
-        "rotating": rotating,
-        "resource_servers": [{"audience": family.audience or userinfo_audience(),
-                              "scopes": family.scope}],
-        "last_exchanged_at": (iso(family.last_exchanged_at)
-                              if family.last_exchanged_at is not None else None),
-    }
-
-
-def _no_refresh_token() -> NotFound:
-    return NotFound("The refresh token does not exist.", error_code="inexistent_refresh_token")
-
-
-@bp.route("/api/v2/users/{user_id}/refresh-tokens", methods=["GET"])
-@handles_api_errors
-def list_user_refresh_tokens(user_id):
-    from chalicelib import users
-    from chalicelib.store import refresh_tokens
-
-    _caller("read:refresh_tokens")
-    params = query_params(bp.current_request)
-    # include_totals: Auth0's SDKs send it; checkpoint paging ignores it, as Auth0 does.
-    check_known(params, {"include_totals", "from", "take"})
-    user = users.require_user(unquote(user_id))
-    families = refresh_tokens.families_of_user(user["user_id"], int(time.time()))
-    params.pop("include_totals", None)
-    params.setdefault("take", ["50"])
-    paged = page([refresh_token_view(f) for f in families], params, "tokens", "id")
-    return json_response(paged)
-
-
-@bp.route("/api/v2/refresh-tokens/{token_id}", methods=["GET"])
-@handles_api_errors
-def get_refresh_token(token_id):
-    from chalicelib.store import refresh_tokens
-
-    _caller("read:refresh_tokens")
-    family = refresh_tokens.get_family(token_id, int(time.time()))
-    if family is None:
-        raise _no_refresh_token()
-    return json_response(refresh_token_view(family))
-
-
-@bp.route("/api/v2/refresh-tokens/{token_id}", methods=["DELETE"])
-@handles_api_errors
-def delete_refresh_token(token_id):
-    from chalicelib.provider import grant_store
-    from chalicelib.store import refresh_tokens
-
-    _caller("delete:refresh_tokens")
-    now = int(time.time())
-    if refresh_tokens.get_family(token_id, now) is None:
-        raise _no_refresh_token()
-    # The family is its grant: revoking it kills every token of the family and the access
-    # tokens issued from it (RFC 7009 §2.1).
-    grant_store.revoke_grant(token_id, now, "refresh_token_deleted")
+    cascades.delete_user(user["user_id"], clock.now_int())
     return json_response(None, 204)

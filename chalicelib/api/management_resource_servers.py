@@ -1,4 +1,4 @@
-"""``/api/v2/resource-servers``: APIs the broker mints access tokens for (SPEC §2.5)."""
+"""Management API: ``/api/v2/resource-servers``: APIs the broker mints access tokens for (SPEC §2.5)."""
 from __future__ import annotations
 
 from chalice import Blueprint

@@ -1,15 +1,16 @@
-"""Management API for broker sessions (SPEC §2.4), shaped after Auth0's ``/api/v2/sessions``.
+"""Management API: broker sessions (SPEC §2.4), shaped after Auth0's — ``/api/v2/sessions/{id}``
+and ``/api/v2/users/{id}/sessions``.
 
 Deleting sessions revokes like Global Token Revocation (SPEC §5): the sessions end, every grant
 dies (offline refresh tokens too) and the applications get back-channel logout.
 """
 from __future__ import annotations
 
-import time
 from urllib.parse import unquote
 
 from chalice import Blueprint
 
+from chalicelib import clock
 from chalicelib.api.http import handles_api_errors, json_response, management_caller
 from chalicelib.errors import NotFound
 
@@ -60,7 +61,7 @@ def list_user_sessions(user_id):
 
     _caller("read:sessions")
     user = users.require_user(unquote(user_id))
-    found = sessions.sessions_of_user(user["user_id"], int(time.time()))
+    found = sessions.sessions_of_user(user["user_id"], clock.now_int())
     found.sort(key=lambda s: (int(s["auth_time"]), s["sid"]))
     return json_response({"sessions": [session_view(s) for s in found]})
 
@@ -72,7 +73,7 @@ def delete_user_sessions(user_id):
 
     _caller("delete:sessions")
     user = users.require_user(unquote(user_id))
-    revocation.revoke_user(user["user_id"], int(time.time()), "sessions_deleted")
+    revocation.revoke_user(user["user_id"], clock.now_int(), "sessions_deleted")
     return json_response(None, 204)
 
 
@@ -80,7 +81,7 @@ def delete_user_sessions(user_id):
 @handles_api_errors
 def get_session(session_id):
     _caller("read:sessions")
-    return json_response(session_view(_live_session(session_id, int(time.time()))))
+    return json_response(session_view(_live_session(session_id, clock.now_int())))
 
 
 @bp.route("/api/v2/sessions/{session_id}", methods=["DELETE"])
@@ -89,7 +90,7 @@ def delete_session(session_id):
     from chalicelib import revocation, sessions
 
     _caller("delete:sessions")
-    now = int(time.time())
+    now = clock.now_int()
     if sessions.get_session(session_id, now) is None and sessions.unfinished_end(session_id) is None:
         raise _no_session()
     # A concurrent delete may win between the read and here: the session is gone either way.

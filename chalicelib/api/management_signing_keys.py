@@ -1,4 +1,4 @@
-"""``/api/v2/keys/signing``: the broker's own signing keys, Auth0-shaped (SPEC §2.4)."""
+"""Management API: ``/api/v2/keys/signing``: the broker's own signing keys, Auth0-shaped (SPEC §2.4)."""
 from __future__ import annotations
 
 from chalice import Blueprint
