@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = "chalicelib"
 # What a store module may import: other store modules and the low-level helpers below them.
 STORE_MAY_IMPORT = ("chalicelib.store", "chalicelib.aws", "chalicelib.settings",
-                    "chalicelib.errors", "chalicelib.tokens", "chalicelib.ttl_cache", "chalicelib.clock")
+                    "chalicelib.errors", "chalicelib.tokens", "chalicelib.clock")
 
 
 def modules(root: Path = ROOT) -> dict[str, Path]:
