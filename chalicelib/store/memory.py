@@ -131,11 +131,11 @@ def _stored(value: Any) -> Any:
     raise TypeError(f"Unsupported type {type(value)} for value {value!r}")
 
 
-def _stored_item(item: dict) -> dict:
+def _stored_item(item: dict[str, Any]) -> dict[str, Any]:
     return {k: _stored(v) for k, v in item.items() if v is not None}  # like to_dynamo
 
 
-def _out(item: dict) -> dict:
+def _out(item: dict[str, Any]) -> dict[str, Any]:
     """What dynamo.py's ``from_dynamo`` would give back: a deep copy, sets as sorted lists."""
     return {k: _native(v) for k, v in item.items()}
 
@@ -166,7 +166,7 @@ def _equal(a: Any, b: Any) -> bool:
         return a.keys() == b.keys() and all(_equal(a[k], b[k]) for k in a)
     if isinstance(a, list):
         return len(a) == len(b) and all(_equal(x, y) for x, y in zip(a, b, strict=True))
-    return a == b
+    return bool(a == b)
 
 
 def _ordered(a: Any, b: Any) -> bool:
@@ -218,7 +218,7 @@ def _key_of(key: Any) -> tuple[str, str]:
     return _key(key["pk"], key["sk"])
 
 
-def _check_item(item: dict) -> None:
+def _check_item(item: dict[str, Any]) -> None:
     _key(item.get("pk"), item.get("sk"))
     for hash_key, range_key in INDEXES.values():
         for attribute, limit in ((hash_key, MAX_PARTITION_KEY_BYTES),
@@ -238,10 +238,12 @@ _CLAUSES = ("SET", "REMOVE", "ADD", "DELETE")
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
-    found, position, end = [], 0, len(text.rstrip())
+    found: list[tuple[str, str]] = []
+    position, end = 0, len(text.rstrip())
     while position < end:
         match = _TOKEN.match(text, position)
-        if match is None or match.end() == position:
+        # A match that moved on matched one of the named alternatives, so ``lastgroup`` is set.
+        if match is None or match.end() == position or match.lastgroup is None:
             raise ValueError(f"MemoryTable cannot parse {text[position:]!r} in {text!r}")
         found.append((match.lastgroup, match.group(match.lastgroup)))
         position = match.end()
@@ -251,13 +253,13 @@ def _tokens(text: str) -> list[tuple[str, str]]:
 class _Scope:
     """One request's placeholders; DynamoDB refuses undefined ones and unused ones."""
 
-    def __init__(self, names: dict | None, values: dict | None):
+    def __init__(self, names: dict[str, Any] | None, values: dict[str, Any] | None):
         names, values = names or {}, values or {}
         if any(not isinstance(k, str) or not k.startswith("#") for k in names):
             raise _invalid(f"ExpressionAttributeNames contains an invalid key: {list(names)}")
         if any(not isinstance(k, str) or not k.startswith(":") for k in values):
             raise _invalid(f"ExpressionAttributeValues contains an invalid key: {list(values)}")
-        self.names = dict(names)
+        self.names: dict[str, str] = dict(names)
         self.values = _stored_item(values)
         self.used_names: set[str] = set()
         self.used_values: set[str] = set()
@@ -283,12 +285,12 @@ class _Scope:
             raise _invalid(f"ExpressionAttributeValues unused in expressions: {sorted(unused_values)}")
 
 
-Condition = Callable[[dict], bool]
-Operand = Callable[[dict], Any]
+Condition = Callable[[dict[str, Any]], bool]
+Operand = Callable[[dict[str, Any]], Any]
 Path = tuple[str, ...]  # an attribute, then the keys of the maps inside it
 
 
-def _lookup(item: dict, path: Path) -> Any:
+def _lookup(item: dict[str, Any], path: Path) -> Any:
     value: Any = item
     for segment in path:
         if not isinstance(value, dict) or segment not in value:
@@ -297,7 +299,7 @@ def _lookup(item: dict, path: Path) -> Any:
     return value
 
 
-def _assign(item: dict, path: Path, value: Any) -> None:
+def _assign(item: dict[str, Any], path: Path, value: Any) -> None:
     """Set (or, with ``_MISSING``, remove) ``path`` in ``item``, copying the maps on the way:
     stored values are never changed in place."""
     node = item
@@ -317,9 +319,9 @@ def _overlap(a: Path, b: Path) -> bool:
     return a[:len(b)] == b[:len(a)]
 
 
-def _project(source: dict, paths: list[Path]) -> dict:
+def _project(source: dict[str, Any], paths: list[Path]) -> dict[str, Any]:
     """The values at ``paths`` in ``source``, in maps shaped like it (UPDATED_NEW/OLD)."""
-    found: dict = {}
+    found: dict[str, Any] = {}
     for path in paths:
         value = _lookup(source, path)
         if value is not _MISSING:
@@ -356,7 +358,7 @@ class _Parser:
 
     def _keyword(self, word: str) -> bool:
         kind, text = self._peek()
-        if kind == "word" and text.upper() == word:
+        if kind == "word" and text is not None and text.upper() == word:
             self.at += 1
             return True
         return False
@@ -394,10 +396,9 @@ class _Parser:
         raise self._fail("this attribute path")
 
     def _operand(self) -> Operand:
-        kind, text = self._peek()
-        if kind == "value":
-            self.at += 1
-            value = self.scope.value(text)
+        if self._peek()[0] == "value":
+            _, placeholder = self._take()
+            value = self.scope.value(placeholder)
             return lambda item: value
         path = self._path()
         return lambda item: _lookup(item, path)
@@ -462,7 +463,7 @@ class _Parser:
             prefix = self._operand()
             self._expect(")")
 
-            def begins_with(item: dict) -> bool:
+            def begins_with(item: dict[str, Any]) -> bool:
                 a, b = whole(item), prefix(item)
                 return isinstance(a, str) and isinstance(b, str) and a.startswith(b)
             return begins_with
@@ -516,7 +517,7 @@ class _Parser:
             self.at += 1
             right = self._set_term()
 
-            def arithmetic(item: dict) -> Any:
+            def arithmetic(item: dict[str, Any]) -> Any:
                 a, b = left(item), right(item)
                 if a is _MISSING or b is _MISSING:
                     raise _invalid("the provided expression refers to an attribute that does "
@@ -538,7 +539,7 @@ class _Parser:
             default = self._set_term()
             self._expect(")")
 
-            def if_not_exists(item: dict) -> Any:
+            def if_not_exists(item: dict[str, Any]) -> Any:
                 found = _lookup(item, path)
                 return default(item) if found is _MISSING else found
             return if_not_exists
@@ -548,12 +549,12 @@ class _Parser:
 class _Update:
     """A parsed update expression; :meth:`apply` reads only the item as it was before."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.clauses: set[str] = set()
         self.paths: list[Path] = []
         self.actions: list[tuple[str, Path, Any]] = []
 
-    def apply(self, old: dict | None, key: tuple[str, str]) -> dict:
+    def apply(self, old: dict[str, Any] | None, key: tuple[str, str]) -> dict[str, Any]:
         before = old or {"pk": key[0], "sk": key[1]}
         after = dict(before)  # stored values are never changed in place, only replaced
         for clause, attribute, operand in self.actions:
@@ -566,37 +567,37 @@ class _Update:
             elif clause == "REMOVE":
                 _assign(after, attribute, _MISSING)
             elif clause == "ADD":
-                (attribute,) = attribute
-                current = before.get(attribute, _MISSING)
+                (name,) = attribute
+                current = before.get(name, _MISSING)
                 if _kind(operand) not in ("N", "SS", "NS") or (
                         current is not _MISSING and _kind(current) != _kind(operand)):
                     raise _invalid(f"an operand in the update expression has an incorrect data "
-                                   f"type (ADD {attribute})")
+                                   f"type (ADD {name})")
                 if current is _MISSING:
-                    after[attribute] = set(operand) if isinstance(operand, set) else operand
+                    after[name] = set(operand) if isinstance(operand, set) else operand
                 elif isinstance(operand, set):
-                    after[attribute] = current | operand
+                    after[name] = current | operand
                 else:
-                    after[attribute] = _NUMBERS.add(current, operand)
+                    after[name] = _NUMBERS.add(current, operand)
             else:  # DELETE
-                (attribute,) = attribute
-                current = before.get(attribute, _MISSING)
+                (name,) = attribute
+                current = before.get(name, _MISSING)
                 if _kind(operand) not in ("SS", "NS") or (
                         current is not _MISSING and _kind(current) != _kind(operand)):
                     raise _invalid(f"an operand in the update expression has an incorrect data "
-                                   f"type (DELETE {attribute})")
+                                   f"type (DELETE {name})")
                 if current is not _MISSING:
                     left = current - operand
                     if left:
-                        after[attribute] = left
+                        after[name] = left
                     else:
-                        after.pop(attribute, None)
+                        after.pop(name, None)
         _check_item(after)
         return after
 
 
-def _compile(condition: str | None = None, names: dict | None = None,
-             values: dict | None = None, update: str | None = None
+def _compile(condition: str | None = None, names: dict[str, Any] | None = None,
+             values: dict[str, Any] | None = None, update: str | None = None
              ) -> tuple[Condition | None, _Update | None]:
     scope = _Scope(names, values)
     parsed_update = _Parser(update, scope).update() if update is not None else None
@@ -605,7 +606,7 @@ def _compile(condition: str | None = None, names: dict | None = None,
     return parsed_condition, parsed_update
 
 
-def _holds(condition: Condition | None, item: dict | None) -> bool:
+def _holds(condition: Condition | None, item: dict[str, Any] | None) -> bool:
     return condition is None or bool(condition(item or {}))
 
 
@@ -635,7 +636,7 @@ class MemoryTable:
         self.name = name
         self.clock = clock if clock is not None else broker_clock.now
         self.sleep = sleep
-        self._partitions: dict[str, dict[str, dict]] = {}
+        self._partitions: dict[str, dict[str, dict[str, Any]]] = {}
         self._lock = threading.Lock()
         self._conflicts = 0
 
@@ -648,7 +649,7 @@ class MemoryTable:
         with self._lock:
             self._conflicts += count
 
-    def dump(self) -> list[dict]:
+    def dump(self) -> list[dict[str, Any]]:
         """Every stored item, expired ones included, in key order (what TTL has not deleted)."""
         with self._lock:
             return [_out(self._partitions[pk][sk]) for pk in sorted(self._partitions)
@@ -656,7 +657,7 @@ class MemoryTable:
 
     # reads
 
-    def _alive(self, item: dict | None) -> dict | None:
+    def _alive(self, item: dict[str, Any] | None) -> dict[str, Any] | None:
         if item is None:
             return None
         expiry = item.get("ttl")
@@ -664,10 +665,10 @@ class MemoryTable:
             return None
         return item
 
-    def _stored(self, key: tuple[str, str]) -> dict | None:
+    def _stored(self, key: tuple[str, str]) -> dict[str, Any] | None:
         return self._partitions.get(key[0], {}).get(key[1])
 
-    def _write(self, key: tuple[str, str], item: dict | None) -> None:
+    def _write(self, key: tuple[str, str], item: dict[str, Any] | None) -> None:
         if item is not None:
             self._partitions.setdefault(key[0], {})[key[1]] = item
             return
@@ -676,21 +677,21 @@ class MemoryTable:
         if not partition:
             self._partitions.pop(key[0], None)
 
-    def get(self, pk: str, sk: str) -> dict | None:
+    def get(self, pk: str, sk: str) -> dict[str, Any] | None:
         key = _key(pk, sk)
         with self._lock:
             item = self._stored(key)
             found = _out(item) if item is not None else None
         return self._alive(found)
 
-    def batch_get(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict]:
+    def batch_get(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], dict[str, Any]]:
         distinct = [_key(pk, sk) for pk, sk in dict.fromkeys(keys)]
         with self._lock:
             found = {key: _out(item) for key in distinct
                      if (item := self._stored(key)) is not None}
         return {key: item for key, item in found.items() if self._alive(item) is not None}
 
-    def query(self, pk: str, *, sk_prefix: str | None = None) -> Iterator[dict]:
+    def query(self, pk: str, *, sk_prefix: str | None = None) -> Iterator[dict[str, Any]]:
         _check_key_value("pk", pk, MAX_PARTITION_KEY_BYTES)
         with self._lock:
             partition = self._partitions.get(pk, {})
@@ -700,7 +701,7 @@ class MemoryTable:
             if self._alive(item) is not None:
                 yield item
 
-    def query_index(self, index: str, key: str, value: str) -> Iterator[dict]:
+    def query_index(self, index: str, key: str, value: str) -> Iterator[dict[str, Any]]:
         if index not in INDEXES:
             raise _invalid(f"the table does not have the specified index: {index}")
         hash_key, range_key = INDEXES[index]
@@ -720,8 +721,8 @@ class MemoryTable:
 
     # writes
 
-    def put(self, item: dict, *, condition: str | None = None, names: dict | None = None,
-            values: dict | None = None) -> None:
+    def put(self, item: dict[str, Any], *, condition: str | None = None, names: dict[str, Any] | None = None,
+            values: dict[str, Any] | None = None) -> None:
         stored = _stored_item(item)
         _check_item(stored)
         key = (stored["pk"], stored["sk"])
@@ -731,18 +732,19 @@ class MemoryTable:
                 raise ConditionFailed()
             self._write(key, stored)
 
-    def put_new(self, item: dict) -> None:
+    def put_new(self, item: dict[str, Any]) -> None:
         """Create an item that must not exist yet (or only as an expired leftover)."""
         self.put(item, condition="attribute_not_exists(pk) OR #ttl <= :now",
                  names={"#ttl": "ttl"}, values={":now": int(self.clock())})
 
     def update(self, pk: str, sk: str, expression: str, *, condition: str | None = None,
-               names: dict | None = None, values: dict | None = None,
-               return_values: str = "ALL_NEW") -> dict | None:
+               names: dict[str, Any] | None = None, values: dict[str, Any] | None = None,
+               return_values: str = "ALL_NEW") -> dict[str, Any] | None:
         key = _key(pk, sk)
         if return_values not in _RETURN_VALUES:
             raise _invalid(f"ReturnValues {return_values!r} is not valid")
         check, update = _compile(condition, names, values, update=expression)
+        assert update is not None  # an expression parses to an _Update or raises
         with self._lock:
             old = self._stored(key)
             if not _holds(check, old):
@@ -753,14 +755,14 @@ class MemoryTable:
                 return None
             if return_values in ("UPDATED_NEW", "UPDATED_OLD"):
                 source = new if return_values == "UPDATED_NEW" else (old or {})
-                answer = _project(source, update.paths)
+                answer: dict[str, Any] | None = _project(source, update.paths)
             else:
                 answer = new if return_values == "ALL_NEW" else old
             return _out(answer) if answer else None
 
     def delete(self, pk: str, sk: str, *, condition: str | None = None,
-               names: dict | None = None, values: dict | None = None,
-               return_old: bool = False) -> dict | None:
+               names: dict[str, Any] | None = None, values: dict[str, Any] | None = None,
+               return_old: bool = False) -> dict[str, Any] | None:
         key = _key(pk, sk)
         check, _ = _compile(condition, names, values)
         with self._lock:
@@ -770,7 +772,7 @@ class MemoryTable:
             self._write(key, None)
             return _out(old) if return_old and old else None
 
-    def transact(self, operations: list[dict], *, conflict_retries: int = 0) -> None:
+    def transact(self, operations: list[dict[str, Any]], *, conflict_retries: int = 0) -> None:
         """As :meth:`Table.transact`: all-or-nothing, sent again after a short jittered pause
         up to ``conflict_retries`` times when cancelled only by a concurrent transaction."""
         for attempt in range(conflict_retries + 1):
@@ -781,7 +783,7 @@ class MemoryTable:
                     raise
                 self.sleep(_capped_by_budget(random.uniform(0.01, 0.04) * (attempt + 1)))
 
-    def _transact_once(self, operations: list[dict]) -> None:
+    def _transact_once(self, operations: list[dict[str, Any]]) -> None:
         if not 1 <= len(operations) <= MAX_TRANSACTION_ITEMS:
             raise _invalid(f"a transaction holds 1 to {MAX_TRANSACTION_ITEMS} items, "
                            f"not {len(operations)}")
@@ -827,6 +829,7 @@ class MemoryTable:
                 elif kind == "Delete":
                     writes.append((key, None))
                 elif kind == "Update":
+                    assert update is not None  # "UpdateExpression" is a required field
                     try:
                         writes.append((key, update.apply(old, key)))
                     except ServiceUnavailable:
