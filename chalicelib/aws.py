@@ -26,6 +26,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from chalicelib import clock
+
 _lock = threading.Lock()
 _clients: dict[tuple, object] = {}
 
@@ -71,7 +73,6 @@ def worst_case_request(budget: float = REQUEST_BUDGET) -> float:
 # --------------------------------------------------------------------------- request deadline
 
 _local = threading.local()
-_clock = time.monotonic  # tests replace it to simulate slow attempts without waiting
 
 
 DeadlineExceeded: type | None = None  # a BotoCoreError subclass (botocore is imported lazily)
@@ -95,14 +96,14 @@ def _deadline_exceeded_class() -> type:
 def remaining() -> float | None:
     """Seconds left in this thread's request budget (None: no budget set)."""
     deadline = getattr(_local, "deadline", None)
-    return None if deadline is None else deadline - _clock()
+    return None if deadline is None else deadline - clock.monotonic()
 
 
 @contextlib.contextmanager
 def request_deadline(seconds: float = REQUEST_BUDGET) -> Iterator[None]:
     """Bound the outbound work of the code inside (one request). Nested budgets only shrink."""
     previous = getattr(_local, "deadline", None)
-    deadline = _clock() + seconds
+    deadline = clock.monotonic() + seconds
     _local.deadline = deadline if previous is None else min(previous, deadline)
     try:
         yield

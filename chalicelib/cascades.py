@@ -7,9 +7,7 @@ Management API's routes call this module.
 """
 from __future__ import annotations
 
-import time
-
-from chalicelib import revocation, users
+from chalicelib import clock, revocation, users
 from chalicelib.management import clients, connections, grants
 from chalicelib.provider import grant_store
 from chalicelib.store import refresh_tokens
@@ -40,7 +38,7 @@ def delete_connection(connection_id: str) -> None:
     # Its users go first (each one's sessions end, every grant is revoked, back-channel logout is
     # queued), so a failure half-way leaves the connection in place and a repeated DELETE
     # finishes the job. Auth0 deletes a connection's users with it too.
-    now = int(time.time())
+    now = clock.now_int()
     for user_id in users.list_user_ids([current["name"]]):
         delete_user(user_id, now)
     connections.delete_connection_records(current)
@@ -54,6 +52,6 @@ def delete_client(client_id: str) -> None:
     clients.delete_client_record(client_id)
     # Its tokens die with their grants (codes, access and refresh tokens). After the delete, so a
     # token request racing it fails at client authentication.
-    now = int(time.time())
+    now = clock.now_int()
     for grant_id in grant_store.grants_of_client(client_id):
         grant_store.revoke_grant(grant_id, now, "client_deleted")

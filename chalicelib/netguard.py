@@ -33,12 +33,11 @@ from __future__ import annotations
 
 import http.client
 import ipaddress
-from collections import OrderedDict
 import socket
 import ssl
 import sys
 import threading
-import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
@@ -52,6 +51,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager
 
+from chalicelib import clock
 from chalicelib.settings import is_loopback_host
 
 __all__ = [
@@ -336,7 +336,7 @@ class _Guard:
     _timer: threading.Timer | None = None
 
     def remaining(self) -> float:
-        return self.deadline - time.monotonic()
+        return self.deadline - clock.monotonic()
 
     # The watchdog: per-operation socket timeouts cannot bound a server that
     # trickles bytes (headers or body) just fast enough, so at the deadline every
@@ -495,7 +495,7 @@ class _GuardedPoolMixin:
         guard = _current_guard()
         if conn.sock is not None:
             idle_since = getattr(conn, "_netguard_idle_since", None)
-            if idle_since is not None and time.monotonic() - idle_since > POOL_IDLE_SECONDS:
+            if idle_since is not None and clock.monotonic() - idle_since > POOL_IDLE_SECONDS:
                 conn.close()
             else:
                 guard.reused = True
@@ -509,7 +509,7 @@ class _GuardedPoolMixin:
                 guard._untrack(conn.sock)
                 if guard.expired:  # the watchdog may have shut it down: never keep it
                     conn.close()
-            conn._netguard_idle_since = time.monotonic()
+            conn._netguard_idle_since = clock.monotonic()
         super()._put_conn(conn)  # type: ignore[misc]
 
 
@@ -705,7 +705,7 @@ def _exchange(
     guard = _Guard(
         resolver=resolver or default_resolver,
         allow_loopback=allow_loopback,
-        deadline=time.monotonic() + total_timeout,
+        deadline=clock.monotonic() + total_timeout,
         connect_timeout=connect_timeout,
     )
     request_headers = {"User-Agent": _USER_AGENT, "Accept": "application/json", "Accept-Encoding": "identity"}

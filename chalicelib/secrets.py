@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from typing import Callable
 
 from chalicelib import aws
+from chalicelib.clock import monotonic as monotonic_clock
 from chalicelib.errors import ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,7 @@ class _Cached:
 
 class SecretStore:
     def __init__(self, client_factory: Callable = lambda: aws.client("secretsmanager"),
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = monotonic_clock):
         self._client_factory = client_factory
         self._clock = clock
         self._cache: dict[str, _Cached] = {}

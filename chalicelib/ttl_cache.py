@@ -13,8 +13,9 @@ Both expire after ``ttl``; :meth:`clear` (called by every administrator's write)
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any, Callable
+
+from chalicelib.clock import monotonic as monotonic_clock
 
 
 def is_miss(value: Any) -> bool:
@@ -23,7 +24,7 @@ def is_miss(value: Any) -> bool:
 
 
 class TtlCache:
-    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic, max_items: int = 1024,
+    def __init__(self, ttl: float, clock: Callable[[], float] = monotonic_clock, max_items: int = 1024,
                  max_misses: int = 256, is_miss: Callable[[Any], bool] = is_miss):
         self.ttl = ttl
         self.clock = clock

@@ -67,6 +67,21 @@ def app(aws_endpoint):
 
 
 @pytest.fixture()
+def fixed_clock():
+    """The broker's one clock (chalicelib/clock.py) stopped at the present second for this test;
+    move it with ``.set(moment)`` or ``.advance(seconds)``. Every expiry, token lifetime, cache
+    and request budget reads it, so no test patches ``time`` in a module."""
+    import time
+
+    from chalicelib import clock
+
+    fixed = clock.FixedClock(int(time.time()))
+    previous = clock.install(fixed)
+    yield fixed
+    clock.install(previous)
+
+
+@pytest.fixture()
 def client(app):
     from chalice.test import Client
 

@@ -13,10 +13,11 @@ this module is imported only on the callback path (cold start), so authlib loads
 from __future__ import annotations
 
 import secrets
-import time
 
 from authlib.common.urls import add_params_to_qs
 from authlib.oauth2.rfc7523 import PrivateKeyJWT, private_key_jwt_sign
+
+from chalicelib import clock
 
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 LIFETIME_SECONDS = 60
@@ -35,7 +36,7 @@ def client_assertion(connection: dict, now: int | None = None) -> str:
     from chalicelib.management.connection_keys import signing_key
 
     key, loaded = signing_key(connection)
-    issued = int(time.time()) if now is None else now
+    issued = clock.now_int() if now is None else now
     # authlib sets iss = sub = client_id, aud, iat and exp; alg comes from the key, one only.
     return private_key_jwt_sign(
         loaded, client_id=connection["options"]["client_id"],

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from urllib.parse import urlsplit
 
 from joserfc.jwk import JWKRegistry, KeySet
 
+from chalicelib.clock import now as wall_clock
 from chalicelib.netguard import OutboundError, OutboundRefused, safe_get
 
 __all__ = [
@@ -119,7 +119,7 @@ class JwksCache:
     def __init__(
         self,
         fetch: Callable[[str], dict] | None = None,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] = wall_clock,
         *,
         allow_loopback: bool | None = None,
         ttl: float = TTL_SECONDS,

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 
-from chalicelib import aws
+from chalicelib import aws, clock
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.keys import sign_jwt
 from chalicelib.settings import get_settings
@@ -101,7 +100,7 @@ def deliver(message: dict, now: int | None = None) -> str:
     # Cold start: the HTTP stack (requests) loads only when a notification is delivered.
     from chalicelib.netguard import OutboundError, OutboundRefused, safe_post_form
 
-    now = int(time.time() if now is None else now)
+    now = int(clock.now() if now is None else now)
     token = logout_token(client_id=message["client_id"], sub=message["sub"], sid=message["sid"],
                          now=now)
     try:

@@ -44,7 +44,7 @@ Status mapping (responses carry the status; the body is at most ``{"error": code
        copy, the ``jti`` store); nothing was changed
 ====== ==================================================================================
 
-Time is read once per request (``time.time()`` in this module). Logs carry the connection name,
+Time is read once per request (``clock.now()`` in this module). Logs carry the connection name,
 status, a reason code and the number of users, never the token or the body.
 """
 from __future__ import annotations
@@ -55,11 +55,11 @@ import json
 import logging
 import math
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+from chalicelib import clock
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.login.id_token import ASYMMETRIC_ALGS, MAX_TOKEN_BYTES, IdTokenError, _candidates, _verify
 from chalicelib.login.jwks_cache import JwksCache, JwksError, jwks_cache
@@ -339,7 +339,7 @@ def _users(connection: dict, fmt: str, value: str) -> list[str]:
 def handle(connection_name: str, authorization: str | None, read_body: Callable[[], bytes], *,
            cache: JwksCache | None = None) -> Outcome:
     """Run one request; never raises for a refused request (see the status mapping above)."""
-    now = time.time()
+    now = clock.now()
     try:
         connection = _connection(connection_name)
         claims = _verify_token(_bearer(authorization), connection, now, cache or jwks_cache())

@@ -1,9 +1,9 @@
 """Bearer-token authentication and scope checks for the Management API (SPEC §2.1)."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
+from chalicelib import clock
 from chalicelib.errors import InsufficientScope, InvalidToken
 from chalicelib.keys import TokenRejected, verify_jwt
 from chalicelib.settings import get_settings
@@ -48,7 +48,7 @@ def authenticate(authorization: str | None, now: float | None = None) -> Caller:
     except TokenRejected as exc:
         raise InvalidToken(str(exc)) from None
     claims = decoded.claims
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     if claims.get("iss") != settings.issuer:
         raise InvalidToken("Invalid token issuer")
     audience = claims.get("aud")

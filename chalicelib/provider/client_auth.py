@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
+from chalicelib import clock
 from chalicelib.errors import OAuthError
 from chalicelib.settings import get_settings
 
@@ -126,17 +127,13 @@ MAX_FAILURES_SEEN = 1024
 
 
 def _failures_in_window(record: dict[str, Any]) -> bool:
-    import time
-
     from chalicelib.store.throttles import failures_in
 
-    return failures_in(record, _window(time.time())) > 0
+    return failures_in(record, _window(clock.now())) > 0
 
 
 def _remember_failure(client_id: str, window: int | None = None) -> None:
-    import time
-
-    window = _window(time.time()) if window is None else window
+    window = _window(clock.now()) if window is None else window
     if len(_failures_seen) >= MAX_FAILURES_SEEN:
         for stale in [c for c, w in _failures_seen.items() if w != window]:
             del _failures_seen[stale]
@@ -146,17 +143,13 @@ def _remember_failure(client_id: str, window: int | None = None) -> None:
 
 
 def _failed_recently(client_id: str) -> bool:
-    import time
-
-    return _failures_seen.get(client_id) == _window(time.time())
+    return _failures_seen.get(client_id) == _window(clock.now())
 
 
 def _refuse_if_throttled(record: dict[str, Any] | None, now: float | None = None) -> None:
-    import time
-
     from chalicelib.store.throttles import failures_in
 
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     if failures_in(record, _window(now)) >= FAILURE_LIMIT:
         retry_after = FAILURE_WINDOW_SECONDS - int(now % FAILURE_WINDOW_SECONDS)
         raise OAuthError("too_many_requests",
@@ -166,11 +159,10 @@ def _refuse_if_throttled(record: dict[str, Any] | None, now: float | None = None
 
 def _record_failure(client_id: str, now: float | None = None, *, admin: bool = False) -> None:
     """Count a failure on the client's item, or on the bootstrap admin client's own counter."""
-    import time
 
     from chalicelib.store import throttles
 
-    window = _window(time.time() if now is None else now)
+    window = _window(clock.now() if now is None else now)
     if admin:
         throttles.count_admin_failure(client_id, window)
     else:
@@ -181,7 +173,6 @@ def _record_failure(client_id: str, now: float | None = None, *, admin: bool = F
 def _authenticate_admin(client_id: str, secret: str | None, method: str,
                         basic: bool) -> AuthenticatedClient:
     from chalicelib.secrets import SecretNotFound, secret_store
-
     from chalicelib.store.throttles import admin_counter
 
     if secret is None:

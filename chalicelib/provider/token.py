@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import secrets as pysecrets
-import time
-from typing import Any, TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from chalicelib import clock
 from chalicelib.errors import OAuthError
 from chalicelib.keys import sign_jwt
 from chalicelib.provider.client_auth import authenticate_client
@@ -31,7 +31,7 @@ def token_request(form: dict[str, Any], authorization: str | None, now: float | 
         client = authenticate_client(form, authorization)
         if cors is not None:
             cors.check(client.record)
-        moment = int(time.time() if now is None else now)
+        moment = int(clock.now() if now is None else now)
         if grant_type == "authorization_code":
             return code_grant.exchange(client, form, moment)
         return refresh_grant.refresh(client, form, moment)
@@ -61,7 +61,7 @@ def client_credentials(form: dict[str, Any], authorization: str | None, now: flo
         scopes = [s for s in granted if s in wanted]
     else:
         scopes = list(granted)
-    now = int(time.time() if now is None else now)
+    now = int(clock.now() if now is None else now)
     settings = get_settings()
     scope = " ".join(scopes)
     claims = {

@@ -1,9 +1,9 @@
 """``GET|POST /userinfo`` (OIDC Core §5.3) with the broker's RFC 9068 access tokens."""
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from chalicelib import clock
 from chalicelib.errors import OAuthError
 from chalicelib.keys import TokenRejected, verify_jwt
 from chalicelib.provider import grant_store, issue
@@ -37,7 +37,7 @@ def bearer_token(authorization: str | None, form: dict[str, Any] | None) -> str:
 def userinfo(token: str, now: float | None = None) -> dict[str, Any]:
     from chalicelib.users import get_user, is_blocked
 
-    now = time.time() if now is None else now
+    now = clock.now() if now is None else now
     try:
         claims = verify_jwt(token, typ="at+jwt").claims
     except TokenRejected as exc:

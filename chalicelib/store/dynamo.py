@@ -11,6 +11,7 @@ import time
 from typing import Any, Callable, Iterator, cast
 
 from chalicelib import aws
+from chalicelib.clock import now as wall_clock
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.settings import get_settings
 
@@ -174,7 +175,7 @@ def _capped_by_budget(delay: float) -> float:
 
 
 class Table:
-    def __init__(self, name: str | None = None, clock: Callable[[], float] = time.time,
+    def __init__(self, name: str | None = None, clock: Callable[[], float] = wall_clock,
                  sleep: Callable[[float], None] = time.sleep):
         self._name = name
         self.clock = clock

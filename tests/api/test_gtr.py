@@ -10,14 +10,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-import types
 import uuid
 
 import pytest
 
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.login.jwks_cache import jwks_cache
-from chalicelib.logout import gtr as gtr_module
 from tests.support.fake_idp import DROP, FakeIdp, ec_key, mint, rsa_key
 from tests.support.flow import (
     Browser,
@@ -291,10 +289,9 @@ def test_expired_401(client, conn, idp):
                     nobody(idp)))
 
 
-def test_expiry_is_judged_by_the_request_clock(client, conn, idp, monkeypatch):
+def test_expiry_is_judged_by_the_request_clock(client, conn, idp, fixed_clock):
     token = gtr_jwt(idp, conn)  # exp = now + 300
-    later = time.time() + 300 + 61
-    monkeypatch.setattr(gtr_module, "time", types.SimpleNamespace(time=lambda: later))
+    fixed_clock.advance(300 + 61)
     assert_401(post(client, conn["name"], token, nobody(idp)))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from chalicelib import aws, netguard
+from chalicelib import aws, clock, netguard
 from chalicelib.errors import ServiceUnavailable
 from tests.resilience.helpers import (
     AwsFaults,
@@ -190,7 +190,19 @@ class SlowAws:
         self.failing = failing
         self.attempts = 0
         self._per_call = 0
-        monkeypatch.setattr(aws, "_clock", lambda: self.now)
+        slow = self
+
+        class FakeMonotonic(clock.Clock):
+            """Wall time as it is; the monotonic reading request budgets use is this fake's."""
+
+            def now(self) -> float:
+                return time.time()
+
+            def monotonic(self) -> float:
+                return slow.now
+
+        # the broker's clock for this test (monkeypatch puts the real one back afterwards)
+        monkeypatch.setattr(clock, "_current", FakeMonotonic())
 
         def largest_backoff(backoff, context):
             self.now += min(2 ** (context.attempt_number - 1), 20) + aws.RETRY_AFTER_MAX_EXTRA
