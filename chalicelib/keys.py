@@ -51,7 +51,7 @@ def _secret_name() -> str:
     return signing_keys_secret_name(get_settings().secret_prefix)
 
 
-def load_keys(store: SecretStore | None = None) -> KeySet:
+def load_keys(store: SecretStore | None = None) -> KeySet[SigningKey]:
     """The key set as this container caches it (generated on first use); ``store`` is the
     container's secret store. A ``(keys, loaded)`` pair."""
     return _SETS.ensure(_secret_name(), store or secret_store(), _first_keys,
@@ -62,7 +62,7 @@ def signing_keys(store: SecretStore | None = None) -> list[SigningKey]:
     return load_keys(store).keys
 
 
-def _current(keys: KeySet) -> SigningKey:
+def _current(keys: KeySet[SigningKey]) -> SigningKey:
     key = keys.current()
     if key is None:
         raise RuntimeError("no current signing key")
@@ -112,16 +112,17 @@ def verify_jwt(token: str, *, typ: str | None = None, store: SecretStore | None 
     if not keys.verifies(kid):
         # Perhaps a key another container made current after ours cached the set: one re-read,
         # rate-limited per container, before refusing (SPEC §2.4).
-        keys = _SETS.reread(_secret_name(), store or secret_store(), at_most_every=REREAD_SECONDS)
-        if keys is None or not keys.verifies(kid):
+        fresh = _SETS.reread(_secret_name(), store or secret_store(), at_most_every=REREAD_SECONDS)
+        if fresh is None or not fresh.verifies(kid):
             raise TokenRejected("Invalid token signing key")
+        keys = fresh
     try:
         return jwt.decode(token, keys.loaded[kid], algorithms=[ALGORITHM])
     except (JoseError, ValueError, RecursionError):
         raise TokenRejected("Invalid token signature") from None
 
 
-def _latest(store: SecretStore) -> KeySet:
+def _latest(store: SecretStore) -> KeySet[SigningKey]:
     return _SETS.latest(_secret_name(), store, _first_keys, description=DESCRIPTION)
 
 

@@ -29,10 +29,13 @@ import json
 import secrets as pysecrets
 import threading
 from dataclasses import dataclass, replace
-from typing import Any, Callable, ClassVar, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, ClassVar, Generic, NamedTuple, Self, Sequence, TypeVar
 
 from chalicelib import clock
 from chalicelib.secrets import SecretExists, SecretNotFound, SecretStore
+
+if TYPE_CHECKING:
+    from joserfc.jwk import ECKey, KeyParameters, RSAKey
 
 # Published (in this order) and accepted for verification.
 STATUS_ORDER = {"current": 0, "next": 1, "previous": 2}
@@ -82,7 +85,7 @@ class Key:
         return f"{type(self).__name__}(kid={self.kid!r}, status={self.status!r})"
 
     @classmethod
-    def from_stored(cls, item: dict) -> "Key":
+    def from_stored(cls, item: dict) -> Self:
         return cls(**{"algorithm": cls.DEFAULT_ALGORITHM, **item})
 
     def stored(self) -> dict:
@@ -110,13 +113,17 @@ class Key:
             public["x5t#S256"] = self.x5t_s256
         return public
 
-    def with_status(self, status: str, **changes) -> "Key":
+    def with_status(self, status: str, **changes) -> Self:
         return replace(self, status=status, **changes)
 
-    def public_part(self) -> "Key":
+    def public_part(self) -> Self:
         """The key without its private members (what a revoked key keeps)."""
         members = PUBLIC_MEMBERS[self.jwk["kty"]] + ("kid", "use", "alg")
         return replace(self, jwk={k: v for k, v in self.jwk.items() if k in members})
+
+
+# A kind of key (Key or a subclass): the engine hands back keys of the kind it was given.
+K = TypeVar("K", bound=Key)
 
 
 def certificate_facts(key: Key) -> tuple[str, str, str]:
@@ -139,8 +146,8 @@ def subject_dn(key: Key) -> str:
     return x509.load_der_x509_certificate(key.cert_der).subject.rfc4514_string()
 
 
-def generate_key(key_class: type[Key], status: str, *, algorithm: str,
-                 subject: Sequence[tuple[str, str]], random_kid: bool = False) -> Key:
+def generate_key(key_class: type[K], status: str, *, algorithm: str,
+                 subject: Sequence[tuple[str, str]], random_kid: bool = False) -> K:
     """A new key and its self-signed certificate (valid from 5 minutes ago for 10 years).
 
     ``subject``: (attribute, value) pairs, attribute ``"O"`` or ``"CN"``. The kid is the key's
@@ -152,17 +159,22 @@ def generate_key(key_class: type[Key], status: str, *, algorithm: str,
     from cryptography.x509.oid import NameOID
     from joserfc.jwk import ECKey, RSAKey
 
+    parameters: KeyParameters | None
     if random_kid:
         kid = b64url(pysecrets.token_bytes(16))
         parameters = {"kid": kid, "use": "sig", "alg": algorithm}
     else:
         parameters = None
+    key: ECKey | RSAKey
     if algorithm == "ES256":
         key = ECKey.generate_key("P-256", parameters=parameters, private=True)
     else:
         key = RSAKey.generate_key(2048, parameters=parameters, private=True)
     if not random_kid:
         kid = key.thumbprint()
+    private_key = key.private_key
+    if private_key is None:  # generated with private=True: always there
+        raise RuntimeError("generated key has no private part")
     oids = {"O": NameOID.ORGANIZATION_NAME, "CN": NameOID.COMMON_NAME}
     name = x509.Name([x509.NameAttribute(oids[attribute], value) for attribute, value in subject])
     now = utc_now()
@@ -170,11 +182,11 @@ def generate_key(key_class: type[Key], status: str, *, algorithm: str,
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
-        .public_key(key.private_key.public_key())
+        .public_key(private_key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=3650))
-        .sign(key.private_key, hashes.SHA256())
+        .sign(private_key, hashes.SHA256())
     )
     return key_class(
         kid=kid,
@@ -187,23 +199,23 @@ def generate_key(key_class: type[Key], status: str, *, algorithm: str,
     )
 
 
-class KeySet(NamedTuple):
+class KeySet(NamedTuple, Generic[K]):
     """A parsed key set: its keys (stored order) and their joserfc keys by kid."""
 
-    keys: list[Key]
-    loaded: dict[str, Any]
+    keys: list[K]
+    loaded: dict[str, ECKey | RSAKey]
 
-    def current(self) -> Key | None:
+    def current(self) -> K | None:
         return next((k for k in self.keys if k.status == "current"), None)
 
-    def find(self, kid: str) -> Key | None:
+    def find(self, kid: str) -> K | None:
         return next((k for k in self.keys if k.kid == kid), None)
 
     def verifies(self, kid: str) -> bool:
         """Whether signatures by ``kid`` are accepted (current, next or previous)."""
         return any(k.kid == kid and k.status in VERIFYING_STATUSES for k in self.keys)
 
-    def published(self) -> list[Key]:
+    def published(self) -> list[K]:
         """current, next, previous — the JWKS order; revoked keys are left out."""
         return sorted((k for k in self.keys if k.status in STATUS_ORDER),
                       key=lambda k: STATUS_ORDER[k.status])
@@ -212,11 +224,11 @@ class KeySet(NamedTuple):
         return {"keys": [k.public_jwk for k in self.published()]}
 
 
-def rotated(keys: Sequence[Key], new_key: Callable[[str], Key]) -> tuple[list[Key], Key, Key]:
+def rotated(keys: Sequence[K], new_key: Callable[[str], K]) -> tuple[list[K], K, K]:
     """next → current, current → previous, a new next; older previous keys are retired and the
     last :data:`KEPT_REVOKED` revoked keys kept. ``(keys, promoted, new next)``."""
     now = iso(utc_now())
-    result: list[Key] = []
+    result: list[K] = []
     promoted = None
     for key in keys:
         if key.status == "current":
@@ -232,12 +244,12 @@ def rotated(keys: Sequence[Key], new_key: Callable[[str], Key]) -> tuple[list[Ke
     return result + recently_revoked(keys), promoted, new_next
 
 
-def recently_revoked(keys: Sequence[Key]) -> list[Key]:
+def recently_revoked(keys: Sequence[K]) -> list[K]:
     revoked = sorted((k for k in keys if k.status == "revoked"), key=lambda k: k.revoked_at or "")
     return revoked[-KEPT_REVOKED:]
 
 
-class KeySets:
+class KeySets(Generic[K]):
     """The key sets of one kind of key: their secrets, the parsed sets and the remembered misses
     of this container.
 
@@ -245,10 +257,10 @@ class KeySets:
     (None: misses are not remembered).
     """
 
-    def __init__(self, key_class: type[Key], *, miss_seconds: float | None = None):
+    def __init__(self, key_class: type[K], *, miss_seconds: float | None = None):
         self.key_class = key_class
         self.miss_seconds = miss_seconds
-        self._parsed: dict[str, tuple[str, KeySet]] = {}
+        self._parsed: dict[str, tuple[str, KeySet[K]]] = {}
         self._missing: dict[str, float] = {}
         self._lock = threading.Lock()
 
@@ -258,7 +270,7 @@ class KeySets:
     def encode(keys: Sequence[Key]) -> str:
         return json.dumps({"keys": [k.stored() for k in keys]})
 
-    def decode(self, name: str, raw: str) -> KeySet:
+    def decode(self, name: str, raw: str) -> KeySet[K]:
         """Parse a secret value once: private keys are not re-imported per request."""
         found = self._parsed.get(name)
         if found is not None and found[0] == raw:
@@ -277,7 +289,7 @@ class KeySets:
 
     # --- reads -------------------------------------------------------------------------------
 
-    def read(self, name: str, store: SecretStore, *, trust_miss: bool = False) -> KeySet | None:
+    def read(self, name: str, store: SecretStore, *, trust_miss: bool = False) -> KeySet[K] | None:
         """The set as this container caches it, or None when there is none (remembered when
         misses are; ``trust_miss`` answers None from a remembered miss without a call)."""
         if trust_miss:
@@ -293,7 +305,7 @@ class KeySets:
             return None
         return self.decode(name, raw)
 
-    def reread(self, name: str, store: SecretStore, *, at_most_every: float) -> KeySet | None:
+    def reread(self, name: str, store: SecretStore, *, at_most_every: float) -> KeySet[K] | None:
         """The set fresh from Secrets Manager, at most once per ``at_most_every`` seconds per
         container (otherwise the cached set): for a ``kid`` the cached set does not know."""
         try:
@@ -301,8 +313,8 @@ class KeySets:
         except SecretNotFound:
             return None
 
-    def create(self, name: str, store: SecretStore, keys: Sequence[Key], *,
-               description: str) -> tuple[KeySet, bool]:
+    def create(self, name: str, store: SecretStore, keys: Sequence[K], *,
+               description: str) -> tuple[KeySet[K], bool]:
         """Store a new set; ``(set, created)`` — False, with the winner's set, when another writer
         created it first."""
         raw = self.encode(keys)
@@ -315,8 +327,8 @@ class KeySets:
             return self.decode(name, store.get(name)), False
         return self.decode(name, raw), True
 
-    def ensure(self, name: str, store: SecretStore, first_keys: Callable[[], Sequence[Key]], *,
-               description: str) -> KeySet:
+    def ensure(self, name: str, store: SecretStore, first_keys: Callable[[], Sequence[K]], *,
+               description: str) -> KeySet[K]:
         """The set, generated (``first_keys()``: current and next) on first use."""
         found = self.read(name, store)
         if found is not None:
@@ -325,19 +337,19 @@ class KeySets:
 
     # --- changes -----------------------------------------------------------------------------
 
-    def latest(self, name: str, store: SecretStore, first_keys: Callable[[], Sequence[Key]], *,
-               description: str) -> KeySet:
+    def latest(self, name: str, store: SecretStore, first_keys: Callable[[], Sequence[K]], *,
+               description: str) -> KeySet[K]:
         """The set read past this container's cache: what a change builds on."""
         store.forget(name)
         return self.ensure(name, store, first_keys, description=description)
 
-    def write(self, name: str, store: SecretStore, keys: Sequence[Key]) -> None:
+    def write(self, name: str, store: SecretStore, keys: Sequence[K]) -> None:
         """Read-modify-write's write: two changes at the same moment leave one of them, still a
         consistent set; the new set is in this container's cache at once."""
         store.put(name, self.encode(keys))
 
-    def rotate(self, name: str, store: SecretStore, latest: KeySet,
-               new_key: Callable[[str], Key]) -> tuple[Key, Key]:
+    def rotate(self, name: str, store: SecretStore, latest: KeySet[K],
+               new_key: Callable[[str], K]) -> tuple[K, K]:
         """Rotate ``latest`` (see :func:`rotated`) and write it; ``(promoted, new next)``."""
         keys, promoted, new_next = rotated(latest.keys, new_key)
         self.write(name, store, keys)

@@ -63,7 +63,7 @@ def _first_keys(connection: dict, algorithm: str = DEFAULT_ALGORITHM):
                     generate_key(connection, "next", algorithm)]
 
 
-def load_keys(connection: dict, *, trust_miss: bool = True) -> KeySet | None:
+def load_keys(connection: dict, *, trust_miss: bool = True) -> KeySet[ConnectionKey] | None:
     """The connection's keys and their loaded joserfc keys (a ``(keys, loaded)`` pair), or None
     when it has none yet."""
     return _SETS.read(_secret_name(connection["id"]), secret_store(), trust_miss=trust_miss)
@@ -78,7 +78,7 @@ def create_keys(connection: dict, algorithm: str = DEFAULT_ALGORITHM,
     return found.keys, found.loaded, created
 
 
-def ensure_keys(connection: dict) -> KeySet:
+def ensure_keys(connection: dict) -> KeySet[ConnectionKey]:
     """Keys on first use: load them, or generate them when there are none."""
     return _SETS.ensure(_secret_name(connection["id"]), secret_store(), _first_keys(connection),
                         description=_description(connection))
@@ -162,7 +162,7 @@ def delete_keys(connection_id: str) -> None:
 def key_view(key: ConnectionKey, *, rotate_response: bool = False) -> dict:
     """Auth0's connection key object: public certificate material only."""
     pkcs7, fingerprint, thumbprint = certificate_facts(key)
-    view = {
+    view: dict[str, str | bool] = {
         "kid": key.kid,
         "cert": key.cert,
         "pkcs": pkcs7,
