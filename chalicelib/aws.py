@@ -10,9 +10,10 @@ Deadlines (SPEC §8): one AWS call takes at most ``MAX_ATTEMPTS × (CONNECT_TIME
 plus botocore's jittered backoff between attempts (standard mode: ≤ 2^(n-1) s before attempt n+1,
 plus at most 5 s more when the service sends ``x-amz-retry-after``). A request runs several calls,
 so each request also gets a *budget* (:func:`request_deadline`, set by the HTTP middleware in
-``chalicelib/api/oauth.py``): once it is spent no new AWS attempt starts (:class:`DeadlineExceeded`,
-which the store maps to 503) and upstream HTTP calls (``chalicelib/netguard.py``) are cut to what is
-left. Worst case of a request: budget + one attempt + one backoff, see :func:`worst_case_request`.
+``chalicelib/api/request_deadline.py``): once it is spent no new AWS attempt starts
+(:class:`DeadlineExceeded`, which the store maps to 503) and upstream HTTP calls
+(``chalicelib/netguard.py``) are cut to what is left. Worst case of a request: budget + one
+attempt + one backoff, see :func:`worst_case_request`.
 """
 from __future__ import annotations
 

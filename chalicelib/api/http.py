@@ -57,7 +57,7 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def json_response(body: Any, status: int = 200, headers: dict | None = None) -> Response:
-    all_headers = {"Content-Type": "application/json; charset=utf-8"}
+    all_headers: dict[str, str | list[str]] = {"Content-Type": "application/json; charset=utf-8"}
     if headers:
         all_headers.update(headers)
     if status == 204:
@@ -71,8 +71,9 @@ def preflight(request, methods: str, *, echo_origin: bool) -> Response:
     """A CORS preflight (chalicelib/provider/cors.py): 204, no body, nothing touched."""
     from chalicelib.provider.cors import preflight_headers
 
-    return Response(body="", status_code=204,
-                    headers=preflight_headers(request.headers, methods, echo_origin=echo_origin))
+    headers: dict[str, str | list[str]] = {
+        **preflight_headers(request.headers, methods, echo_origin=echo_origin)}
+    return Response(body="", status_code=204, headers=headers)
 
 
 def _depth(value: Any, level: int = 0) -> int:

@@ -1,11 +1,11 @@
 """Browser-facing login routes: ``/authorize`` and ``/login/callback[/{connection}]`` (SPEC §3)."""
 from __future__ import annotations
 
-import time
 from urllib.parse import parse_qsl
 
 from chalice import Blueprint
 
+from chalicelib import clock
 from chalicelib.api.http import (
     browser_route,
     handles_browser_errors,
@@ -47,7 +47,7 @@ def _unavailable(app_request=None):
 @browser_route
 def authorize():
     request = bp.current_request
-    now = int(time.time())
+    now = clock.now_int()
     trusted = []  # the application's request once parsed: an outage then goes back to it
     return run_browser_route("authorize", lambda: _authorize(request, now, trusted),
                              lambda: _unavailable(trusted[0] if trusted else None))
@@ -102,7 +102,8 @@ def _single_sign_on(app_request, session, now: int):
     from chalicelib import sessions
     from chalicelib.login.authorize import AppError, code_to_app
     from chalicelib.login.complete import code_operations
-    from chalicelib.store.dynamo import ConditionFailed, table
+    from chalicelib.store import logins
+    from chalicelib.store.dynamo import ConditionFailed
     from chalicelib.store.users import not_blocked_check
 
     client_id = app_request.client["client_id"]
@@ -118,7 +119,7 @@ def _single_sign_on(app_request, session, now: int):
     try:
         # Silent authentication from two tabs at once touches one session item: a lost race is
         # tried again, not mistaken for an ended session.
-        table().transact(operations, conflict_retries=2)
+        logins.record(operations)
     except ConditionFailed as exc:
         if exc.reasons[-1:] == ["ConditionalCheckFailed"]:
             raise AppError("access_denied", "user is blocked") from None
@@ -145,9 +146,10 @@ def _callback(route_connection: str | None):
     from chalicelib.login.pages import read_cookies
 
     request = bp.current_request
-    now = int(time.time())
+    now = clock.now_int()
     if request.method == "POST":
-        body = request.raw_body or b""
+        raw = request.raw_body or b""
+        body = raw if isinstance(raw, bytes) else raw.encode()
         if len(body) > 64 * 1024:
             from chalicelib.login.pages import error_page
 

@@ -3,13 +3,15 @@
 discovery document is :mod:`chalicelib.management.upstream_discovery`.)"""
 from __future__ import annotations
 
-from chalicelib.provider.issue import OIDC_SCOPES
+from typing import Any
+
+from chalicelib.registry.resource_servers import OIDC_SCOPES
 from chalicelib.settings import get_settings
 
-_cache: dict[str, dict] = {}
+_cache: dict[str, dict[str, Any]] = {}
 
 
-def document() -> dict:
+def document() -> dict[str, Any]:
     settings = get_settings()
     found = _cache.get(settings.issuer)
     if found is not None:

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import time
-import types
 import uuid
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-import chalicelib.api.login as login_api
 from chalicelib.login.jwks_cache import jwks_cache
 from tests.support.fake_idp import FakeIdp, connection_body
 from tests.support.flow import (
@@ -315,16 +313,14 @@ def test_application_parameters_do_not_override_protected_ones(client, setup, id
 
 # --------------------------------------------------------------------------- transaction expiry
 
-def _at(monkeypatch, moment: float):
-    monkeypatch.setattr(login_api, "time", types.SimpleNamespace(time=lambda: moment))
 
 
-def test_callback_after_ten_minutes_fails(client, api, setup, idp, monkeypatch):
-    start = time.time()
+def test_callback_after_ten_minutes_fails(client, api, setup, idp, fixed_clock):
+    start = fixed_clock.now()
     browser = Browser(client)
     response = browser.get(authorize_path(**_params(setup["web"], setup["front"])))
     method, params = idp_login(response.headers["Location"])
-    _at(monkeypatch, start + 601)
+    fixed_clock.set(start + 601)
     late = deliver_callback(browser, method, params)
     assert late.status_code == 400, late.body
     assert "Location" not in late.headers
@@ -332,14 +328,14 @@ def test_callback_after_ten_minutes_fails(client, api, setup, idp, monkeypatch):
     assert api.call("GET", f"/api/v2/users/{user_id}").status_code == 404
 
 
-def test_callback_within_ten_minutes_works(client, setup, idp, monkeypatch):
+def test_callback_within_ten_minutes_works(client, setup, idp, fixed_clock):
     # the ID token must still be valid at the shifted time
     idp.id_token = lambda i, ctx: i.mint(i.claims(ctx, exp=int(time.time()) + 3600))
     start = time.time()
     browser = Browser(client)
     response = browser.get(authorize_path(**_params(setup["web"], setup["front"])))
     method, params = idp_login(response.headers["Location"])
-    _at(monkeypatch, start + 590)
+    fixed_clock.set(start + 590)
     done = deliver_callback(browser, method, params)
     assert done.status_code == 303, done.body
     assert "code" in location_params(done)

@@ -9,12 +9,10 @@ from __future__ import annotations
 import base64
 import json
 import time
-import types
 import uuid
 
 import pytest
 
-from chalicelib.api import login as login_api
 from chalicelib.login.jwks_cache import jwks_cache
 from tests.support.fake_idp import DROP, FakeIdp, connection_body
 from tests.support.flow import (
@@ -32,13 +30,12 @@ NOW = int(time.time())  # reset by the idp fixture: the token endpoint runs on t
 
 
 @pytest.fixture()
-def idp(monkeypatch):
+def idp(fixed_clock):
     global NOW
-    # A moment fixed per test, not at import: codes minted at NOW are redeemed on the real clock
-    # and live 60 s, and the suite may reach this file minutes after collecting it.
-    NOW = int(time.time())
+    # A moment fixed per test, not at import (the suite may reach this file minutes after
+    # collecting it): the broker's clock stands still at NOW for the whole test.
+    NOW = int(fixed_clock.now())
     jwks_cache().clear()
-    monkeypatch.setattr(login_api, "time", types.SimpleNamespace(time=lambda: NOW))
     with FakeIdp() as running:
         running.clock = lambda: NOW
         yield running
