@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from chalicelib.registry.tenant import cached_tenant_settings
 from chalicelib.provider import lifetimes
 from chalicelib.store import sessions as session_records
+from chalicelib.store.unit_of_work import Write
 from chalicelib.tokens import digest, random_token, same
 
 COOKIE = "broker_session"
@@ -65,14 +66,14 @@ def new_session_values(now: int, auth_time: int | None = None, acr: str | None =
 
 
 def session_put_operations(sid: str, fields: dict, user_id: str, connection_id: str,
-                           client_id: str, grant_id: str) -> list[dict]:
+                           client_id: str, grant_id: str) -> list[Write]:
     """The transaction items of a new session (from :func:`new_session_values`) that served
     ``client_id`` with ``grant_id``."""
     return session_records.put_operations(sid, fields, user_id, connection_id, client_id,
                                           grant_id)
 
 
-def session_touch_operation(session: Session, client_id: str, grant_id: str, now: int) -> dict:
+def session_touch_operation(session: Session, client_id: str, grant_id: str, now: int) -> Write:
     """Record another application served by a live session (SSO) and slide its idle expiry."""
     idle_expires_at = min(now + session_lifetimes()[1], session.expires_at)
     return session_records.touch_operation(session.sid, client_id, grant_id, idle_expires_at, now)

@@ -11,6 +11,7 @@ import datetime as dt
 
 from chalicelib.errors import NotFound
 from chalicelib.store import users as store
+from chalicelib.store.unit_of_work import Write
 from chalicelib.store.users import (  # noqa: F401 - the user API the other modules import
     EMAIL_INDEX,
     LIST_INDEX,
@@ -51,7 +52,7 @@ def is_blocked(user: dict) -> bool:
 
 
 def user_update_operation(user_id: str, connection: dict, sub: str, attributes: dict,
-                          now: float) -> dict:
+                          now: float) -> Write:
     """The TransactWriteItems ``Update`` that creates or refreshes a user after a login; it
     cancels the login's transaction when the user is blocked."""
     return store.login_update_operation(user_id, connection, sub, attributes, iso(now))

@@ -104,18 +104,20 @@ def _single_sign_on(app_request, session, now: int):
     from chalicelib.login.complete import code_operations
     from chalicelib.store import logins
     from chalicelib.store.dynamo import ConditionFailed
+    from chalicelib.store.unit_of_work import UnitOfWork
     from chalicelib.store.users import not_blocked_check
 
     client_id = app_request.client["client_id"]
-    code, grant_id, operations = code_operations(
+    code, grant_id, code_writes = code_operations(
         client_id=client_id, redirect_uri=app_request.redirect_uri, scope=app_request.scope,
         nonce=app_request.nonce, code_challenge=app_request.code_challenge,
         code_challenge_method=app_request.code_challenge_method, audience=app_request.audience,
         user_id=session.user_id, sid=session.sid, auth_time=session.auth_time, now=now,
         acr=session.acr, amr=list(session.amr) if session.amr else None)
-    operations.append(sessions.session_touch_operation(session, client_id, grant_id, now))
+    operations = UnitOfWork(code_writes)
+    operations.add(sessions.session_touch_operation(session, client_id, grant_id, now))
     # Last: a blocked user's session (its ending still in flight) issues nothing (SPEC §2.4).
-    operations.append(not_blocked_check(session.user_id))
+    operations.add(not_blocked_check(session.user_id))
     try:
         # Silent authentication from two tabs at once touches one session item: a lost race is
         # tried again, not mistaken for an ended session.

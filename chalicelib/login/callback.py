@@ -246,6 +246,7 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
     from chalicelib.login.pages import cookie
     from chalicelib.store import logins
     from chalicelib.store.dynamo import ConditionFailed
+    from chalicelib.store.unit_of_work import UnitOfWork
 
     user_id = users.user_id_for(connection["name"], claims["sub"])
     mapped, warnings = map_claims(connection, claims, userinfo)
@@ -272,12 +273,12 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
         user_snapshot={"user_id": user_id, "attributes": attributes,
                        "updated_at": users.iso(now)},
         acr=authentication.acr, amr=authentication.amr)
-    operations = [
+    operations = UnitOfWork().add(
         users.user_update_operation(user_id, connection, claims["sub"], attributes, now),
         *sessions.session_put_operations(sid, session_fields, user_id, connection["id"],
                                          client["client_id"], grant_id),
         *code_ops,
-    ]
+    )
     try:
         # Two tabs signing one user in at once touch the same user item: the loser of that race
         # tries again rather than failing a login that nothing refused.

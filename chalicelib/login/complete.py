@@ -3,6 +3,7 @@ login either completes or leaves nothing behind (SPEC §3.3, §8)."""
 from __future__ import annotations
 
 from chalicelib.provider import grant_store, lifetimes
+from chalicelib.store.unit_of_work import Write
 from chalicelib.tokens import random_token
 
 
@@ -10,7 +11,7 @@ def code_operations(*, client_id: str, redirect_uri: str, scope: str, nonce: str
                     code_challenge: str | None, code_challenge_method: str | None,
                     audience: str | None, user_id: str, sid: str, auth_time: int,
                     now: int, user_snapshot: dict | None = None, acr: str | None = None,
-                    amr: list[str] | None = None) -> tuple[str, str, list[dict]]:
+                    amr: list[str] | None = None) -> tuple[str, str, list[Write]]:
     """(code, grant_id, operations) for a new grant and its authorization code.
 
     ``user_snapshot`` (the profile as this login wrote it) rides on the code so the token

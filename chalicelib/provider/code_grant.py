@@ -16,6 +16,7 @@ from chalicelib.provider.client_auth import AuthenticatedClient
 from chalicelib.registry.resource_servers import token_scope
 from chalicelib.store.dynamo import ConditionFailed
 from chalicelib.store.resource_servers import ResourceServer, still_exists_check
+from chalicelib.store.unit_of_work import UnitOfWork, Write
 from chalicelib.tokens import preview, s256, same
 
 log = logging.getLogger(__name__)
@@ -73,22 +74,22 @@ def exchange(client: AuthenticatedClient, form: dict[str, Any], now: int) -> dic
     scope = record["scope"] if server is None else token_scope(record["scope"], server)
     if server is not None:
         record = {**record, "audience_id": server.id}  # rides on the refresh tokens
-    operations = [grant_store.consume_code_operation(code, now)]
+    operations = UnitOfWork([grant_store.consume_code_operation(code, now)])
     refresh_token = None
     if "offline_access" in scope.split() and "refresh_token" in app.get("grant_types", []):
         # The grant update in rt_ops carries the "grant still active" condition.
         refresh_token, rt_ops = _new_refresh_token(app, record, scope, now,
                                                    user_snapshot=grant_store.user_snapshot(user))
-        operations += rt_ops
+        operations.add(*rt_ops)
     elif server is not None and (server.access_token_lifetime(app.get("app_type"))
                                  > lifetimes.ACCESS_TOKEN + lifetimes.AUTHORIZATION_CODE):
-        operations.append(grant_store.keep_grant_until_operation(
+        operations.add(grant_store.keep_grant_until_operation(
             record["grant_id"], now + server.access_token_lifetime(app.get("app_type"))))
     else:
-        operations.append(grant_store.grant_is_active_check(record["grant_id"], now))
+        operations.add(grant_store.grant_is_active_check(record["grant_id"], now))
     if server is not None:
         # Last, so a failure here is told apart: the API was deleted (SPEC §2.5).
-        operations.append(still_exists_check(server.identifier, server.id))
+        operations.add(Write.from_transact_item(still_exists_check(server.identifier, server.id)))
     # Everything that can fail on a dependency runs before the one transaction that consumes the
     # code, so a failure leaves the code redeemable; after it only local work (signing) remains.
     issue.prepare_signing()
@@ -124,9 +125,11 @@ def resource_server_of(record: dict[str, Any]) -> ResourceServer | None:
 
 def _new_refresh_token(app: dict[str, Any], record: dict[str, Any], scope: str, now: int,
                        absolute_expiry: int | None = None,
-                       user_snapshot: dict[str, Any] | None = None) -> tuple[str, list[dict[str, Any]]]:
+                       user_snapshot: dict[str, Any] | None = None,
+                       continues: dict[str, Any] | None = None) -> tuple[str, list[Write]]:
     """``user_snapshot``: the profile the token's refreshes build ID tokens from without reading
-    the user while it is unchanged (chalicelib/provider/refresh_grant.py)."""
+    the user while it is unchanged (chalicelib/provider/refresh_grant.py). ``continues``: the
+    presented token whose family the new one continues (rotation, reissue)."""
     lifetime, idle = lifetimes.refresh_token_lifetimes(app.get("refresh_token") or {})
     expiry = absolute_expiry or now + lifetime
     fields = {"grant_id": record["grant_id"], "client_id": app["client_id"],
@@ -136,7 +139,7 @@ def _new_refresh_token(app: dict[str, Any], record: dict[str, Any], scope: str, 
               "acr": record.get("acr"), "amr": record.get("amr"), "user_snapshot": user_snapshot}
     token, op = grant_store.new_refresh_token_operation(
         {k: v for k, v in fields.items() if v is not None}, now, absolute_expiry=expiry,
-        idle_lifetime=idle)
+        idle_lifetime=idle, continues=continues)
     return token, [op, grant_store.extend_grant_operation(record["grant_id"], expiry)]
 
 

@@ -10,10 +10,12 @@ chalicelib/store/grants.py's; this module speaks in tokens and lifetimes.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from chalicelib.provider import lifetimes
 from chalicelib.store import grants as store
+from chalicelib.store.unit_of_work import UnitOfWork, Write
 from chalicelib.tokens import digest, random_token
 
 
@@ -36,7 +38,7 @@ MAX_PRESENTED = 256  # longer codes and refresh tokens are not ours: no lookup
 # --- grants ----------------------------------------------------------------------------------
 
 def new_grant_operations(grant_id: str, *, client_id: str, user_id: str, sid: str,
-                         expires_at: int) -> list[dict[str, Any]]:
+                         expires_at: int) -> list[Write]:
     # The refs let "everything of a user" (Global Token Revocation) and "everything of a client"
     # (client deletion) be found with one query. A grant may later be extended to a refresh
     # token's lifetime, so the refs outlive any grant (≤ 1 year) rather than track its TTL.
@@ -49,11 +51,11 @@ def grants_of_client(client_id: str) -> list[str]:
     return store.grant_ids_of_client(client_id)
 
 
-def grant_is_active_check(grant_id: str, now: int) -> dict[str, Any]:
+def grant_is_active_check(grant_id: str, now: int) -> Write:
     return store.grant_is_active_check(grant_id)
 
 
-def keep_grant_until_operation(grant_id: str, expires_at: int) -> dict[str, Any]:
+def keep_grant_until_operation(grant_id: str, expires_at: int) -> Write:
     """As :func:`grant_is_active_check`, and the grant then lives until ``expires_at``: an API's
     access token may outlive the default one the grant was sized for (/userinfo checks it).
     Only for a later expiry than the grant's (the caller's duty)."""
@@ -75,13 +77,13 @@ def revoke_grant(grant_id: str, now: int, reason: str) -> None:
     store.revoke_grant(grant_id, now, reason)
 
 
-def extend_grant_operation(grant_id: str, expires_at: int) -> dict[str, Any]:
+def extend_grant_operation(grant_id: str, expires_at: int) -> Write:
     return store.extend_grant_operation(grant_id, expires_at)
 
 
 # --- authorization codes ---------------------------------------------------------------------
 
-def new_code_operation(code_fields: dict[str, Any], now: int) -> tuple[str, dict[str, Any]]:
+def new_code_operation(code_fields: dict[str, Any], now: int) -> tuple[str, Write]:
     code = random_token(32)
     return code, store.new_code_operation(digest(code), code_fields,
                                           now + lifetimes.AUTHORIZATION_CODE)
@@ -94,27 +96,27 @@ def find_code(code: str, now: int) -> dict[str, Any] | None:
     return store.get_code(digest(code))
 
 
-def consume_code_operation(code: str, now: int) -> dict[str, Any]:
+def consume_code_operation(code: str, now: int) -> Write:
     return store.consume_code_operation(digest(code), now)
 
 
 # --- refresh tokens --------------------------------------------------------------------------
 
 def new_refresh_token_operation(fields: dict[str, Any], now: int, *, absolute_expiry: int,
-                                idle_lifetime: int) -> tuple[str, dict[str, Any]]:
+                                idle_lifetime: int,
+                                continues: dict[str, Any] | None = None) -> tuple[str, Write]:
+    """A new refresh token. ``continues``: the presented token of an existing family (rotation,
+    reissue): the new one keeps the family's creation time and records this exchange, for the
+    Management API's view of the family."""
     token = random_token(32)
+    family_created_at = last_exchanged_at = None
+    if continues is not None:
+        family_created_at = int(continues.get("family_created_at") or continues["created_at"])
+        last_exchanged_at = now
     return token, store.new_refresh_token_operation(
         digest(token), fields, created_at=now, expires_at=absolute_expiry,
-        idle_expires_at=min(now + idle_lifetime, absolute_expiry))
-
-
-def continue_family(put_operation: dict[str, Any], presented: dict[str, Any], now: int) -> dict[str, Any]:
-    """A new token of an existing family (rotation, reissue) keeps the family's creation time
-    and records this exchange, for the Management API's view of the family."""
-    item = put_operation["Put"]["Item"]
-    item["family_created_at"] = int(presented.get("family_created_at") or presented["created_at"])
-    item["last_exchanged_at"] = now
-    return put_operation
+        idle_expires_at=min(now + idle_lifetime, absolute_expiry),
+        family_created_at=family_created_at, last_exchanged_at=last_exchanged_at)
 
 
 def find_refresh_token(token: str) -> dict[str, Any] | None:
@@ -123,25 +125,25 @@ def find_refresh_token(token: str) -> dict[str, Any] | None:
     return store.get_refresh_token(digest(token))
 
 
-def rotate_refresh_token_operation(token: str, now: int) -> dict[str, Any]:
+def rotate_refresh_token_operation(token: str, now: int) -> Write:
     return store.rotate_refresh_token_operation(digest(token), now)
 
 
-def rotated_within_check(token: str, now: int, since: int) -> dict[str, Any]:
+def rotated_within_check(token: str, now: int, since: int) -> Write:
     """The presented token was rotated at or after ``since`` (the client's reuse leeway) and its
     family has not expired."""
     return store.rotated_within_check(digest(token), now, since)
 
 
 def slide_refresh_token_operation(token: str, now: int, idle_expires_at: int,
-                                  user_snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
+                                  user_snapshot: dict[str, Any] | None = None) -> Write:
     return store.slide_refresh_token_operation(digest(token), now, idle_expires_at,
                                                user_snapshot)
 
 
-def run(operations: list[dict[str, Any]]) -> None:
+def run(writes: UnitOfWork | Iterable[Write]) -> None:
     """All-or-nothing; :class:`ConditionFailed` when any condition lost."""
-    store.run(operations)
+    store.run(writes)
 
 
 # --- the user behind a refresh token -----------------------------------------------------------
@@ -160,7 +162,7 @@ def user_from_snapshot(record: dict[str, Any]) -> dict[str, Any] | None:
     return {"user_id": record["user_id"], **{k: snapshot[k] for k in store.SNAPSHOT_FIELDS}}
 
 
-def user_unchanged_check(user: dict[str, Any], *, just_read: bool = False) -> dict[str, Any]:
+def user_unchanged_check(user: dict[str, Any], *, just_read: bool = False) -> Write:
     """Transaction item: ``user`` still exists, is not blocked and its profile is unchanged
     (``just_read``: a profile read for this request, pinned by its ``updated_at`` only)."""
     return store.user_unchanged_check(user["user_id"], store.user_snapshot(user),

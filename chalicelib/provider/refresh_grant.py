@@ -25,6 +25,7 @@ from chalicelib.provider.code_grant import _new_refresh_token, _token_response, 
 from chalicelib.registry.resource_servers import token_scope
 from chalicelib.store.dynamo import ConditionFailed
 from chalicelib.store.resource_servers import ResourceServer, still_exists_check
+from chalicelib.store.unit_of_work import UnitOfWork, Write
 from chalicelib.tokens import preview
 
 log = logging.getLogger(__name__)
@@ -141,14 +142,14 @@ def _redeem(app: dict[str, Any], record: dict[str, Any], token: str, user: dict[
         # The grant update in ops carries the "grant still active" condition.
         new_token, ops = _new_refresh_token(app, record, record["scope"], now,
                                             absolute_expiry=int(record["family_expires_at"]),
-                                            user_snapshot=snapshot)
-        grant_store.continue_family(ops[0], record, now)
-        operations = [grant_store.rotate_refresh_token_operation(token, now), *ops]
+                                            user_snapshot=snapshot, continues=record)
+        operations = UnitOfWork([grant_store.rotate_refresh_token_operation(token, now), *ops])
     else:
         idle_expiry = min(now + idle, int(record["family_expires_at"]))
-        operations = [grant_store.slide_refresh_token_operation(
-                          token, now, idle_expiry, user_snapshot=snapshot if fresh else None),
-                      grant_store.grant_is_active_check(record["grant_id"], now)]
+        operations = UnitOfWork([
+            grant_store.slide_refresh_token_operation(
+                token, now, idle_expiry, user_snapshot=snapshot if fresh else None),
+            grant_store.grant_is_active_check(record["grant_id"], now)])
     checks = _checks(operations, user, fresh, server)
     # As for codes: the keys are loaded before the transaction rotates (or slides) the token, so
     # a dependency failure leaves the presented refresh token usable.
@@ -174,16 +175,16 @@ def _redeem(app: dict[str, Any], record: dict[str, Any], token: str, user: dict[
     return new_token
 
 
-def _checks(operations: list[dict[str, Any]], user: dict[str, Any], fresh: bool,
+def _checks(operations: UnitOfWork, user: dict[str, Any], fresh: bool,
             server: ResourceServer | None) -> dict[str, int]:
     """Append the user check and (last) the API check; returns their positions, by which the
     transaction's cancellation reasons tell which condition failed."""
     positions = {"user": len(operations)}
-    operations.append(grant_store.user_unchanged_check(user, just_read=fresh))
+    operations.add(grant_store.user_unchanged_check(user, just_read=fresh))
     if server is not None:
         # A deleted API gets no more tokens, even if this container's cache still has it.
         positions["server"] = len(operations)
-        operations.append(still_exists_check(server.identifier, server.id))
+        operations.add(Write.from_transact_item(still_exists_check(server.identifier, server.id)))
     return positions
 
 
@@ -203,16 +204,15 @@ def _raise_for_checks(exc: ConditionFailed, checks: dict[str, int]) -> None:
 
 
 def _reissue(app: dict[str, Any], record: dict[str, Any], token: str, now: int, leeway: int,
-             snapshot: dict[str, Any] | None) -> tuple[str, list[dict[str, Any]]]:
+             snapshot: dict[str, Any] | None) -> tuple[str, UnitOfWork]:
     """Another token of the family for a token rotated within the leeway. The grant is only
     checked, not updated (its expiry cannot change), so concurrent reissues touch no common item
     for writing."""
     new_token, (put, _extend) = _new_refresh_token(
         app, record, record["scope"], now, absolute_expiry=int(record["family_expires_at"]),
-        user_snapshot=snapshot)
-    grant_store.continue_family(put, record, now)
-    return new_token, [grant_store.rotated_within_check(token, now, now - leeway), put,
-                       grant_store.grant_is_active_check(record["grant_id"], now)]
+        user_snapshot=snapshot, continues=record)
+    return new_token, UnitOfWork([grant_store.rotated_within_check(token, now, now - leeway), put,
+                                  grant_store.grant_is_active_check(record["grant_id"], now)])
 
 
 def _within_leeway(record: dict[str, Any], now: int, leeway: int) -> bool:

@@ -5,8 +5,9 @@ of a token family (SPEC §4, §7).
 under its user (``USER#{user_id}``) and its client (``CLIENT#{client_id}``) so "everything of a
 user" or "of a client" is one query. ``CODE#{digest}`` / ``CODE`` and ``RT#{digest}`` / ``RT`` hold
 codes and refresh tokens by their SHA-256 digest only (the caller computes it, chalicelib/tokens.py).
-Single-use things are consumed by conditions inside the caller's transaction (``TransactItems``
-built here, run by :func:`run`), never by a read followed by a write.
+Single-use things are consumed by conditions inside the caller's transaction (the
+:class:`~chalicelib.store.unit_of_work.Write` s built here, run by :func:`run`), never by a read
+followed by a write.
 
 A refresh token item may carry ``user_snapshot``: the part of the user's profile its ID token
 needs (``attributes``, ``updated_at``). :func:`user_unchanged_check` pins it in the refresh
@@ -14,10 +15,12 @@ transaction, so a refresh needs no read of the user while the profile is unchang
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, TypeGuard
 
 from chalicelib.store import refresh_tokens
 from chalicelib.store.dynamo import ConditionFailed, table
+from chalicelib.store.unit_of_work import UnitOfWork, Write, unit_of
 from chalicelib.store.users import NOT_BLOCKED
 from chalicelib.store.users import key as user_key
 
@@ -46,15 +49,15 @@ def _token_key(token_digest: str) -> dict[str, Any]:
     return {"pk": f"RT#{token_digest}", "sk": RT_SK}
 
 
-def run(operations: list[dict[str, Any]]) -> None:
+def run(writes: UnitOfWork | Iterable[Write]) -> None:
     """All-or-nothing; :class:`ConditionFailed` (with a reason per item) when any condition lost."""
-    table().transact(operations)
+    unit_of(writes).commit()
 
 
 # --- grants ----------------------------------------------------------------------------------
 
 def new_grant_operations(grant_id: str, *, client_id: str, user_id: str, sid: str,
-                         expires_at: int, ref_ttl: int) -> list[dict[str, Any]]:
+                         expires_at: int, ref_ttl: int) -> list[Write]:
     grant = {**_grant_key(grant_id), "grant_id": grant_id, "client_id": client_id,
              "user_id": user_id, "sid": sid, "ttl": expires_at}
     user_partition, _ = user_key(user_id)
@@ -63,8 +66,7 @@ def new_grant_operations(grant_id: str, *, client_id: str, user_id: str, sid: st
     client_ref = {"pk": f"CLIENT#{client_id}", "sk": f"{GRANT_PREFIX}{grant_id}",
                   "grant_id": grant_id,
                   "ttl": ref_ttl}
-    return [{"Put": {"Item": grant, "ConditionExpression": "attribute_not_exists(pk)"}},
-            {"Put": {"Item": user_ref}}, {"Put": {"Item": client_ref}}]
+    return [Write.put_if_absent(grant), Write.put(user_ref), Write.put(client_ref)]
 
 
 def grant_ids_of_client(client_id: str) -> list[str]:
@@ -75,30 +77,21 @@ def get_grant(grant_id: str) -> dict[str, Any] | None:
     return table().get(**_grant_key(grant_id))
 
 
-def grant_is_active_check(grant_id: str) -> dict[str, Any]:
-    return {"ConditionCheck": {"Key": _grant_key(grant_id), "ConditionExpression": GRANT_ACTIVE}}
+def grant_is_active_check(grant_id: str) -> Write:
+    return Write.check(_grant_key(grant_id), GRANT_ACTIVE)
 
 
-def keep_grant_until_operation(grant_id: str, expires_at: int) -> dict[str, Any]:
-    return {"Update": {
-        "Key": _grant_key(grant_id),
-        "UpdateExpression": "SET #ttl = :exp",
-        "ConditionExpression": GRANT_ACTIVE,
-        "ExpressionAttributeNames": {"#ttl": "ttl"},
-        "ExpressionAttributeValues": {":exp": expires_at},
-    }}
+def keep_grant_until_operation(grant_id: str, expires_at: int) -> Write:
+    return Write.update_item(_grant_key(grant_id), "SET #ttl = :exp", condition=GRANT_ACTIVE,
+                             names={"#ttl": "ttl"}, values={":exp": expires_at})
 
 
-def extend_grant_operation(grant_id: str, expires_at: int) -> dict[str, Any]:
-    return {"Update": {
-        "Key": _grant_key(grant_id),
-        # A grant with a refresh token is "offline": it outlives a plain logout (as Keycloak's
-        # offline sessions do) but not Global Token Revocation or a user/session deletion.
-        "UpdateExpression": "SET #ttl = :exp, #offline = :true",
-        "ConditionExpression": GRANT_ACTIVE,
-        "ExpressionAttributeNames": {"#ttl": "ttl", "#offline": "offline"},
-        "ExpressionAttributeValues": {":exp": expires_at, ":true": True},
-    }}
+def extend_grant_operation(grant_id: str, expires_at: int) -> Write:
+    # A grant with a refresh token is "offline": it outlives a plain logout (as Keycloak's
+    # offline sessions do) but not Global Token Revocation or a user/session deletion.
+    return Write.update_item(_grant_key(grant_id), "SET #ttl = :exp, #offline = :true",
+                             condition=GRANT_ACTIVE, names={"#ttl": "ttl", "#offline": "offline"},
+                             values={":exp": expires_at, ":true": True})
 
 
 def revoke_grant(grant_id: str, now: int, reason: str) -> None:
@@ -112,65 +105,63 @@ def revoke_grant(grant_id: str, now: int, reason: str) -> None:
 
 # --- authorization codes ---------------------------------------------------------------------
 
-def new_code_operation(code_digest: str, fields: dict[str, Any], expires_at: int) -> dict[str, Any]:
+def new_code_operation(code_digest: str, fields: dict[str, Any], expires_at: int) -> Write:
     item = {**_code_key(code_digest), "ttl": expires_at, **fields}
-    return {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+    return Write.put_if_absent(item)
 
 
 def get_code(code_digest: str) -> dict[str, Any] | None:
     return table().get(**_code_key(code_digest))
 
 
-def consume_code_operation(code_digest: str, now: int) -> dict[str, Any]:
-    return {"Update": {
-        "Key": _code_key(code_digest),
-        "UpdateExpression": "SET consumed_at = :now",
-        "ConditionExpression": "attribute_exists(pk) AND attribute_not_exists(consumed_at) "
-                               "AND #ttl > :now",
-        "ExpressionAttributeNames": {"#ttl": "ttl"},
-        "ExpressionAttributeValues": {":now": now},
-    }}
+def consume_code_operation(code_digest: str, now: int) -> Write:
+    return Write.update_item(
+        _code_key(code_digest), "SET consumed_at = :now",
+        condition="attribute_exists(pk) AND attribute_not_exists(consumed_at) AND #ttl > :now",
+        names={"#ttl": "ttl"}, values={":now": now})
 
 
 # --- refresh tokens --------------------------------------------------------------------------
 
 def new_refresh_token_operation(token_digest: str, fields: dict[str, Any], *, created_at: int,
-                                idle_expires_at: int, expires_at: int) -> dict[str, Any]:
+                                idle_expires_at: int, expires_at: int,
+                                family_created_at: int | None = None,
+                                last_exchanged_at: int | None = None) -> Write:
+    """A new refresh token. A new token of an existing family (rotation, reissue) passes the
+    family's creation time and the time of this exchange, for the Management API's view of the
+    family (chalicelib/store/refresh_tokens.py)."""
     item = {**_token_key(token_digest), "ttl": expires_at, "idle_expires_at": idle_expires_at,
             "created_at": created_at, "family_created_at": created_at, **fields,
             # Listed for the Management API until rotated (chalicelib/store/refresh_tokens.py).
             **refresh_tokens.index_keys(fields["user_id"], fields["grant_id"])}
-    return {"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}}
+    if family_created_at is not None:
+        item["family_created_at"] = family_created_at
+    if last_exchanged_at is not None:
+        item["last_exchanged_at"] = last_exchanged_at
+    return Write.put_if_absent(item)
 
 
 def get_refresh_token(token_digest: str) -> dict[str, Any] | None:
     return table().get(**_token_key(token_digest))
 
 
-def rotate_refresh_token_operation(token_digest: str, now: int) -> dict[str, Any]:
+def rotate_refresh_token_operation(token_digest: str, now: int) -> Write:
     # A rotated token is kept only to detect its reuse: it leaves the Management API's index and
     # drops its copy of the user's profile.
-    return {"Update": {
-        "Key": _token_key(token_digest),
-        "UpdateExpression": f"SET rotated_at = :now {refresh_tokens.LEAVE_INDEX}, user_snapshot",
-        "ConditionExpression": TOKEN_EXCHANGEABLE,
-        "ExpressionAttributeNames": {"#ttl": "ttl"},
-        "ExpressionAttributeValues": {":now": now},
-    }}
+    return Write.update_item(
+        _token_key(token_digest),
+        f"SET rotated_at = :now {refresh_tokens.LEAVE_INDEX}, user_snapshot",
+        condition=TOKEN_EXCHANGEABLE, names={"#ttl": "ttl"}, values={":now": now})
 
 
-def rotated_within_check(token_digest: str, now: int, since: int) -> dict[str, Any]:
+def rotated_within_check(token_digest: str, now: int, since: int) -> Write:
     """The token was rotated at or after ``since`` and its family has not expired."""
-    return {"ConditionCheck": {
-        "Key": _token_key(token_digest),
-        "ConditionExpression": "rotated_at >= :since AND #ttl > :now",
-        "ExpressionAttributeNames": {"#ttl": "ttl"},
-        "ExpressionAttributeValues": {":now": now, ":since": since},
-    }}
+    return Write.check(_token_key(token_digest), "rotated_at >= :since AND #ttl > :now",
+                       names={"#ttl": "ttl"}, values={":now": now, ":since": since})
 
 
 def slide_refresh_token_operation(token_digest: str, now: int, idle_expires_at: int,
-                                  user_snapshot: dict[str, Any] | None = None) -> dict[str, Any]:
+                                  user_snapshot: dict[str, Any] | None = None) -> Write:
     """Slide the idle expiry of a non-rotating token; with ``user_snapshot``, also store the
     profile its next refreshes may use without reading the user."""
     values: dict[str, Any] = {":now": now, ":idle": idle_expires_at}
@@ -178,13 +169,8 @@ def slide_refresh_token_operation(token_digest: str, now: int, idle_expires_at: 
     if user_snapshot is not None:
         values[":snapshot"] = user_snapshot
         expression += ", user_snapshot = :snapshot"
-    return {"Update": {
-        "Key": _token_key(token_digest),
-        "UpdateExpression": expression,
-        "ConditionExpression": TOKEN_EXCHANGEABLE,
-        "ExpressionAttributeNames": {"#ttl": "ttl"},
-        "ExpressionAttributeValues": values,
-    }}
+    return Write.update_item(_token_key(token_digest), expression, condition=TOKEN_EXCHANGEABLE,
+                             names={"#ttl": "ttl"}, values=values)
 
 
 # --- the user behind a refresh ---------------------------------------------------------------
@@ -203,7 +189,7 @@ def usable_snapshot(snapshot: object) -> TypeGuard[dict[str, Any]]:
 
 
 def user_unchanged_check(user_id: str, snapshot: dict[str, Any] | None, *,
-                         compare_attributes: bool = True) -> dict[str, Any]:
+                         compare_attributes: bool = True) -> Write:
     """Holds while the user exists, is not blocked and its profile is still ``snapshot`` (with
     None: only exists and is not blocked).
 
@@ -217,13 +203,12 @@ def user_unchanged_check(user_id: str, snapshot: dict[str, Any] | None, *,
     pk, sk = user_key(user_id)
     condition = f"attribute_exists(pk) AND ({NOT_BLOCKED})"
     values: dict[str, Any] = {":blocked_true": True}
-    check: dict[str, Any] = {"Key": {"pk": pk, "sk": sk}}
+    names: dict[str, str] | None = None
     if snapshot is not None:
         condition += " AND updated_at = :updated_at"
         values[":updated_at"] = snapshot["updated_at"]
         if compare_attributes:
             condition += " AND #attributes = :attributes"
             values[":attributes"] = snapshot["attributes"]
-            check["ExpressionAttributeNames"] = {"#attributes": "attributes"}
-    check.update({"ConditionExpression": condition, "ExpressionAttributeValues": values})
-    return {"ConditionCheck": check}
+            names = {"#attributes": "attributes"}
+    return Write.check({"pk": pk, "sk": sk}, condition, names=names, values=values)

@@ -9,12 +9,12 @@ conditions depends on who wins. Any other cancellation raises
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
 
-from chalicelib.store.dynamo import table
+from chalicelib.store.unit_of_work import UnitOfWork, Write, unit_of
 
 CONFLICT_RETRIES = 2
 
 
-def record(operations: list[dict[str, Any]]) -> None:
-    table().transact(operations, conflict_retries=CONFLICT_RETRIES)
+def record(writes: UnitOfWork | Iterable[Write]) -> None:
+    unit_of(writes).commit(conflict_retries=CONFLICT_RETRIES)

@@ -16,6 +16,7 @@ from typing import Any, Iterator, TypeGuard
 
 from chalicelib.store import users as user_records
 from chalicelib.store.dynamo import ConditionFailed, table
+from chalicelib.store.unit_of_work import Write
 
 SK = "SESSION"
 PREFIX = "SESSION#"      # the session item's partition, and the sort key of its user ref
@@ -35,7 +36,7 @@ def _valid_sid(sid: str | None) -> TypeGuard[str]:
 
 
 def put_operations(sid: str, fields: dict[str, Any], user_id: str, connection_id: str, client_id: str,
-                   grant_id: str) -> list[dict[str, Any]]:
+                   grant_id: str) -> list[Write]:
     """Transaction items that create a session (it must not exist yet) and its user ref.
     ``fields`` carries ``expires_at`` (which becomes the TTL) and the other stored fields."""
     pk, sk = key(sid)
@@ -44,25 +45,20 @@ def put_operations(sid: str, fields: dict[str, Any], user_id: str, connection_id
             "ttl": fields["expires_at"], **fields}
     ref = {"pk": user_records.key(user_id)[0], "sk": pk, "sid": sid,
            "ttl": fields["expires_at"]}
-    return [{"Put": {"Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
-            {"Put": {"Item": ref}}]
+    return [Write.put_if_absent(item), Write.put(ref)]
 
 
 def touch_operation(sid: str, client_id: str, grant_id: str, idle_expires_at: int,
-                    now: int) -> dict[str, Any]:
+                    now: int) -> Write:
     """A transaction item that records another application (and grant) served by a live
     session and slides its idle expiry to ``idle_expires_at``; it fails on a session that is
     expired, idle or revoked."""
     pk, sk = key(sid)
-    return {"Update": {
-        "Key": {"pk": pk, "sk": sk},
-        "UpdateExpression": "SET idle_expires_at = :idle, updated_at = :now "
-                            "ADD clients :c, grants :g",
-        "ConditionExpression": _LIVE,
-        "ExpressionAttributeNames": {"#ttl": "ttl"},
-        "ExpressionAttributeValues": {":idle": idle_expires_at, ":c": {client_id},
-                                      ":g": {grant_id}, ":now": now},
-    }}
+    return Write.update_item(
+        {"pk": pk, "sk": sk},
+        "SET idle_expires_at = :idle, updated_at = :now ADD clients :c, grants :g",
+        condition=_LIVE, names={"#ttl": "ttl"},
+        values={":idle": idle_expires_at, ":c": {client_id}, ":g": {grant_id}, ":now": now})
 
 
 def get(sid: str | None, now: float | None = None) -> dict[str, Any] | None:

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from chalicelib.store.dynamo import ConditionFailed, table
+from chalicelib.store.unit_of_work import Write
 
 PROFILE = "PROFILE"
 LIST_INDEX, LIST_SHARDS = "users", 4
@@ -83,7 +84,7 @@ def user_ids_by_email(connection_name: str, email: str) -> list[str]:
 
 
 def login_update_operation(user_id: str, connection: dict[str, Any], sub: str, attributes: dict[str, Any],
-                           now_iso: str) -> dict[str, Any]:
+                           now_iso: str) -> Write:
     """The TransactWriteItems ``Update`` that creates or refreshes a user after a login. It fails
     (ConditionalCheckFailed, cancelling the whole login transaction) for a blocked user."""
     identity = [{"connection": connection["name"], "provider": "oidc", "user_id": sub,
@@ -101,30 +102,21 @@ def login_update_operation(user_id: str, connection: dict[str, Any], sub: str, a
         email_clause = ""
         remove = " REMOVE email_key"
     pk, sk = key(user_id)
-    return {"Update": {
-        "Key": {"pk": pk, "sk": sk},
-        "UpdateExpression": (
-            "SET attributes = :attrs, updated_at = :now, last_login = :now, "
-            "identities = :identities, #conn = :connection, connection_id = :connection_id, "
-            "user_id = :uid, created_at = if_not_exists(created_at, :now), "
-            f"list_pk = :list_pk, list_sk = :uid{email_clause}"
-            f"{remove} ADD logins_count :one"
-        ),
-        "ConditionExpression": NOT_BLOCKED,
-        "ExpressionAttributeNames": {"#conn": "connection"},
-        "ExpressionAttributeValues": values,
-    }}
+    return Write.update_item(
+        {"pk": pk, "sk": sk},
+        "SET attributes = :attrs, updated_at = :now, last_login = :now, "
+        "identities = :identities, #conn = :connection, connection_id = :connection_id, "
+        "user_id = :uid, created_at = if_not_exists(created_at, :now), "
+        f"list_pk = :list_pk, list_sk = :uid{email_clause}"
+        f"{remove} ADD logins_count :one",
+        condition=NOT_BLOCKED, names={"#conn": "connection"}, values=values)
 
 
-def not_blocked_check(user_id: str) -> dict[str, Any]:
+def not_blocked_check(user_id: str) -> Write:
     """A transaction item that holds while the user is not blocked: single sign-on carries it, so
     a session that outlived a block (its ending still in flight) issues nothing."""
     pk, sk = key(user_id)
-    return {"ConditionCheck": {
-        "Key": {"pk": pk, "sk": sk},
-        "ConditionExpression": NOT_BLOCKED,
-        "ExpressionAttributeValues": {":blocked_true": True},
-    }}
+    return Write.check({"pk": pk, "sk": sk}, NOT_BLOCKED, values={":blocked_true": True})
 
 
 def update_admin_fields(user_id: str, changes: dict[str, Any], *, seen_revision: int,

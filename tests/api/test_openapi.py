@@ -442,18 +442,18 @@ def _store_user_and_session(connection: dict, client_id: str) -> tuple[str, str]
     import time
 
     from chalicelib import sessions, users
-    from chalicelib.store.dynamo import table
+    from chalicelib.store.unit_of_work import UnitOfWork
 
     now = int(time.time())
     user_id = users.user_id_for(connection["name"], "alice")
     sid, _cookie, fields = sessions.new_session_values(now)
-    table().transact([
+    UnitOfWork([
         users.user_update_operation(user_id, connection, "alice", {
             "email": "alice@example.com", "email_verified": True, "name": "Alice",
             "groups": ["a", "b"]}, now),
         *sessions.session_put_operations(sid, fields, user_id, connection["id"], client_id,
                                          "grant-1"),
-    ])
+    ]).commit()
     return user_id, sid
 
 

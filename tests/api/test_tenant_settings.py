@@ -221,9 +221,9 @@ def test_session_lifetimes_drive_the_cookie_and_the_idle_expiry(client, api, set
     assert sessions.session_from_cookie(cookie, now + 3600) is None  # idle for an hour: over
     # Single sign-on slides the idle expiry by the tenant's idle lifetime, never past the end.
     touch = sessions.session_touch_operation(session, "c", "g", now + 3000)
-    assert touch["Update"]["ExpressionAttributeValues"][":idle"] == now + 3000 + 3600
+    assert touch.transact_item()["Update"]["ExpressionAttributeValues"][":idle"] == now + 3000 + 3600
     touch = sessions.session_touch_operation(session, "c", "g", now + 6000)
-    assert touch["Update"]["ExpressionAttributeValues"][":idle"] == now + 7200
+    assert touch.transact_item()["Update"]["ExpressionAttributeValues"][":idle"] == now + 7200
 
 
 def test_default_audience_is_used_when_authorize_has_none(client, api, setup):

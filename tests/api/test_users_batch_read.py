@@ -17,6 +17,7 @@ from chalicelib.errors import ServiceUnavailable
 from chalicelib.store import dynamo
 from chalicelib.store import users as user_store
 from chalicelib.store.dynamo import table
+from chalicelib.store.unit_of_work import UnitOfWork
 
 
 @contextlib.contextmanager
@@ -43,9 +44,9 @@ def seed_users(connection_name: str, count: int) -> list[str]:
     for n in range(count):
         sub = f"u{n:04d}"
         user_id = f"oidc|{connection_name}|{sub}"
-        table().transact([user_store.login_update_operation(
+        UnitOfWork([user_store.login_update_operation(
             user_id, connection, sub,
-            {"email": f"{sub}@example.com", "name": f"User {n}", "email_verified": True}, now)])
+            {"email": f"{sub}@example.com", "name": f"User {n}", "email_verified": True}, now)]).commit()
         ids.append(user_id)
     return sorted(ids)
 

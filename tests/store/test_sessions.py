@@ -6,7 +6,8 @@ import time
 import pytest
 
 from chalicelib.store import sessions
-from chalicelib.store.dynamo import ConditionFailed, table
+from chalicelib.store.dynamo import ConditionFailed
+from chalicelib.store.unit_of_work import UnitOfWork
 from chalicelib.tokens import random_token
 from tests.store.conftest import PARALLEL, race
 
@@ -18,8 +19,8 @@ def _fields(now: int, absolute: int = 3600, idle: int = 600) -> dict:
 
 def _create(user_id: str, now: int, **lifetimes) -> str:
     sid = random_token(18)
-    table().transact(sessions.put_operations(sid, _fields(now, **lifetimes), user_id, "con_1",
-                                             "client_a", "grant_a"))
+    UnitOfWork(sessions.put_operations(sid, _fields(now, **lifetimes), user_id, "con_1",
+                                             "client_a", "grant_a")).commit()
     return sid
 
 
@@ -32,7 +33,7 @@ def test_a_session_is_created_once():
     sid = _create(user_id, now)
     again = sessions.put_operations(sid, _fields(now), user_id, "con_1", "client_b", "grant_b")
     with pytest.raises(ConditionFailed):
-        table().transact(again)
+        UnitOfWork(again).commit()
     item = sessions.get(sid, now)
     assert item["clients"] == ["client_a"] and item["grants"] == ["grant_a"]
     assert item["user_id"] == user_id and item["ttl"] == now + 3600
@@ -56,7 +57,7 @@ def test_unknown_or_malformed_ids_are_not_read():
 def test_touch_records_the_application_and_slides_the_idle_expiry():
     now = int(time.time())
     sid = _create(_user(), now)
-    table().transact([sessions.touch_operation(sid, "client_b", "grant_b", now + 900, now + 10)])
+    UnitOfWork([sessions.touch_operation(sid, "client_b", "grant_b", now + 900, now + 10)]).commit()
     item = sessions.get(sid, now + 10)
     assert item["clients"] == ["client_a", "client_b"]
     assert item["grants"] == ["grant_a", "grant_b"]
@@ -67,14 +68,14 @@ def test_touch_fails_on_an_idle_expired_or_revoked_session():
     now = int(time.time())
     sid = _create(_user(), now, absolute=3600, idle=600)
     with pytest.raises(ConditionFailed):   # idle for 600 s
-        table().transact([sessions.touch_operation(sid, "c", "g", now + 1200, now + 600)])
+        UnitOfWork([sessions.touch_operation(sid, "c", "g", now + 1200, now + 600)]).commit()
     with pytest.raises(ConditionFailed):   # past its absolute expiry
-        table().transact([sessions.touch_operation(sid, "c", "g", now + 4000, now + 3600)])
+        UnitOfWork([sessions.touch_operation(sid, "c", "g", now + 4000, now + 3600)]).commit()
     assert sessions.revoke(sid, now) is not None
     with pytest.raises(ConditionFailed):
-        table().transact([sessions.touch_operation(sid, "c", "g", now + 300, now + 1)])
+        UnitOfWork([sessions.touch_operation(sid, "c", "g", now + 300, now + 1)]).commit()
     with pytest.raises(ConditionFailed):   # a session that never existed is not created
-        table().transact([sessions.touch_operation(random_token(18), "c", "g", now + 300, now)])
+        UnitOfWork([sessions.touch_operation(random_token(18), "c", "g", now + 300, now)]).commit()
 
 
 def test_revoking_has_exactly_one_winner():

@@ -1,0 +1,133 @@
+"""All-or-nothing writes across aggregates: one :class:`Write` per item, a :class:`UnitOfWork`
+to collect them and commit them in one DynamoDB transaction.
+
+Only store modules build a :class:`Write` (they alone know the keys, conditions and update
+expressions); domain code collects the writes they return, in the order that gives meaning to
+the cancellation reasons (:attr:`~chalicelib.store.dynamo.ConditionFailed.reasons` come back in
+operation order), and never looks inside one. :meth:`UnitOfWork.commit` hands them to
+:meth:`~chalicelib.store.dynamo.Table.transact` in DynamoDB's ``TransactItems`` shape.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from chalicelib.store.dynamo import table
+
+Kind = Literal["Put", "Update", "Delete", "ConditionCheck"]
+_KINDS: dict[str, Kind] = {"Put": "Put", "Update": "Update", "Delete": "Delete",
+                           "ConditionCheck": "ConditionCheck"}
+ABSENT = "attribute_not_exists(pk)"
+
+
+@dataclass(frozen=True, eq=True)
+class Write:
+    """One operation of a transaction: ``Put`` (``item``), or ``Update`` / ``Delete`` /
+    ``ConditionCheck`` (``key``), with its expressions, names and values."""
+    kind: Kind
+    item: Mapping[str, Any] | None = None
+    key: Mapping[str, Any] | None = None
+    update: str | None = None
+    condition: str | None = None
+    names: Mapping[str, str] | None = None
+    values: Mapping[str, Any] | None = None
+
+    # --- construction (store modules only) ----------------------------------------------------
+
+    @classmethod
+    def put(cls, item: Mapping[str, Any], *, condition: str | None = None,
+            names: Mapping[str, str] | None = None,
+            values: Mapping[str, Any] | None = None) -> Write:
+        return cls("Put", item=item, condition=condition, names=names, values=values)
+
+    @classmethod
+    def put_if_absent(cls, item: Mapping[str, Any]) -> Write:
+        """Create ``item``; fails when an item with its key exists."""
+        return cls.put(item, condition=ABSENT)
+
+    @classmethod
+    def update_item(cls, key: Mapping[str, Any], expression: str, *, condition: str | None = None,
+                    names: Mapping[str, str] | None = None,
+                    values: Mapping[str, Any] | None = None) -> Write:
+        return cls("Update", key=key, update=expression, condition=condition, names=names,
+                   values=values)
+
+    @classmethod
+    def delete(cls, key: Mapping[str, Any], *, condition: str | None = None,
+               names: Mapping[str, str] | None = None,
+               values: Mapping[str, Any] | None = None) -> Write:
+        return cls("Delete", key=key, condition=condition, names=names, values=values)
+
+    @classmethod
+    def check(cls, key: Mapping[str, Any], condition: str, *,
+              names: Mapping[str, str] | None = None,
+              values: Mapping[str, Any] | None = None) -> Write:
+        return cls("ConditionCheck", key=key, condition=condition, names=names, values=values)
+
+    @classmethod
+    def from_transact_item(cls, operation: Mapping[str, Any]) -> Write:
+        """A ``TransactItems`` entry built by a store module that still speaks in them."""
+        if len(operation) != 1:
+            raise ValueError("a TransactItems entry has exactly one operation")
+        name, body = next(iter(operation.items()))
+        kind = _KINDS.get(name)
+        if kind is None:
+            raise ValueError(f"unknown transaction operation {name!r}")
+        return cls(kind, item=body.get("Item"), key=body.get("Key"),
+                   update=body.get("UpdateExpression"),
+                   condition=body.get("ConditionExpression"),
+                   names=body.get("ExpressionAttributeNames"),
+                   values=body.get("ExpressionAttributeValues"))
+
+    # --- the wire shape -----------------------------------------------------------------------
+
+    def transact_item(self) -> dict[str, Any]:
+        """This write as one entry of :meth:`~chalicelib.store.dynamo.Table.transact`'s list."""
+        body: dict[str, Any] = {}
+        if self.item is not None:
+            body["Item"] = dict(self.item)
+        if self.key is not None:
+            body["Key"] = dict(self.key)
+        if self.update is not None:
+            body["UpdateExpression"] = self.update
+        if self.condition is not None:
+            body["ConditionExpression"] = self.condition
+        if self.names is not None:
+            body["ExpressionAttributeNames"] = dict(self.names)
+        if self.values is not None:
+            body["ExpressionAttributeValues"] = dict(self.values)
+        return {self.kind: body}
+
+
+class UnitOfWork:
+    """Writes collected across aggregates, committed all or nothing, in the order added."""
+
+    def __init__(self, writes: Iterable[Write] = ()) -> None:
+        self._writes: list[Write] = []
+        self.add(*writes)
+
+    def add(self, *writes: Write) -> UnitOfWork:
+        for write in writes:
+            if not isinstance(write, Write):
+                raise TypeError(f"not a Write: {type(write).__name__}")
+            self._writes.append(write)
+        return self
+
+    def __iter__(self) -> Iterator[Write]:
+        return iter(self._writes)
+
+    def __len__(self) -> int:
+        return len(self._writes)
+
+    def transact_items(self) -> list[dict[str, Any]]:
+        return [write.transact_item() for write in self._writes]
+
+    def commit(self, conflict_retries: int = 0) -> None:
+        """All-or-nothing; :class:`~chalicelib.store.dynamo.ConditionFailed` (a reason per
+        write, in the order added) when any condition lost."""
+        table().transact(self.transact_items(), conflict_retries=conflict_retries)
+
+
+def unit_of(writes: UnitOfWork | Iterable[Write]) -> UnitOfWork:
+    return writes if isinstance(writes, UnitOfWork) else UnitOfWork(writes)
