@@ -9,7 +9,8 @@ import datetime as dt
 import functools
 import secrets as pysecrets
 import string
-from typing import Annotated, Any, Literal, Optional
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Optional, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -27,6 +28,7 @@ from chalicelib.registry.clients import (  # noqa: F401  (the read side: old cal
 )
 from chalicelib.settings import get_settings
 from chalicelib.store import clients as store
+from chalicelib.store.clients import Client
 from chalicelib.store.dynamo import ConditionFailed
 
 ALNUM = string.ascii_letters + string.digits
@@ -261,8 +263,9 @@ def _check_origins(origins: list[str] | None, what: str, *, allow_loopback: bool
     return checked
 
 
-def _resolve(merged: dict) -> dict:
-    """Apply defaults and the cross-field rules; raise InvalidBody on a violation."""
+def _resolve(merged: dict[str, Any]) -> Client:
+    """Apply defaults and the cross-field rules; raise InvalidBody on a violation. Returns
+    ``merged`` itself, now the record of a client (without its id, secret and dates)."""
     settings = get_settings()
     app_type = merged.get("app_type") or "regular_web"
     merged["app_type"] = app_type
@@ -326,7 +329,7 @@ def _resolve(merged: dict) -> dict:
                              "backchannel_logout_urls": logout.get("backchannel_logout_urls") or []}
     merged.setdefault("is_first_party", True)
     merged.setdefault("client_metadata", {})
-    return merged
+    return cast(Client, merged)
 
 
 INERT_FIELDS = fields_marked(ClientFields, "inert")
@@ -354,7 +357,7 @@ def _deprecated_logout(data: dict) -> dict:
     return data
 
 
-def view(item: dict, secret: str | None = None) -> dict:
+def view(item: Mapping[str, Any], secret: str | None = None) -> dict[str, Any]:
     body = {k: item[k] for k in PUBLIC_FIELDS if k in item and item[k] is not None}
     if secret is not None:
         body["client_secret"] = secret
@@ -387,8 +390,8 @@ def create_client(body: dict) -> dict:
     return view(record, secret)
 
 
-def require_client(client_id: str) -> dict:
-    item = get_client(client_id)
+def require_client(client_id: str) -> Client:
+    item = store.get(client_id)
     if item is None:
         raise NotFound("The client does not exist", error_code="inexistent_client")
     return item
@@ -401,8 +404,9 @@ def client_is_active(client_id: str) -> bool:
     return get_client(client_id) is not None
 
 
-def list_clients() -> list[dict]:
-    return store.list_all()
+def list_clients() -> list[dict[str, Any]]:
+    # Typed as plain dicts for the callers (login/try_connection.py): the records are ``Client``s.
+    return [cast("dict[str, Any]", client) for client in store.list_all()]
 
 
 def _without_nulls(value):

@@ -11,7 +11,8 @@ import logging
 import re
 import secrets as pysecrets
 import string
-from typing import Annotated, Any, Literal, Optional, Union
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, Optional, Union, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -27,6 +28,7 @@ from chalicelib.registry.connections import (  # noqa: F401  (the read side: old
     cached_connection,
     cached_connection_by_name,
     cached_enabled_connections_for,
+    connection_record,
     connection_secret,
     enabled_connections_for,
     forget_cached_connections,
@@ -37,6 +39,7 @@ from chalicelib.secrets import connection_secret_name, secret_store
 from chalicelib.settings import get_settings
 from chalicelib.store import clients as client_records
 from chalicelib.store import connections as store
+from chalicelib.store.connections import Connection, ConnectionOptions
 from chalicelib.store.dynamo import ConditionFailed
 from chalicelib.tokens import ASYMMETRIC_ALGS
 
@@ -337,7 +340,7 @@ def _discover(options: Options, discovery_url: str) -> dict[str, Any]:
     return document
 
 
-def resolve_options(options: Options, previous: dict | None) -> dict:
+def resolve_options(options: Options, previous: Mapping[str, Any] | None) -> ConnectionOptions:
     """Validate options and fill endpoints from discovery: the stored form (no client_secret)."""
     metadata = None
     if options.discovery_url:
@@ -346,7 +349,7 @@ def resolve_options(options: Options, previous: dict | None) -> dict:
             metadata = previous["oidc_metadata"]
         else:
             metadata = _discover(options, options.discovery_url)
-    resolved: dict = {"type": options.type, "client_id": options.client_id}
+    resolved: dict[str, Any] = {"type": options.type, "client_id": options.client_id}
     if options.discovery_url:
         resolved["discovery_url"] = options.discovery_url
     issuer = options.issuer or (metadata or {}).get("issuer")
@@ -396,7 +399,7 @@ def resolve_options(options: Options, previous: dict | None) -> dict:
     for field in OPTION_EXTRAS:
         if getattr(options, field) is not None:
             resolved[field] = getattr(options, field)
-    return resolved
+    return cast(ConnectionOptions, resolved)
 
 
 def _check_issuer(issuer: str) -> str:
@@ -406,7 +409,7 @@ def _check_issuer(issuer: str) -> str:
     return issuer
 
 
-def _needs_secret(options: dict) -> bool:
+def _needs_secret(options: ConnectionOptions) -> bool:
     return (options["type"] == "back_channel"
             and options["token_endpoint_auth_method"] in ("client_secret_post", "client_secret_basic"))
 
@@ -414,7 +417,7 @@ def _needs_secret(options: dict) -> bool:
 OPTIONS_SCOPE = "read:connections_options"
 
 
-def view(item: dict, scopes: frozenset[str] | set[str]) -> dict:
+def view(item: Mapping[str, Any], scopes: frozenset[str] | set[str]) -> dict[str, Any]:
     """The connection as every route returns it: ``options`` only for a caller holding
     read:connections_options (SPEC §2.2), with the read-only ``callback_url`` added."""
     body = {
@@ -464,7 +467,7 @@ def _top_level_extras(data: ConnectionFields) -> dict:
 
 
 @_drops_cached_connections
-def create_connection(body: dict) -> dict:
+def create_connection(body: dict) -> Connection:
     """Create it; returns the stored record (shape it with ``view``)."""
     data = validate(ConnectionCreate, body)
     if data.strategy != "oidc":
@@ -477,7 +480,7 @@ def create_connection(body: dict) -> dict:
                    f"{options['token_endpoint_auth_method']}", "options.client_secret")
     enabled = _check_enabled_clients(data.enabled_clients) or []
     connection_id = "con_" + "".join(pysecrets.choice(ALNUM) for _ in range(16))
-    record = {
+    record = cast(Connection, {
         "id": connection_id,
         "name": data.name,
         "strategy": "oidc",
@@ -489,9 +492,9 @@ def create_connection(body: dict) -> dict:
         "options": options,
         "client_secret_set": bool(secret),
         **_top_level_extras(data),
-    }
+    })
     try:
-        store.create({**record, store.ENABLED_CLIENTS: set(enabled)} if enabled else record)
+        store.create({**record, "enabled_clients": set(enabled)} if enabled else record)
     except ConditionFailed:
         raise Conflict("A connection with the same name already exists",
                        error_code="connection_conflict") from None
@@ -507,19 +510,19 @@ def create_connection(body: dict) -> dict:
     return record
 
 
-def require_connection(connection_id: str) -> dict:
-    item = get_connection(connection_id)
+def require_connection(connection_id: str) -> Connection:
+    item = connection_record(connection_id)
     if item is None:
         raise NotFound("The connection does not exist", error_code="inexistent_connection")
     return item
 
 
-def list_connections() -> list[dict]:
+def list_connections() -> list[Connection]:
     return store.list_all()
 
 
 @_drops_cached_connections
-def update_connection(connection_id: str, body: dict) -> dict:
+def update_connection(connection_id: str, body: dict) -> Connection:
     """Apply a PATCH; returns the stored record (shape it with ``view``)."""
     data = validate(ConnectionUpdate, body)
     current = require_connection(connection_id)
@@ -527,7 +530,7 @@ def update_connection(connection_id: str, body: dict) -> dict:
         raise _bad("name cannot be changed", "name")
     if data.strategy is not None and data.strategy != current["strategy"]:
         raise _bad("strategy cannot be changed", "strategy")
-    sets: dict = {}
+    sets: dict[str, Any] = {}
     new_secret = None
     if data.display_name is not None:
         sets["display_name"] = data.display_name
@@ -565,7 +568,7 @@ def update_connection(connection_id: str, body: dict) -> dict:
 
 
 @_drops_cached_connections
-def delete_connection_records(connection: dict) -> None:
+def delete_connection_records(connection: Mapping[str, Any]) -> None:
     """The connection's own items, its upstream secret and its private_key_jwt keys. Only
     :func:`chalicelib.cascades.delete_connection` calls this, once the connection's users are
     gone."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import secrets as pysecrets
 import string
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -12,6 +13,7 @@ from chalicelib.management.validation import validate
 from chalicelib.settings import get_settings
 from chalicelib.store import client_grants as store
 from chalicelib.store import resource_servers
+from chalicelib.store.client_grants import ClientGrant
 from chalicelib.store.dynamo import ConditionFailed
 from chalicelib.store.resource_servers import ResourceServer
 
@@ -59,7 +61,7 @@ def _api_for(audience: str, scopes: list[str]) -> ResourceServer | None:
     return server
 
 
-def view(item: dict) -> dict:
+def view(item: ClientGrant) -> dict[str, Any]:
     return {"id": item["id"], "client_id": item["client_id"], "audience": item["audience"],
             "scope": item.get("scope", [])}
 
@@ -76,8 +78,8 @@ def create_grant(body: dict) -> dict:
     scopes = _check_scopes(data.audience, data.scope)
     server = _api_for(data.audience, scopes)
     grant_id = "cgr_" + "".join(pysecrets.choice(ALNUM) for _ in range(16))
-    record = {"id": grant_id, "client_id": data.client_id, "audience": data.audience,
-              "scope": scopes}
+    record: ClientGrant = {"id": grant_id, "client_id": data.client_id, "audience": data.audience,
+                           "scope": scopes}
     if server is not None:
         # Ties the grant to this registration: an API deleted and registered again under the
         # same identifier does not inherit grants that survived its deletion.
@@ -107,7 +109,7 @@ def list_grants(client_id: str | None = None, audience: str | None = None) -> li
     return found
 
 
-def require_grant(grant_id: str) -> dict:
+def require_grant(grant_id: str) -> ClientGrant:
     item = store.get(grant_id)
     if item is None:
         raise NotFound("The client grant does not exist", error_code="inexistent_client_grant")
@@ -144,7 +146,7 @@ def delete_grants_of_audience(audience: str) -> None:
             pass  # deleted concurrently
 
 
-def grant_for(client_id: str, audience: str) -> dict | None:
+def grant_for(client_id: str, audience: str) -> ClientGrant | None:
     """The stored grant of ``client_id`` for ``audience`` (never the bootstrap admin's)."""
     return store.for_pair(client_id, audience)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
@@ -17,7 +17,7 @@ from chalicelib.settings import get_settings
 @dataclass(frozen=True)
 class AuthenticatedClient:
     client_id: str
-    record: dict[str, Any] | None  # None for the bootstrap admin client
+    record: dict[str, Any] | None  # store.clients.Client; None for the bootstrap admin client
     method: str
 
     @property
@@ -99,7 +99,7 @@ def authenticate_client(form: dict[str, Any], authorization: str | None) -> Auth
     return AuthenticatedClient(client_id, record, method)
 
 
-def _accepts(record: dict[str, Any], secret: str | None, method: str,
+def _accepts(record: Mapping[str, Any], secret: str | None, method: str,
              secret_matches: Callable[[str, str | None], bool]) -> bool:
     """The credentials authenticate this client record (its registered method, its secret)."""
     registered = record.get("token_endpoint_auth_method", "client_secret_post")
@@ -126,7 +126,7 @@ _failures_seen: dict[str, int] = {}
 MAX_FAILURES_SEEN = 1024
 
 
-def _failures_in_window(record: dict[str, Any]) -> bool:
+def _failures_in_window(record: Mapping[str, Any]) -> bool:
     from chalicelib.store.throttles import failures_in
 
     return failures_in(record, _window(clock.now())) > 0
@@ -146,7 +146,7 @@ def _failed_recently(client_id: str) -> bool:
     return _failures_seen.get(client_id) == _window(clock.now())
 
 
-def _refuse_if_throttled(record: dict[str, Any] | None, now: float | None = None) -> None:
+def _refuse_if_throttled(record: Mapping[str, Any] | None, now: float | None = None) -> None:
     from chalicelib.store.throttles import failures_in
 
     now = clock.now() if now is None else now

@@ -5,15 +5,18 @@ application) through a 30 s per-container cache: a warm container does not re-re
 request. Every write in ``management/connections`` drops the whole cache in its own container
 (:func:`forget_cached_connections`: by id, by name and the per-client enabled lists, SPEC §8);
 other containers see a change within :data:`CONFIG_CACHE_SECONDS`. The records are the stored
-dicts, as ``store/connections`` returns them.
+dicts, as ``store/connections`` returns them (their fields: ``store.connections.Connection``).
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any, cast
 
 from chalicelib.secrets import connection_secret_name, secret_store
 from chalicelib.settings import get_settings
 from chalicelib.store import connections as store
+from chalicelib.store.connections import Connection
 from chalicelib.ttl_cache import TtlCache
 
 # What an attribute map may contain (the Management API refuses anything else; claim mapping at
@@ -33,35 +36,40 @@ CONFIG_CACHE_SECONDS = 30
 _config_cache = TtlCache(CONFIG_CACHE_SECONDS)
 
 
-def get_connection(connection_id: str) -> dict | None:
+def connection_record(connection_id: str) -> Connection | None:
     if not isinstance(connection_id, str) or not connection_id.startswith("con_") or len(
             connection_id) > 64:
         return None
     return store.get(connection_id)
 
 
-def get_connection_by_name(name: str) -> dict | None:
+def get_connection(connection_id: str) -> dict[str, Any] | None:
+    return plain(connection_record(connection_id))
+
+
+def get_connection_by_name(name: str) -> dict[str, Any] | None:
     if not isinstance(name, str) or not name or len(name) > 128:
         return None
     connection_id = store.id_for_name(name)
     return get_connection(connection_id) if connection_id else None
 
 
-def enabled_connections_for(client_id: str) -> list[dict]:
-    return [c for c in store.list_all() if client_id in (c.get("enabled_clients") or [])]
+def enabled_connections_for(client_id: str) -> list[dict[str, Any]]:
+    return [cast("dict[str, Any]", c) for c in store.list_all()
+            if client_id in (c.get("enabled_clients") or [])]
 
 
-def cached_connection(connection_id: str) -> dict | None:
+def cached_connection(connection_id: str) -> dict[str, Any] | None:
     return _config_cache.get(("id", get_settings().table_name, connection_id),
                              lambda: get_connection(connection_id))
 
 
-def cached_connection_by_name(name: str) -> dict | None:
+def cached_connection_by_name(name: str) -> dict[str, Any] | None:
     return _config_cache.get(("name", get_settings().table_name, name),
                              lambda: get_connection_by_name(name))
 
 
-def cached_enabled_connections_for(client_id: str) -> list[dict]:
+def cached_enabled_connections_for(client_id: str) -> list[dict[str, Any]]:
     return _config_cache.get(("enabled", get_settings().table_name, client_id),
                              lambda: enabled_connections_for(client_id))
 
@@ -70,7 +78,14 @@ def forget_cached_connections() -> None:
     _config_cache.clear()
 
 
-def connection_secret(connection: dict) -> str | None:
+def plain(record: Connection | None) -> dict[str, Any] | None:
+    """The record as the callers below type it: the login paths and logout still annotate a
+    connection as a plain dict (which it is at run time). No copy, no conversion: only the static
+    type changes."""
+    return cast("dict[str, Any] | None", record)
+
+
+def connection_secret(connection: Mapping[str, Any]) -> str | None:
     """The upstream client secret (cached by ``chalicelib.secrets``); only the login flow calls
     this."""
     if not connection.get("client_secret_set"):

@@ -3,11 +3,13 @@
 The counter of an application lives on its own item (``CLIENTS`` / ``{client_id}``, attributes
 ``auth_failures`` and ``auth_fail_window``), so a success costs nothing extra and a deleted
 client's item is never recreated. The bootstrap admin client has no item: its counter is
-``AUTH_FAILURES`` / ``{client_id}``, created on its first failure.
+``AUTH_FAILURES`` / ``{client_id}``, created on its first failure. Both carry the two attributes
+of :class:`FailureCounter`.
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, TypedDict, cast
 
 from chalicelib.store import clients
 from chalicelib.store.dynamo import ConditionFailed, table
@@ -17,15 +19,25 @@ COUNT = "auth_failures"
 WINDOW = "auth_fail_window"
 
 
-def failures_in(record: dict[str, Any] | None, window: int) -> int:
-    """How many failures ``record`` (a client item or an admin counter) holds for ``window``."""
+class FailureCounter(TypedDict, total=False):
+    """The failure counter's attributes, on a client's item (``store.clients.Client``) or on the
+    admin client's own ``AUTH_FAILURES`` item."""
+    pk: str
+    sk: str
+    auth_failures: int  # failures counted in the window below
+    auth_fail_window: int  # the window's number (time // window length)
+
+
+def failures_in(record: Mapping[str, Any] | None, window: int) -> int:
+    """How many failures ``record`` (a client item or an admin counter: the fields of
+    :class:`FailureCounter`) holds for ``window``."""
     if not record or record.get(WINDOW) != window:
         return 0
     return int(record.get(COUNT, 0))
 
 
-def admin_counter(client_id: str) -> dict[str, Any] | None:
-    return table().get(ADMIN_PK, client_id)
+def admin_counter(client_id: str) -> FailureCounter | None:
+    return cast("FailureCounter | None", table().get(ADMIN_PK, client_id))
 
 
 def count_client_failure(client_id: str, window: int) -> None:
