@@ -20,11 +20,12 @@ from chalicelib import sessions
 from chalicelib.logout import backchannel
 from chalicelib.provider import grant_store
 from chalicelib.store import user_refs
+from chalicelib.store.sessions import SessionRecord
 
 log = logging.getLogger(__name__)
 
 
-def _revoke_session_grants(session: dict, now: int, reason: str, include_offline: bool) -> int:
+def _revoke_session_grants(session: SessionRecord, now: int, reason: str, include_offline: bool) -> int:
     revoked = 0
     for grant_id in session.get("grants") or []:
         if not include_offline:
@@ -36,12 +37,12 @@ def _revoke_session_grants(session: dict, now: int, reason: str, include_offline
     return revoked
 
 
-def _notify(session: dict, exclude_client: str | None) -> None:
+def _notify(session: SessionRecord, exclude_client: str | None) -> None:
     backchannel.queue_for_session(session, exclude_client=exclude_client)
 
 
 def end_session(sid: str, now: int, *, reason: str, initiator_client: str | None = None,
-                include_offline: bool = False, finish_interrupted: bool = False) -> dict | None:
+                include_offline: bool = False, finish_interrupted: bool = False) -> SessionRecord | None:
     """End one session; returns its item, or None when it was already over.
 
     Three steps that cannot share one transaction (the grants are many items, the notifications
@@ -64,16 +65,16 @@ def end_session(sid: str, now: int, *, reason: str, initiator_client: str | None
                        include_offline=include_offline)
 
 
-def finish_interrupted_end(session: dict, now: int, *, reason: str,
-                           initiator_client: str | None = None) -> dict:
+def finish_interrupted_end(session: SessionRecord, now: int, *, reason: str,
+                           initiator_client: str | None = None) -> SessionRecord:
     """Complete the end of a session found by :func:`sessions.unfinished_end_from_cookie`."""
     log.info("finishing the interrupted end of session %s", session["sid"][:8])
     return _finish_end(session, now, reason=reason, initiator_client=initiator_client,
                        include_offline=False)
 
 
-def _finish_end(session: dict, now: int, *, reason: str, initiator_client: str | None,
-                include_offline: bool) -> dict:
+def _finish_end(session: SessionRecord, now: int, *, reason: str, initiator_client: str | None,
+                include_offline: bool) -> SessionRecord:
     _revoke_session_grants(session, now, reason, include_offline)
     _notify(session, initiator_client)
     sessions.mark_end_completed(session["sid"], now)

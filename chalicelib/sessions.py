@@ -6,10 +6,12 @@ A session records the applications it served (``clients``) and the token grants 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 from chalicelib.registry.tenant import cached_tenant_settings
 from chalicelib.provider import lifetimes
 from chalicelib.store import sessions as session_records
+from chalicelib.store.sessions import SessionRecord
 from chalicelib.store.unit_of_work import Write
 from chalicelib.tokens import digest, random_token, same
 
@@ -79,7 +81,7 @@ def session_touch_operation(session: Session, client_id: str, grant_id: str, now
     return session_records.touch_operation(session.sid, client_id, grant_id, idle_expires_at, now)
 
 
-def _from_item(item: dict) -> Session:
+def _from_item(item: SessionRecord) -> Session:
     return Session(sid=item["sid"], user_id=item["user_id"], connection_id=item["connection_id"],
                    auth_time=int(item["auth_time"]), expires_at=int(item["expires_at"]),
                    idle_expires_at=int(item["idle_expires_at"]),
@@ -87,11 +89,18 @@ def _from_item(item: dict) -> Session:
                    amr=tuple(item["amr"]) if item.get("amr") else None)
 
 
-def get_session(sid: str, now: int) -> dict | None:
+def live_session(sid: str, now: int) -> SessionRecord | None:
+    """The session's item while it is live: not expired, idle or revoked."""
     item = session_records.get(sid, now)
     if item is None or item.get("revoked_at") or int(item["idle_expires_at"]) <= now:
         return None
     return item
+
+
+def get_session(sid: str, now: int) -> dict[str, Any] | None:
+    """:func:`live_session` as a plain dict, for callers not yet typed with
+    :class:`~chalicelib.store.sessions.SessionRecord`."""
+    return cast("dict[str, Any] | None", live_session(sid, now))
 
 
 def session_from_cookie(cookie: str | None, now: int) -> Session | None:
@@ -99,13 +108,13 @@ def session_from_cookie(cookie: str | None, now: int) -> Session | None:
     if not cookie or "." not in cookie or len(cookie) > 200:
         return None
     sid, _, secret = cookie.partition(".")
-    item = get_session(sid, now)
+    item = live_session(sid, now)
     if item is None or not same(digest(secret), item.get("cookie_digest", "")):
         return None
     return _from_item(item)
 
 
-def revoke_session(sid: str, now: int) -> dict | None:
+def revoke_session(sid: str, now: int) -> SessionRecord | None:
     """Mark a session revoked; returns its item (with clients and grants) or None.
 
     The item stays (until its TTL) as a tombstone, so a racing SSO request, whose conditional
@@ -114,7 +123,7 @@ def revoke_session(sid: str, now: int) -> dict | None:
     return session_records.revoke(sid, now)
 
 
-def unfinished_end(sid: str) -> dict | None:
+def unfinished_end(sid: str) -> SessionRecord | None:
     """A session whose ending was interrupted: revoked (the tombstone is written first) but its
     grants and back-channel notifications not yet confirmed done. None otherwise."""
     item = session_records.get(sid)
@@ -123,7 +132,7 @@ def unfinished_end(sid: str) -> dict | None:
     return item
 
 
-def unfinished_end_from_cookie(cookie: str | None) -> dict | None:
+def unfinished_end_from_cookie(cookie: str | None) -> SessionRecord | None:
     """:func:`unfinished_end` for the session the browser's cookie names (digest checked)."""
     if not cookie or "." not in cookie or len(cookie) > 200:
         return None
@@ -140,11 +149,11 @@ def mark_end_completed(sid: str, now: int) -> None:
     session_records.mark_end_completed(sid, now)
 
 
-def sessions_of_user(user_id: str, now: int) -> list[dict]:
+def sessions_of_user(user_id: str, now: int) -> list[SessionRecord]:
     """Live sessions of a user (for the Management API)."""
     found = []
     for sid in session_records.sids_of_user(user_id):
-        item = get_session(sid, now)
+        item = live_session(sid, now)
         if item is not None:
             found.append(item)
     return found

@@ -8,10 +8,12 @@ chalicelib/cascades.py.
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from chalicelib.errors import NotFound
 from chalicelib.store import users as store
 from chalicelib.store.unit_of_work import Write
+from chalicelib.store.users import UserProfile
 from chalicelib.store.users import (  # noqa: F401 - the user API the other modules import
     EMAIL_INDEX,
     LIST_INDEX,
@@ -24,7 +26,8 @@ from chalicelib.store.users import (  # noqa: F401 - the user API the other modu
 )
 
 
-ADMIN_FIELDS = ("blocked", "app_metadata", "user_metadata")
+ADMIN_FIELDS: tuple[Literal["blocked", "app_metadata", "user_metadata"], ...] = (
+    "blocked", "app_metadata", "user_metadata")
 
 
 def user_id_for(connection_name: str, sub: str) -> str:
@@ -36,18 +39,18 @@ def iso(epoch: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def get_user(user_id: str) -> dict | None:
+def get_user(user_id: str) -> UserProfile | None:
     return store.get(user_id)
 
 
-def require_user(user_id: str) -> dict:
+def require_user(user_id: str) -> UserProfile:
     user = get_user(user_id)
     if user is None:
         raise NotFound("The user does not exist.", error_code="inexistent_user")
     return user
 
 
-def is_blocked(user: dict) -> bool:
+def is_blocked(user: UserProfile) -> bool:
     return user.get("blocked") is True
 
 
@@ -58,7 +61,7 @@ def user_update_operation(user_id: str, connection: dict, sub: str, attributes: 
     return store.login_update_operation(user_id, connection, sub, attributes, iso(now))
 
 
-def view(user: dict) -> dict:
+def view(user: UserProfile) -> dict:
     """Auth0's user object: root attributes at the top level, then the mapped ones, then the
     administrative fields (``blocked`` once it was ever set, the two metadata objects)."""
     body = dict(user.get("attributes") or {})
@@ -80,7 +83,7 @@ def view(user: dict) -> dict:
 
 # --- PATCH /api/v2/users/{id} (SPEC §2.4) -------------------------------------------------------
 
-METADATA_FIELDS = ("app_metadata", "user_metadata")
+METADATA_FIELDS: tuple[Literal["app_metadata", "user_metadata"], ...] = ("app_metadata", "user_metadata")
 MAX_METADATA_BYTES = 16 * 1024
 MAX_METADATA_DEPTH = 10
 # Auth0's other updatable user fields. Users of an OpenID Connect connection get them from
@@ -213,7 +216,7 @@ def update_profile(user_id: str, body: dict, now: float) -> dict:
 
 # --- GET /api/v2/users?q= and /users-by-email ---------------------------------------------------
 
-def users_by_email(email: str, connection_names: list[str]) -> list[dict]:
+def users_by_email(email: str, connection_names: list[str]) -> list[UserProfile]:
     """Users whose email equals ``email`` (case-insensitive), over these connections, sorted by
     user_id: the email index per connection, confirmed on each profile (the index is eventually
     consistent)."""
@@ -278,7 +281,7 @@ def parse_query(q: str) -> list[tuple[str, str | bool]]:
         position = joined.end()
 
 
-def _matches(user: dict, terms: list[tuple[str, str | bool]]) -> bool:
+def _matches(user: UserProfile, terms: list[tuple[str, str | bool]]) -> bool:
     for field, value in terms:
         if field == "blocked" and not is_blocked(user):
             return False
@@ -293,7 +296,7 @@ def _matches(user: dict, terms: list[tuple[str, str | bool]]) -> bool:
     return True
 
 
-def search(terms: list[tuple[str, str | bool]], connection_names: list[str]) -> list[dict]:
+def search(terms: list[tuple[str, str | bool]], connection_names: list[str]) -> list[UserProfile]:
     """Profiles of these connections matching every term, sorted by user_id. The candidates
     come from the narrowest key the terms give (the user id, the email index, the connection's
     list); every term is then checked on the profile itself."""

@@ -17,6 +17,7 @@ from chalicelib.errors import ServiceUnavailable
 from chalicelib.keys import sign_jwt
 from chalicelib.settings import get_settings
 from chalicelib.store import clients as client_records
+from chalicelib.store.sessions import SessionRecord
 from chalicelib.tokens import random_token
 
 log = logging.getLogger(__name__)
@@ -79,7 +80,7 @@ def _send(message: dict, delay: int = 0, dead_letter: bool = False) -> None:
         raise ServiceUnavailable("A dependency is temporarily unavailable") from None
 
 
-def queue_for_session(session: dict, *, exclude_client: str | None = None) -> int:
+def queue_for_session(session: SessionRecord, *, exclude_client: str | None = None) -> int:
     """Queue logout notifications for every application that got tokens in ``session``."""
     queued = 0
     for client_id in sorted(session.get("clients") or []):

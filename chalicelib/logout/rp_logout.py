@@ -27,6 +27,7 @@ from chalicelib.keys import TokenRejected, verify_jwt
 from chalicelib.login.authorize import ErrorPage, Redirect
 from chalicelib.login.pages import expired_cookie
 from chalicelib.settings import get_settings
+from chalicelib.store.sessions import SessionRecord
 
 MAX_PARAM_LENGTH = 8192
 
@@ -117,7 +118,7 @@ def _hint_client(claims: dict) -> str | None:
 
 
 def _end_browser_session(cookie: str | None, now: int, *, reason: str,
-                         initiator: str | None) -> dict | None:
+                         initiator: str | None) -> SessionRecord | None:
     """End the session the cookie names; returns its item, or None when there was none."""
     session = sessions.session_from_cookie(cookie, now)
     if session is None:
@@ -179,7 +180,7 @@ def rp_initiated_logout(params: dict[str, list[str]], cookie: str | None, now: i
     hinted_sid = hint.get("sid") if hint else None
     if hint is not None and isinstance(hinted_sid, str) and (ended is None
                                                               or ended["sid"] != hinted_sid):
-        hinted = sessions.get_session(hinted_sid, now)
+        hinted = sessions.live_session(hinted_sid, now)
         if hinted is not None and hinted["user_id"] == hint["sub"]:
             revocation.end_session(hinted_sid, now, reason="rp_logout", initiator_client=client_id)
     cookies = [expired_cookie(sessions.COOKIE)]
@@ -190,7 +191,7 @@ def rp_initiated_logout(params: dict[str, list[str]], cookie: str | None, now: i
     return SignedOut(cookies=cookies)
 
 
-def _upstream_logout_url(session: dict, return_to: str | None) -> str | None:
+def _upstream_logout_url(session: SessionRecord, return_to: str | None) -> str | None:
     """The connection's ``end_session_endpoint`` (RP-Initiated Logout at the upstream IdP)."""
     from chalicelib.registry.connections import get_connection
 

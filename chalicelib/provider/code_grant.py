@@ -8,12 +8,14 @@ every token issued from the first redemption stops working (RFC 6749 §4.1.2, RF
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from chalicelib.errors import OAuthError
 from chalicelib.provider import grant_store, issue, lifetimes
 from chalicelib.provider.client_auth import AuthenticatedClient
 from chalicelib.registry.resource_servers import token_scope
+from chalicelib.store.grants import Code, RefreshToken
 from chalicelib.store.dynamo import ConditionFailed
 from chalicelib.store.resource_servers import ResourceServer, still_exists_check
 from chalicelib.store.unit_of_work import UnitOfWork, Write
@@ -27,7 +29,7 @@ def _invalid_grant(description: str) -> OAuthError:
     return OAuthError("invalid_grant", description)
 
 
-def _check_verifier(record: dict[str, Any], verifier: str | None) -> None:
+def _check_verifier(record: Code, verifier: str | None) -> None:
     challenge = record.get("code_challenge")
     if challenge is None:
         if verifier is not None:
@@ -107,7 +109,7 @@ def exchange(client: AuthenticatedClient, form: dict[str, Any], now: int) -> dic
                            server=server)
 
 
-def resource_server_of(record: dict[str, Any]) -> ResourceServer | None:
+def resource_server_of(record: Code | RefreshToken) -> ResourceServer | None:
     """The API a code's or refresh token's tokens are for; a deleted one (or one deleted and
     registered again: another id) gives no more tokens (SPEC §2.5). Read through the login
     cache; the token transaction re-checks it (still_exists_check)."""
@@ -123,10 +125,10 @@ def resource_server_of(record: dict[str, Any]) -> ResourceServer | None:
     return server
 
 
-def _new_refresh_token(app: dict[str, Any], record: dict[str, Any], scope: str, now: int,
+def _new_refresh_token(app: dict[str, Any], record: Code | RefreshToken, scope: str, now: int,
                        absolute_expiry: int | None = None,
                        user_snapshot: dict[str, Any] | None = None,
-                       continues: dict[str, Any] | None = None) -> tuple[str, list[Write]]:
+                       continues: RefreshToken | None = None) -> tuple[str, list[Write]]:
     """``user_snapshot``: the profile the token's refreshes build ID tokens from without reading
     the user while it is unchanged (chalicelib/provider/refresh_grant.py). ``continues``: the
     presented token whose family the new one continues (rotation, reissue)."""
@@ -143,8 +145,8 @@ def _new_refresh_token(app: dict[str, Any], record: dict[str, Any], scope: str, 
     return token, [op, grant_store.extend_grant_operation(record["grant_id"], expiry)]
 
 
-def _token_response(app: dict[str, Any], user: dict[str, Any], record: dict[str, Any], scope: str, now: int,
-                    refresh_token: str | None, nonce: str | None,
+def _token_response(app: dict[str, Any], user: Mapping[str, Any], record: Code | RefreshToken,
+                    scope: str, now: int, refresh_token: str | None, nonce: str | None,
                     server: ResourceServer | None = None) -> dict[str, Any]:
     access, expires_in = issue.access_token(
         user_id=user["user_id"], client_id=app["client_id"], scope=scope,

@@ -10,11 +10,12 @@ chalicelib/store/grants.py's; this module speaks in tokens and lifetimes.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from chalicelib.provider import lifetimes
 from chalicelib.store import grants as store
+from chalicelib.store.grants import Code, Grant, RefreshToken
 from chalicelib.store.unit_of_work import UnitOfWork, Write
 from chalicelib.tokens import digest, random_token
 
@@ -62,7 +63,7 @@ def keep_grant_until_operation(grant_id: str, expires_at: int) -> Write:
     return store.keep_grant_until_operation(grant_id, expires_at)
 
 
-def get_grant(grant_id: str) -> dict[str, Any] | None:
+def get_grant(grant_id: str) -> Grant | None:
     if not grant_id or len(grant_id) > 64:
         return None
     return store.get_grant(grant_id)
@@ -89,7 +90,7 @@ def new_code_operation(code_fields: dict[str, Any], now: int) -> tuple[str, Writ
                                           now + lifetimes.AUTHORIZATION_CODE)
 
 
-def find_code(code: str, now: int) -> dict[str, Any] | None:
+def find_code(code: str, now: int) -> Code | None:
     """The code's record, consumed or not (None when unknown or expired)."""
     if not code or len(code) > MAX_PRESENTED:
         return None
@@ -104,7 +105,7 @@ def consume_code_operation(code: str, now: int) -> Write:
 
 def new_refresh_token_operation(fields: dict[str, Any], now: int, *, absolute_expiry: int,
                                 idle_lifetime: int,
-                                continues: dict[str, Any] | None = None) -> tuple[str, Write]:
+                                continues: RefreshToken | None = None) -> tuple[str, Write]:
     """A new refresh token. ``continues``: the presented token of an existing family (rotation,
     reissue): the new one keeps the family's creation time and records this exchange, for the
     Management API's view of the family."""
@@ -119,7 +120,7 @@ def new_refresh_token_operation(fields: dict[str, Any], now: int, *, absolute_ex
         family_created_at=family_created_at, last_exchanged_at=last_exchanged_at)
 
 
-def find_refresh_token(token: str) -> dict[str, Any] | None:
+def find_refresh_token(token: str) -> RefreshToken | None:
     if not token or len(token) > MAX_PRESENTED:
         return None
     return store.get_refresh_token(digest(token))
@@ -148,12 +149,12 @@ def run(writes: UnitOfWork | Iterable[Write]) -> None:
 
 # --- the user behind a refresh token -----------------------------------------------------------
 
-def user_snapshot(user: dict[str, Any]) -> dict[str, Any] | None:
+def user_snapshot(user: Mapping[str, Any]) -> dict[str, Any] | None:
     """What a refresh token keeps of its user for the next ID tokens (None: nothing to keep)."""
     return store.user_snapshot(user)
 
 
-def user_from_snapshot(record: dict[str, Any]) -> dict[str, Any] | None:
+def user_from_snapshot(record: RefreshToken) -> dict[str, Any] | None:
     """The user as a refresh token's snapshot has it, enough for its tokens; None when the token
     has no usable snapshot (issued before there were snapshots, or rotated)."""
     snapshot = record.get("user_snapshot")
@@ -162,7 +163,7 @@ def user_from_snapshot(record: dict[str, Any]) -> dict[str, Any] | None:
     return {"user_id": record["user_id"], **{k: snapshot[k] for k in store.SNAPSHOT_FIELDS}}
 
 
-def user_unchanged_check(user: dict[str, Any], *, just_read: bool = False) -> Write:
+def user_unchanged_check(user: Mapping[str, Any], *, just_read: bool = False) -> Write:
     """Transaction item: ``user`` still exists, is not blocked and its profile is unchanged
     (``just_read``: a profile read for this request, pinned by its ``updated_at`` only)."""
     return store.user_unchanged_check(user["user_id"], store.user_snapshot(user),

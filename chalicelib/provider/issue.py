@@ -1,6 +1,7 @@
 """Minting the broker's tokens: RFC 9068 access tokens and OIDC ID tokens."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from chalicelib.keys import ALGORITHM, sign_jwt
@@ -57,7 +58,7 @@ def access_token(*, user_id: str, client_id: str, scope: str, audience: str | No
     return sign_jwt(claims, typ="at+jwt"), lifetime
 
 
-def profile_claims(user: dict[str, Any], scope: str) -> dict[str, Any]:
+def profile_claims(user: Mapping[str, Any], scope: str) -> dict[str, Any]:
     """Claims released for the granted scopes (OIDC Core §5.4) plus mapped attributes."""
     attributes = dict(user.get("attributes") or {})
     scopes = scope.split()
@@ -87,7 +88,7 @@ def _epoch(iso_text: str) -> int:
     return int(dt.datetime.fromisoformat(iso_text.replace("Z", "+00:00")).timestamp())
 
 
-def id_token(*, user: dict[str, Any], client: dict[str, Any], scope: str, nonce: str | None, sid: str,
+def id_token(*, user: Mapping[str, Any], client: dict[str, Any], scope: str, nonce: str | None, sid: str,
              auth_time: int, now: int, access_token_value: str | None,
              acr: str | None = None, amr: list[str] | None = None) -> str:
     """``auth_time``, ``acr`` and ``amr`` are the upstream login's (SPEC §3.1, OIDC Core §2)."""

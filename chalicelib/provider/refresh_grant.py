@@ -16,6 +16,7 @@ that check fails (or the token has no snapshot) is the user read and the transac
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from chalicelib.errors import OAuthError
@@ -24,6 +25,7 @@ from chalicelib.provider.client_auth import AuthenticatedClient
 from chalicelib.provider.code_grant import _new_refresh_token, _token_response, resource_server_of
 from chalicelib.registry.resource_servers import token_scope
 from chalicelib.store.dynamo import ConditionFailed
+from chalicelib.store.grants import RefreshToken
 from chalicelib.store.resource_servers import ResourceServer, still_exists_check
 from chalicelib.store.unit_of_work import UnitOfWork, Write
 from chalicelib.tokens import preview
@@ -96,7 +98,7 @@ def _refresh_once(client: AuthenticatedClient, form: dict[str, Any], now: int) -
     # a token issued before snapshots, or a rotated one within the leeway) the user is read,
     # refused if gone or blocked, and the transaction runs again with the fresh profile, which
     # the token (or its successor) then carries.
-    user = grant_store.user_from_snapshot(record)
+    user: Mapping[str, Any] | None = grant_store.user_from_snapshot(record)
     fresh = False
     for _ in range(2):
         if user is None:
@@ -111,7 +113,7 @@ def _refresh_once(client: AuthenticatedClient, form: dict[str, Any], now: int) -
     raise OAuthError("temporarily_unavailable", "The user is being changed; retry", 503)
 
 
-def _read_user(user_id: str) -> dict[str, Any]:
+def _read_user(user_id: str) -> Mapping[str, Any]:
     from chalicelib.users import get_user, is_blocked  # the slow path only
 
     user = get_user(user_id)
@@ -125,7 +127,7 @@ def _read_user(user_id: str) -> dict[str, Any]:
     return user
 
 
-def _redeem(app: dict[str, Any], record: dict[str, Any], token: str, user: dict[str, Any],
+def _redeem(app: dict[str, Any], record: RefreshToken, token: str, user: Mapping[str, Any],
             fresh: bool, now: int, rotating: bool, leeway: int,
             server: ResourceServer | None) -> str | None:
     """The one transaction of a refresh: the presented token rotated (or slid), the successor
@@ -175,7 +177,7 @@ def _redeem(app: dict[str, Any], record: dict[str, Any], token: str, user: dict[
     return new_token
 
 
-def _checks(operations: UnitOfWork, user: dict[str, Any], fresh: bool,
+def _checks(operations: UnitOfWork, user: Mapping[str, Any], fresh: bool,
             server: ResourceServer | None) -> dict[str, int]:
     """Append the user check and (last) the API check; returns their positions, by which the
     transaction's cancellation reasons tell which condition failed."""
@@ -203,7 +205,7 @@ def _raise_for_checks(exc: ConditionFailed, checks: dict[str, int]) -> None:
         raise _ProfileChanged() from None
 
 
-def _reissue(app: dict[str, Any], record: dict[str, Any], token: str, now: int, leeway: int,
+def _reissue(app: dict[str, Any], record: RefreshToken, token: str, now: int, leeway: int,
              snapshot: dict[str, Any] | None) -> tuple[str, UnitOfWork]:
     """Another token of the family for a token rotated within the leeway. The grant is only
     checked, not updated (its expiry cannot change), so concurrent reissues touch no common item
@@ -215,11 +217,11 @@ def _reissue(app: dict[str, Any], record: dict[str, Any], token: str, now: int, 
                                   grant_store.grant_is_active_check(record["grant_id"], now)])
 
 
-def _within_leeway(record: dict[str, Any], now: int, leeway: int) -> bool:
+def _within_leeway(record: RefreshToken, now: int, leeway: int) -> bool:
     return leeway > 0 and now - int(record["rotated_at"]) <= leeway
 
 
-def _reused(token: str, record: dict[str, Any], now: int) -> None:
+def _reused(token: str, record: RefreshToken, now: int) -> None:
     """RFC 9700 §4.14.2: a rotated token presented again revokes its whole family."""
     grant_store.revoke_grant(record["grant_id"], now, "refresh_token_reuse")
     log.warning("rotated refresh token %s reused: grant %s revoked", preview(token),

@@ -15,8 +15,8 @@ transaction, so a refresh needs no read of the user while the profile is unchang
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, TypeGuard
+from collections.abc import Iterable, Mapping
+from typing import Any, TypedDict, TypeGuard, cast
 
 from chalicelib.store import refresh_tokens
 from chalicelib.store.dynamo import ConditionFailed, table
@@ -35,6 +35,70 @@ TOKEN_EXCHANGEABLE = ("attribute_exists(pk) AND attribute_not_exists(rotated_at)
                       "AND #ttl > :now AND idle_expires_at > :now")
 SNAPSHOT_FIELDS = ("attributes", "updated_at")
 GRANT_PREFIX = "GRANT#"  # the grant's partition, and the sort key of its user and client refs
+
+
+class Grant(TypedDict, total=False):
+    """``GRANT#{grant_id}`` / ``GRANT``."""
+    pk: str
+    sk: str
+    grant_id: str
+    client_id: str
+    user_id: str
+    sid: str
+    ttl: int
+    offline: bool          # has had a refresh token: outlives a plain logout
+    revoked_at: int
+    revoked_for: str
+
+
+class Code(TypedDict, total=False):
+    """``CODE#{digest}`` / ``CODE``: an authorization code and what its tokens are made of."""
+    pk: str
+    sk: str
+    ttl: int
+    grant_id: str
+    client_id: str
+    redirect_uri: str
+    scope: str
+    nonce: str
+    code_challenge: str
+    code_challenge_method: str
+    audience: str
+    audience_id: str       # not stored: added once the API is resolved (code_grant.py)
+    user_id: str
+    sid: str
+    auth_time: int
+    user_snapshot: dict[str, Any]
+    acr: str
+    amr: list[str]
+    consumed_at: int
+
+
+class RefreshToken(TypedDict, total=False):
+    """``RT#{digest}`` / ``RT``: one refresh token of a family (its grant)."""
+    pk: str
+    sk: str
+    ttl: int
+    idle_expires_at: int
+    created_at: int
+    family_created_at: int
+    family_expires_at: int
+    last_exchanged_at: int
+    last_used_at: int
+    rotated_at: int
+    grant_id: str
+    client_id: str
+    user_id: str
+    sid: str
+    scope: str
+    auth_time: int
+    audience: str
+    audience_id: str
+    acr: str
+    amr: list[str]
+    user_snapshot: dict[str, Any]
+    list_pk: str
+    list_sk: str
 
 
 def _grant_key(grant_id: str) -> dict[str, Any]:
@@ -73,8 +137,8 @@ def grant_ids_of_client(client_id: str) -> list[str]:
     return [ref["grant_id"] for ref in table().query(f"CLIENT#{client_id}", sk_prefix=GRANT_PREFIX)]
 
 
-def get_grant(grant_id: str) -> dict[str, Any] | None:
-    return table().get(**_grant_key(grant_id))
+def get_grant(grant_id: str) -> Grant | None:
+    return cast("Grant | None", table().get(**_grant_key(grant_id)))
 
 
 def grant_is_active_check(grant_id: str) -> Write:
@@ -110,8 +174,8 @@ def new_code_operation(code_digest: str, fields: dict[str, Any], expires_at: int
     return Write.put_if_absent(item)
 
 
-def get_code(code_digest: str) -> dict[str, Any] | None:
-    return table().get(**_code_key(code_digest))
+def get_code(code_digest: str) -> Code | None:
+    return cast("Code | None", table().get(**_code_key(code_digest)))
 
 
 def consume_code_operation(code_digest: str, now: int) -> Write:
@@ -141,8 +205,8 @@ def new_refresh_token_operation(token_digest: str, fields: dict[str, Any], *, cr
     return Write.put_if_absent(item)
 
 
-def get_refresh_token(token_digest: str) -> dict[str, Any] | None:
-    return table().get(**_token_key(token_digest))
+def get_refresh_token(token_digest: str) -> RefreshToken | None:
+    return cast("RefreshToken | None", table().get(**_token_key(token_digest)))
 
 
 def rotate_refresh_token_operation(token_digest: str, now: int) -> Write:
@@ -175,7 +239,7 @@ def slide_refresh_token_operation(token_digest: str, now: int, idle_expires_at: 
 
 # --- the user behind a refresh ---------------------------------------------------------------
 
-def user_snapshot(user: dict[str, Any]) -> dict[str, Any] | None:
+def user_snapshot(user: Mapping[str, Any]) -> dict[str, Any] | None:
     """What a refresh token keeps of its user's profile (what the ID token's claims come from),
     or None when the profile lacks a field to pin."""
     if not isinstance(user.get("attributes"), dict) or not isinstance(user.get("updated_at"), str):

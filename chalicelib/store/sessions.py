@@ -12,7 +12,7 @@ update requires ``attribute_not_exists(revoked_at)``, so a racing reuse cannot r
 """
 from __future__ import annotations
 
-from typing import Any, Iterator, TypeGuard
+from typing import Any, Iterator, TypedDict, TypeGuard, cast
 
 from chalicelib.store import users as user_records
 from chalicelib.store.dynamo import ConditionFailed, table
@@ -25,6 +25,28 @@ MAX_SID = 64
 # The SSO update holds only on a live session: not expired, not idle, not revoked.
 _LIVE = ("attribute_exists(pk) AND #ttl > :now AND idle_expires_at > :now "
          "AND attribute_not_exists(revoked_at)")
+
+
+class SessionRecord(TypedDict, total=False):
+    """``SESSION#{sid}`` / ``SESSION``: a broker session as stored."""
+    pk: str
+    sk: str
+    sid: str
+    user_id: str
+    connection_id: str
+    cookie_digest: str
+    auth_time: int
+    updated_at: int
+    expires_at: int
+    idle_expires_at: int
+    ttl: int
+    clients: list[str]        # a string set, read back as a sorted list
+    grants: list[str]
+    acr: str
+    amr: list[str]
+    upstream_id_token: str
+    revoked_at: int
+    end_completed_at: int
 
 
 def key(sid: str) -> tuple[str, str]:
@@ -61,7 +83,7 @@ def touch_operation(sid: str, client_id: str, grant_id: str, idle_expires_at: in
         values={":idle": idle_expires_at, ":c": {client_id}, ":g": {grant_id}, ":now": now})
 
 
-def get(sid: str | None, now: float | None = None) -> dict[str, Any] | None:
+def get(sid: str | None, now: float | None = None) -> SessionRecord | None:
     """The session item, revoked or idle ones included (the caller decides), or None when it
     does not exist or its absolute expiry (``ttl``) is reached by ``now`` (TTL deletion lags)."""
     if not _valid_sid(sid):
@@ -69,20 +91,21 @@ def get(sid: str | None, now: float | None = None) -> dict[str, Any] | None:
     item = table().get(*key(sid))
     if item is None or (now is not None and int(item.get("ttl", 0)) <= now):
         return None
-    return item
+    return cast(SessionRecord, item)
 
 
-def revoke(sid: str | None, now: int) -> dict[str, Any] | None:
+def revoke(sid: str | None, now: int) -> SessionRecord | None:
     """Mark the session revoked (once); returns its new item, or None when it does not exist or
     was already revoked."""
     if not _valid_sid(sid):
         return None
     try:
-        return table().update(*key(sid), "SET revoked_at = :now",
+        item = table().update(*key(sid), "SET revoked_at = :now",
                               condition="attribute_exists(pk) AND attribute_not_exists(revoked_at)",
                               values={":now": now})
     except ConditionFailed:
         return None
+    return cast("SessionRecord | None", item)
 
 
 def mark_end_completed(sid: str, now: int) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypedDict, cast
 
 from chalicelib.store.dynamo import ConditionFailed, table
 from chalicelib.store.unit_of_work import Write
@@ -29,6 +29,28 @@ MAX_USER_ID = 512
 
 # Holds while the user is not blocked (or does not exist yet: a first login).
 NOT_BLOCKED = "attribute_not_exists(blocked) OR blocked <> :blocked_true"
+
+
+class UserProfile(TypedDict, total=False):
+    """``USER#{user_id}`` / ``PROFILE``: a user as stored."""
+    pk: str
+    sk: str
+    user_id: str
+    attributes: dict[str, Any]      # root and mapped attributes from the last login
+    identities: list[dict[str, Any]]
+    connection: str
+    connection_id: str
+    created_at: str                 # ISO 8601
+    updated_at: str
+    last_login: str
+    logins_count: int
+    list_pk: str
+    list_sk: str
+    email_key: str
+    blocked: bool
+    app_metadata: dict[str, Any]
+    user_metadata: dict[str, Any]
+    admin_revision: int
 
 
 def key(user_id: str) -> tuple[str, str]:
@@ -45,19 +67,19 @@ def email_key(connection_name: str, email: str) -> str:
     return f"{connection_name}|{email.strip().casefold()}"[:512]
 
 
-def get(user_id: str) -> dict[str, Any] | None:
+def get(user_id: str) -> UserProfile | None:
     if not isinstance(user_id, str) or not user_id or len(user_id) > MAX_USER_ID:
         return None
-    return table().get(*key(user_id))
+    return cast("UserProfile | None", table().get(*key(user_id)))
 
 
-def get_many(user_ids: list[str]) -> list[dict[str, Any]]:
+def get_many(user_ids: list[str]) -> list[UserProfile]:
     """The profiles of these users that exist (and have not expired), in the order asked: one
     BatchGetItem per 100 users instead of a GetItem each."""
     wanted = [u for u in user_ids
               if isinstance(u, str) and u and len(u) <= MAX_USER_ID]
     found = table().batch_get([key(u) for u in wanted])
-    return [found[key(u)] for u in wanted if key(u) in found]
+    return [cast(UserProfile, found[key(u)]) for u in wanted if key(u) in found]
 
 
 def _profile_ids(items: Iterable[dict[str, Any]]) -> set[str]:
