@@ -27,6 +27,11 @@ def _location(loc: tuple) -> str:
 Model = TypeVar("Model", bound=BaseModel)
 
 
+def payload_error(message: str, where: str) -> InvalidBody:
+    """The 400 of a body that breaks a rule the models cannot express, naming the property."""
+    return InvalidBody(f"Payload validation error: '{message}' on property {where}")
+
+
 def validate(model: type[Model], data: Any) -> Model:
     try:
         return model.model_validate(data)
