@@ -91,7 +91,7 @@ def exchange(client: AuthenticatedClient, form: dict[str, Any], now: int) -> dic
         operations.add(grant_store.grant_is_active_check(record["grant_id"], now))
     if server is not None:
         # Last, so a failure here is told apart: the API was deleted (SPEC §2.5).
-        operations.add(Write.from_transact_item(still_exists_check(server.identifier, server.id)))
+        operations.add(still_exists_check(server.identifier, server.id))
     # Everything that can fail on a dependency runs before the one transaction that consumes the
     # code, so a failure leaves the code redeemable; after it only local work (signing) remains.
     issue.prepare_signing()

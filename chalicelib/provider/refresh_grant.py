@@ -27,7 +27,7 @@ from chalicelib.registry.resource_servers import token_scope
 from chalicelib.store.dynamo import ConditionFailed
 from chalicelib.store.grants import RefreshToken
 from chalicelib.store.resource_servers import ResourceServer, still_exists_check
-from chalicelib.store.unit_of_work import UnitOfWork, Write
+from chalicelib.store.unit_of_work import UnitOfWork
 from chalicelib.tokens import preview
 
 log = logging.getLogger(__name__)
@@ -186,7 +186,7 @@ def _checks(operations: UnitOfWork, user: Mapping[str, Any], fresh: bool,
     if server is not None:
         # A deleted API gets no more tokens, even if this container's cache still has it.
         positions["server"] = len(operations)
-        operations.add(Write.from_transact_item(still_exists_check(server.identifier, server.id)))
+        operations.add(still_exists_check(server.identifier, server.id))
     return positions
 
 

@@ -10,9 +10,10 @@ the token endpoint finds it with two reads. Writes raise
 """
 from __future__ import annotations
 
-from typing import Any, NotRequired, TypedDict, cast
+from typing import NotRequired, TypedDict, cast
 
 from chalicelib.store.dynamo import ConditionFailed, table
+from chalicelib.store.unit_of_work import UnitOfWork, Write
 
 PK = "CLIENT_GRANTS"
 KEY_PK = "CLIENT_GRANT_KEY"
@@ -43,19 +44,15 @@ def _pair(client_id: str, audience: str) -> str:
     return f"{client_id}|{audience}"
 
 
-def create(record: ClientGrant, *also: dict[str, Any]) -> None:
-    """The grant (``id``, ``client_id``, ``audience``, ...) and its key item, then the transaction
-    items in ``also`` (condition checks). Fails when the client already has a grant for the
-    audience; a failed check in ``also`` shows as the last of the failure's reasons."""
+def create(record: ClientGrant, *also: Write) -> None:
+    """The grant (``id``, ``client_id``, ``audience``, ...) and its key item, then the writes in
+    ``also`` (condition checks). Fails when the client already has a grant for the audience; a
+    failed check in ``also`` shows as the last of the failure's reasons."""
     key: ClientGrantKey = {"pk": KEY_PK, "sk": _pair(record["client_id"], record["audience"]),
                            "grant_id": record["id"]}
-    table().transact([
-        {"Put": {"Item": key,
-                 "ConditionExpression": "attribute_not_exists(pk)"}},
-        {"Put": {"Item": {"pk": PK, "sk": record["id"], **record},
-                 "ConditionExpression": "attribute_not_exists(pk)"}},
-        *also,
-    ])
+    UnitOfWork([Write.put_if_absent(key),
+                Write.put_if_absent({"pk": PK, "sk": record["id"], **record}),
+                *also]).commit()
 
 
 def get(grant_id: str) -> ClientGrant | None:

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from chalicelib.store.dynamo import table
+from chalicelib.store.unit_of_work import Write
 
 PK = "RESOURCE_SERVERS"          # sk = identifier: the record
 ID_PK = "RESOURCE_SERVER_IDS"    # sk = id: {"identifier"}
@@ -109,13 +110,9 @@ def delete(server: ResourceServer) -> None:
     ])
 
 
-def still_exists_check(identifier: str, server_id: str) -> dict[str, Any]:
-    """A transaction item that holds only while this very API (not one deleted and registered
+def still_exists_check(identifier: str, server_id: str) -> Write:
+    """A transaction check that holds only while this very API (not one deleted and registered
     again under the same identifier) exists: token and grant writes carry it, so they cannot
     race the API's deletion."""
-    return {"ConditionCheck": {
-        "Key": {"pk": PK, "sk": identifier},
-        "ConditionExpression": "#id = :id",
-        "ExpressionAttributeNames": {"#id": "id"},
-        "ExpressionAttributeValues": {":id": server_id},
-    }}
+    return Write.check({"pk": PK, "sk": identifier}, "#id = :id", names={"#id": "id"},
+                       values={":id": server_id})

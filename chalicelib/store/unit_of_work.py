@@ -16,8 +16,6 @@ from typing import Any, Literal
 from chalicelib.store.dynamo import table
 
 Kind = Literal["Put", "Update", "Delete", "ConditionCheck"]
-_KINDS: dict[str, Kind] = {"Put": "Put", "Update": "Update", "Delete": "Delete",
-                           "ConditionCheck": "ConditionCheck"}
 ABSENT = "attribute_not_exists(pk)"
 
 
@@ -64,21 +62,6 @@ class Write:
               names: Mapping[str, str] | None = None,
               values: Mapping[str, Any] | None = None) -> Write:
         return cls("ConditionCheck", key=key, condition=condition, names=names, values=values)
-
-    @classmethod
-    def from_transact_item(cls, operation: Mapping[str, Any]) -> Write:
-        """A ``TransactItems`` entry built by a store module that still speaks in them."""
-        if len(operation) != 1:
-            raise ValueError("a TransactItems entry has exactly one operation")
-        name, body = next(iter(operation.items()))
-        kind = _KINDS.get(name)
-        if kind is None:
-            raise ValueError(f"unknown transaction operation {name!r}")
-        return cls(kind, item=body.get("Item"), key=body.get("Key"),
-                   update=body.get("UpdateExpression"),
-                   condition=body.get("ConditionExpression"),
-                   names=body.get("ExpressionAttributeNames"),
-                   values=body.get("ExpressionAttributeValues"))
 
     # --- the wire shape -----------------------------------------------------------------------
 

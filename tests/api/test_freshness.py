@@ -26,7 +26,7 @@ from tests.support.flow import (
 )
 
 APP_CALLBACK = "https://app.example.com/callback"
-NOW = int(time.time())  # reset by the idp fixture: the token endpoint runs on the real clock
+NOW = int(time.time())  # reset by the idp fixture, which stops the broker's clock at it
 
 
 @pytest.fixture()

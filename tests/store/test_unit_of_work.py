@@ -32,14 +32,13 @@ def test_each_kind_has_its_transact_item_shape():
     assert Write.delete(key).transact_item() == {"Delete": {"Key": key}}
 
 
-def test_a_transact_item_round_trips():
+def test_a_check_travels_with_its_names_and_values():
     key = _key()
-    raw = {"ConditionCheck": {"Key": key, "ConditionExpression": "#id = :id",
-                              "ExpressionAttributeNames": {"#id": "id"},
-                              "ExpressionAttributeValues": {":id": "x"}}}
-    assert Write.from_transact_item(raw).transact_item() == raw
-    with pytest.raises(ValueError):
-        Write.from_transact_item({"Scan": {}})
+    assert Write.check(key, "#id = :id", names={"#id": "id"},
+                       values={":id": "x"}).transact_item() == {
+        "ConditionCheck": {"Key": key, "ConditionExpression": "#id = :id",
+                           "ExpressionAttributeNames": {"#id": "id"},
+                           "ExpressionAttributeValues": {":id": "x"}}}
 
 
 def test_writes_are_frozen_and_only_writes_are_collected():
