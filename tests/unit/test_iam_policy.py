@@ -361,9 +361,16 @@ def _resolve_dispatchers(modules: list[_Module], dispatchers, result: ScanResult
 
 
 def _transact_kinds(module: _Module) -> set[str]:
-    """TransactItems entries the code builds: ``{"Put": {"Item": ...}}``, ``{"Update": {"Key": ...}}``."""
+    """TransactItems entries the code builds: ``{"Put": {"Item": ...}}``, ``{"Update": {"Key": ...}}``,
+    or a unit-of-work write, ``cls("ConditionCheck", key=...)`` (store/unit_of_work.py's Write)."""
     kinds = set()
     for node in ast.walk(module.tree):
+        if isinstance(node, ast.Call) and node.args:
+            first = node.args[0]
+            if (isinstance(first, ast.Constant) and first.value in TRANSACT_KIND_ACTION
+                    and any(k.arg in ("item", "key") for k in node.keywords)):
+                kinds.add(first.value)
+            continue
         if not isinstance(node, ast.Dict) or len(node.keys) != 1:
             continue
         key, value = node.keys[0], node.values[0]
