@@ -174,6 +174,23 @@ def _capped_by_budget(delay: float) -> float:
     return delay if left is None else max(0.0, min(delay, left))
 
 
+def retry_lost_races(send: Callable[[], None], conflict_retries: int,
+                     sleep: Callable[[float], None]) -> None:
+    """Call ``send`` (one transaction) and send it again, after a short jittered pause, up to
+    ``conflict_retries`` times while it is cancelled only by a concurrent transaction
+    (:attr:`ConditionFailed.lost_race`); any other failure, or the last one, is raised. Both
+    backends' ``transact`` use it."""
+    for attempt in range(conflict_retries + 1):
+        try:
+            return send()
+        except ConditionFailed as exc:
+            if not exc.lost_race or attempt == conflict_retries:
+                raise
+            import random
+
+            sleep(_capped_by_budget(random.uniform(0.01, 0.04) * (attempt + 1)))
+
+
 class Table:
     def __init__(self, name: str | None = None, clock: Callable[[], float] = wall_clock,
                  sleep: Callable[[float], None] = time.sleep):
@@ -367,15 +384,7 @@ class Table:
         their items (:attr:`ConditionFailed.lost_race`) — for writes whose conditions do not
         depend on who wins (a login's user, session, grant and code: two tabs signing the same
         user in at once both succeed). Single-use consumption never retries blindly."""
-        for attempt in range(conflict_retries + 1):
-            try:
-                return self._transact_once(operations)
-            except ConditionFailed as exc:
-                if not exc.lost_race or attempt == conflict_retries:
-                    raise
-                import random
-
-                self.sleep(_capped_by_budget(random.uniform(0.01, 0.04) * (attempt + 1)))
+        retry_lost_races(lambda: self._transact_once(operations), conflict_retries, self.sleep)
 
     def _transact_once(self, operations: list[dict[str, Any]]) -> None:
         items = []

@@ -16,7 +16,6 @@ Tests install it with ``dynamo.install(MemoryTable())``; production code never i
 from __future__ import annotations
 
 import logging
-import random
 import re
 import threading
 import time
@@ -25,7 +24,7 @@ from typing import Any, Callable, Iterator
 
 from chalicelib import clock as broker_clock
 from chalicelib.errors import ServiceUnavailable
-from chalicelib.store.dynamo import ConditionFailed, _capped_by_budget, _native
+from chalicelib.store.dynamo import ConditionFailed, _native, retry_lost_races
 
 log = logging.getLogger(__name__)
 
@@ -775,13 +774,7 @@ class MemoryTable:
     def transact(self, operations: list[dict[str, Any]], *, conflict_retries: int = 0) -> None:
         """As :meth:`Table.transact`: all-or-nothing, sent again after a short jittered pause
         up to ``conflict_retries`` times when cancelled only by a concurrent transaction."""
-        for attempt in range(conflict_retries + 1):
-            try:
-                return self._transact_once(operations)
-            except ConditionFailed as exc:
-                if not exc.lost_race or attempt == conflict_retries:
-                    raise
-                self.sleep(_capped_by_budget(random.uniform(0.01, 0.04) * (attempt + 1)))
+        retry_lost_races(lambda: self._transact_once(operations), conflict_retries, self.sleep)
 
     def _transact_once(self, operations: list[dict[str, Any]]) -> None:
         if not 1 <= len(operations) <= MAX_TRANSACTION_ITEMS:
