@@ -21,6 +21,7 @@ _ENV_KEYS = (
     "BROKER_ADMIN_SECRET_NAME",
     "BROKER_ALLOW_INSECURE_LOOPBACK",
     "BROKER_LOGOUT_QUEUE_URL",
+    "BROKER_LOG_RETENTION_DAYS",
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -37,6 +38,7 @@ class Settings:
     admin_secret_name: str
     allow_insecure_loopback: bool
     logout_queue_url: str
+    log_retention_days: int = 30
 
     @property
     def management_audience(self) -> str:
@@ -87,6 +89,9 @@ def _load(env: dict[str, str]) -> Settings:
         raise ConfigurationError(
             "BROKER_ISSUER must use https (http only on loopback with BROKER_ALLOW_INSECURE_LOOPBACK)"
         )
+    retention = (env.get("BROKER_LOG_RETENTION_DAYS") or "30").strip()
+    if not retention.isdigit() or not 1 <= int(retention) <= 3650:
+        raise ConfigurationError("BROKER_LOG_RETENTION_DAYS must be a whole number of days, 1 to 3650")
     prefix = env.get("BROKER_SECRET_PREFIX") or f"broker/{stage}/"
     if not prefix.endswith("/"):
         prefix += "/"
@@ -99,6 +104,7 @@ def _load(env: dict[str, str]) -> Settings:
         admin_secret_name=env.get("BROKER_ADMIN_SECRET_NAME") or f"{prefix}admin-client-secret",
         allow_insecure_loopback=allow_loopback,
         logout_queue_url=env.get("BROKER_LOGOUT_QUEUE_URL") or "",
+        log_retention_days=int(retention),
     )
 
 

@@ -334,17 +334,34 @@ class Table:
         raw = self._call("delete_item", **kwargs).get("Attributes")
         return from_dynamo(raw) if raw else None
 
-    def query(self, pk: str, *, sk_prefix: str | None = None) -> Iterator[dict[str, Any]]:
-        """Every live item of one partition, in ``sk`` order (strongly consistent)."""
+    def query(self, pk: str, *, sk_prefix: str | None = None, after: str | None = None,
+              before: str | None = None, descending: bool = False,
+              page_size: int | None = None) -> Iterator[dict[str, Any]]:
+        """Every live item of one partition, in ``sk`` order (strongly consistent); ``after`` /
+        ``before``: only ``sk`` strictly above / below (one of them, not with ``sk_prefix``);
+        ``descending``: newest ``sk`` first; ``page_size``: items per DynamoDB page (the caller
+        stops iterating when it has enough)."""
+        values: dict[str, Any] = {":pk": pk}
+        condition = "pk = :pk"
+        if sk_prefix:
+            condition += " AND begins_with(sk, :prefix)"
+            values[":prefix"] = sk_prefix
+        elif after is not None:
+            condition += " AND sk > :bound"
+            values[":bound"] = after
+        elif before is not None:
+            condition += " AND sk < :bound"
+            values[":bound"] = before
         kwargs: dict[str, Any] = {
             "TableName": self.name,
             "ConsistentRead": True,
-            "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": to_dynamo({":pk": pk}),
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeValues": to_dynamo(values),
         }
-        if sk_prefix:
-            kwargs["KeyConditionExpression"] += " AND begins_with(sk, :prefix)"
-            kwargs["ExpressionAttributeValues"] = to_dynamo({":pk": pk, ":prefix": sk_prefix})
+        if descending:
+            kwargs["ScanIndexForward"] = False
+        if page_size:
+            kwargs["Limit"] = page_size
         while True:
             page = self._call("query", **kwargs)
             for raw in page.get("Items", []):
@@ -355,16 +372,31 @@ class Table:
                 return
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
-    def query_index(self, index: str, key: str, value: str) -> Iterator[dict[str, Any]]:
+    def query_index(self, index: str, key: str, value: str, *, range_key: str | None = None,
+                    before: str | None = None, descending: bool = False,
+                    page_size: int | None = None) -> Iterator[dict[str, Any]]:
         """Every live item whose ``key`` equals ``value`` in a global secondary index (GSIs are
-        eventually consistent: a write may take a moment to show)."""
+        eventually consistent: a write may take a moment to show); ``before`` (with the index's
+        ``range_key``): only range values strictly below; ``descending`` / ``page_size`` as in
+        :meth:`query`."""
+        names = {"#k": key}
+        values: dict[str, Any] = {":v": value}
+        condition = "#k = :v"
+        if before is not None and range_key:
+            condition += " AND #r < :bound"
+            names["#r"] = range_key
+            values[":bound"] = before
         kwargs: dict[str, Any] = {
             "TableName": self.name,
             "IndexName": index,
-            "KeyConditionExpression": "#k = :v",
-            "ExpressionAttributeNames": {"#k": key},
-            "ExpressionAttributeValues": to_dynamo({":v": value}),
+            "KeyConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": to_dynamo(values),
         }
+        if descending:
+            kwargs["ScanIndexForward"] = False
+        if page_size:
+            kwargs["Limit"] = page_size
         while True:
             page = self._call("query", **kwargs)
             for raw in page.get("Items", []):

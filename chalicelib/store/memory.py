@@ -690,30 +690,39 @@ class MemoryTable:
                      if (item := self._stored(key)) is not None}
         return {key: item for key, item in found.items() if self._alive(item) is not None}
 
-    def query(self, pk: str, *, sk_prefix: str | None = None) -> Iterator[dict[str, Any]]:
+    def query(self, pk: str, *, sk_prefix: str | None = None, after: str | None = None,
+              before: str | None = None, descending: bool = False,
+              page_size: int | None = None) -> Iterator[dict[str, Any]]:
         _check_key_value("pk", pk, MAX_PARTITION_KEY_BYTES)
         with self._lock:
             partition = self._partitions.get(pk, {})
-            found = [_out(partition[sk]) for sk in sorted(partition)
-                     if not sk_prefix or sk.startswith(sk_prefix)]
+            found = [_out(partition[sk]) for sk in sorted(partition, reverse=descending)
+                     if (not sk_prefix or sk.startswith(sk_prefix))
+                     and (sk_prefix or after is None or sk > after)
+                     and (sk_prefix or after is not None or before is None or sk < before)]
         for item in found:
             if self._alive(item) is not None:
                 yield item
 
-    def query_index(self, index: str, key: str, value: str) -> Iterator[dict[str, Any]]:
+    def query_index(self, index: str, key: str, value: str, *, range_key: str | None = None,
+                    before: str | None = None, descending: bool = False,
+                    page_size: int | None = None) -> Iterator[dict[str, Any]]:
         if index not in INDEXES:
             raise _invalid(f"the table does not have the specified index: {index}")
-        hash_key, range_key = INDEXES[index]
+        hash_key, index_range = INDEXES[index]
         if key != hash_key:
             raise _invalid(f"query condition missed key schema element: {hash_key}")
+        if before is not None and range_key and range_key != index_range:
+            raise _invalid(f"query key condition not supported: {range_key}")
         _check_key_value(hash_key, value, MAX_PARTITION_KEY_BYTES)
-        projected = [a for a in (*KEYS, hash_key, range_key) if a is not None]
+        projected = [a for a in (*KEYS, hash_key, index_range) if a is not None]
         with self._lock:
             found = [_out({a: item[a] for a in projected})
                      for partition in self._partitions.values() for item in partition.values()
-                     if item.get(hash_key) == value and (range_key is None or range_key in item)]
-        found.sort(key=lambda item: (item.get(range_key, "") if range_key else "",
-                                     item["pk"], item["sk"]))
+                     if item.get(hash_key) == value and (index_range is None or index_range in item)
+                     and (before is None or not index_range or item[index_range] < before)]
+        found.sort(key=lambda item: (item.get(index_range, "") if index_range else "",
+                                     item["pk"], item["sk"]), reverse=descending)
         for item in found:
             if self._alive(item) is not None:
                 yield item

@@ -9,10 +9,11 @@ operation order), and never looks inside one. :meth:`UnitOfWork.commit` hands th
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from chalicelib.errors import ServiceUnavailable
 from chalicelib.store.dynamo import table
 
 Kind = Literal["Put", "Update", "Delete", "ConditionCheck"]
@@ -88,6 +89,7 @@ class UnitOfWork:
 
     def __init__(self, writes: Iterable[Write] = ()) -> None:
         self._writes: list[Write] = []
+        self._riders: list[tuple[Write, Callable[[bool], None]]] = []
         self.add(*writes)
 
     def add(self, *writes: Write) -> UnitOfWork:
@@ -95,6 +97,17 @@ class UnitOfWork:
             if not isinstance(write, Write):
                 raise TypeError(f"not a Write: {type(write).__name__}")
             self._writes.append(write)
+        return self
+
+    def ride(self, write: Write, after: Callable[[bool], None]) -> UnitOfWork:
+        """A write that only goes along (a log event): unconditional, after every other write
+        (so cancellation reasons keep their places), never the reason a commit fails. ``after``
+        runs once the commit succeeded, with whether the rider was stored: when the
+        transaction is refused for anything but a condition or a lost race (a size limit, a
+        throttle), it is sent again without its riders."""
+        if not isinstance(write, Write) or write.condition is not None:
+            raise TypeError("a rider is an unconditional Write")
+        self._riders.append((write, after))
         return self
 
     def __iter__(self) -> Iterator[Write]:
@@ -109,7 +122,18 @@ class UnitOfWork:
     def commit(self, conflict_retries: int = 0) -> None:
         """All-or-nothing; :class:`~chalicelib.store.dynamo.ConditionFailed` (a reason per
         write, in the order added) when any condition lost."""
-        table().transact(self.transact_items(), conflict_retries=conflict_retries)
+        if not self._riders:
+            table().transact(self.transact_items(), conflict_retries=conflict_retries)
+            return
+        riders = [write.transact_item() for write, _ in self._riders]
+        try:
+            table().transact(self.transact_items() + riders, conflict_retries=conflict_retries)
+            stored = True
+        except ServiceUnavailable:
+            table().transact(self.transact_items(), conflict_retries=conflict_retries)
+            stored = False
+        for _, after in self._riders:
+            after(stored)
 
 
 def unit_of(writes: UnitOfWork | Iterable[Write]) -> UnitOfWork:
