@@ -2,6 +2,8 @@
 
 Where a route lives (chalicelib/api/):
   request_deadline.py         middleware: the outbound budget of every request
+  request_log.py              middleware: the request's context for log events, its JSON log line
+                              and its metrics
   well_known.py               /.well-known/openid-configuration, /.well-known/jwks.json,
                               /oauth/connection/{name}/.well-known/jwks.json
   login.py                    /authorize, /login/callback[/{connection}]
@@ -13,6 +15,7 @@ Where a route lives (chalicelib/api/):
   console.py                  /admin, /admin/{asset}
   events.py                   the back-channel logout queue (SQS, not HTTP)
   management_*.py             /api/v2/... (the Management API), one file per resource
+                              (management_logs.py: /api/v2/logs, /api/v2/users/{id}/logs)
 """
 from chalice import Chalice
 
@@ -25,6 +28,7 @@ from chalicelib.api import (
     management_client_grants,
     management_clients,
     management_connections,
+    management_logs,
     management_openapi,
     management_refresh_tokens,
     management_resource_servers,
@@ -34,6 +38,7 @@ from chalicelib.api import (
     management_users,
     oauth,
     request_deadline,
+    request_log,
     try_and_demo,
     userinfo,
     well_known,
@@ -42,6 +47,7 @@ from chalicelib.logs import configure_logging
 
 app = Chalice(app_name="identity-broker")
 configure_logging(app)
+app.register_blueprint(request_log.bp)
 app.register_blueprint(request_deadline.bp)
 # OpenID Provider and OAuth endpoints, browser login and logout
 app.register_blueprint(well_known.bp)
@@ -63,4 +69,5 @@ app.register_blueprint(management_sessions.bp)
 app.register_blueprint(management_refresh_tokens.bp)
 app.register_blueprint(management_signing_keys.bp)
 app.register_blueprint(management_tenant_settings.bp)
+app.register_blueprint(management_logs.bp)
 app.register_blueprint(management_openapi.bp)
