@@ -28,6 +28,27 @@ _ENV = {
 }
 
 
+def pytest_configure(config):
+    """Watch the whole run for credentials in log lines (tests/support/secret_scan.py)."""
+    from tests.support import idp, secret_scan
+
+    config.addinivalue_line("markers", "run_last: runs after every other test of the run")
+    secret_scan.install()
+    secret_scan.declare(ADMIN_CLIENT_SECRET, idp.DEFAULT_CLIENT_SECRET)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The full-run scans (``run_last``) see what every other test wrote."""
+    items.sort(key=lambda item: item.get_closest_marker("run_last") is not None)
+
+
+def pytest_runtest_logreport(report):
+    """Every test's captured output (stdout: JSON log lines, EMF metrics; stderr) is scanned."""
+    from tests.support import secret_scan
+
+    secret_scan.check(f"output of {report.nodeid}", [report.capstdout, report.capstderr])
+
+
 @pytest.fixture(scope="session")
 def aws_endpoint():
     """moto's server on 127.0.0.1: real AWS wire protocol, nothing leaves the machine."""

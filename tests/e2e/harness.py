@@ -125,8 +125,12 @@ def start_broker(port: int) -> Broker:
 
     def drain() -> None:
         assert proc.stdout is not None
+        from tests.support import secret_scan
+
         for line in proc.stdout:
             broker.lines.append(line)
+            if broker.ready.is_set():  # the banner before it shows the local admin secret, on purpose
+                secret_scan.check("e2e broker output", [line])
             if line.startswith("BROKER READY "):
                 broker.issuer = line.split(" ", 2)[2].strip()
                 broker.ready.set()
