@@ -22,6 +22,8 @@ MANAGEMENT_SCOPES = (
     "read:resource_servers", "create:resource_servers", "update:resource_servers",
     "delete:resource_servers",
     "read:tenant_settings", "update:tenant_settings",
+    # Log events (SPEC §9): every event, or (users/{id}/logs) a user's.
+    "read:logs", "read:logs_users",
 )
 
 LEEWAY_SECONDS = 0  # our own tokens: our own clock
