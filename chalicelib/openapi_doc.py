@@ -145,7 +145,7 @@ def _response_schemas(schemas: dict) -> None:
                     "inexistent_connection, inexistent_client, inexistent_client_grant, "
                     "inexistent_user, inexistent_session, inexistent_signing_key, "
                     "inexistent_refresh_token, "
-                    "inexistent_resource_server (404), "
+                    "inexistent_resource_server, inexistent_log (404), "
                     "signing_key_not_revocable (400), discovery_check_failed, "
                     "issuer_check_failed, jwks_check_failed (404, connection status), "
                     "tenant_settings_conflict (409), "
@@ -358,6 +358,7 @@ def _response_schemas(schemas: dict) -> None:
     }, ("kid", "cert", "pkcs7", "fingerprint", "thumbprint", "current", "next", "previous",
         "revoked"))
     _tenant_schemas(schemas)
+    _log_schemas(schemas)
     schemas["SigningKeyRotated"] = _obj(
         {"kid": _str(), "cert": _str(pattern="^-----BEGIN CERTIFICATE-----")}, ("kid", "cert"),
         description="The key that is now current.")
@@ -945,6 +946,7 @@ def _paths() -> dict:
                                    "jwks_check_failed (inexistent_connection: no such "
                                    "connection)."),
         },
+        **_log_paths(user_id),
     }
 
 
@@ -971,6 +973,124 @@ def _tenant_schemas(schemas: dict) -> None:
         "status": _str(enum=["online"]),
         "checks": _obj({c: _str() for c in CHECKS}, CHECKS),
     }, ("status", "checks"))
+
+
+def _log_schemas(schemas: dict) -> None:
+    """Log events (SPEC §9): the properties are chalicelib/store/log_events.py's LogEvent."""
+    from typing import get_type_hints
+
+    from chalicelib.audit import DESCRIPTIONS
+    from chalicelib.store.log_events import LogEvent
+
+    special = {
+        "log_id": _str(pattern="^900[0-9]{53}$", description="56 digits, in time order: "
+                       "from= of checkpoint paging."),
+        "date": _str(format="date-time", description="UTC, milliseconds."),
+        "type": _str(description="Auth0's event code: " + ", ".join(
+            f"{code} ({text})" for code, text in DESCRIPTIONS.items()) + "."),
+        "details": {"type": "object", "description": "The failed check, the upstream error "
+                    "code and the like; never a token, code, secret, assertion or cookie."},
+        "strategy": _str(enum=["oidc"]),
+        "strategy_type": _str(enum=["enterprise"]),
+    }
+    properties = {}
+    for name, kind in get_type_hints(LogEvent).items():
+        if name in special:
+            properties[name] = special[name]
+        elif kind is str:
+            properties[name] = _str()
+        else:
+            raise RuntimeError(f"LogEvent.{name}: no schema for {kind}")
+    schemas["LogEvent"] = _obj(
+        properties, description="A log event in Auth0's shape. Properties without a value are "
+                                "absent. With fields/include_fields only the selected properties "
+                                "are present.")
+    schemas["LogEventFull"] = {"allOf": [_ref("LogEvent"), {"required": [
+        "log_id", "date", "type", "description", "details"]}],
+        "description": "A log event with every property it has."}
+    paged = {"start": _int(minimum=0), "limit": _int(minimum=1, maximum=100),
+             "length": _int(minimum=0), "total": _int(minimum=0, maximum=1000)}
+    schemas["LogList"] = {"oneOf": [
+        _array(_ref("LogEvent"), description="Without include_totals, and checkpoint paging."),
+        _obj({**paged, "logs": _array(_ref("LogEvent"))}, (*paged, "logs"),
+             description="Search paging with include_totals=true: total counts the matches "
+                         "paging can reach (at most 1,000)."),
+    ]}
+    schemas["UserLogList"] = {"oneOf": [
+        _array(_ref("LogEventFull"), description="Without include_totals."),
+        _obj({**paged, "logs": _array(_ref("LogEventFull"))}, (*paged, "logs"),
+             description="With include_totals=true."),
+    ]}
+
+
+def _log_paths(user_id: dict) -> dict:
+    ok = _json
+    newest = "Newest first (date:-1, the default) or oldest first (date:1)."
+    sort = _query("sort", _str(enum=["date:-1", "date:1"]), newest)
+    page = _query("page", _int(minimum=0, maximum=100000),
+                  "Search paging: page number, 0-based (default 0). Only the first 1,000 matches "
+                  "can be reached: a page starting past them gives 400.")
+    q = ("Search (Auth0's log search syntax, the subset the broker answers): type:, user_id:, "
+         "client_id:, connection: (exact, case-sensitive values; quote a value holding spaces "
+         "or special characters) and date:[A TO B] ({A TO B} excludes the ends; each end a day, "
+         "an ISO 8601 time or *; a day alone as date:2026-12-01 is that day), joined by AND or "
+         "by a space. Anything else (OR, NOT, wildcards, other fields) gives 400 naming the "
+         "unsupported part.")
+    totals = _query("include_totals", _str(enum=["true", "false"]),
+                    "Search paging: true returns {start, limit, length, total, logs} instead of "
+                    "a bare array (default false); total counts the matches paging can reach "
+                    "(at most 1,000).")
+    link = {"Link": {"schema": _str(), "description": 'Checkpoint paging: <{BROKER_ISSUER}api/'
+                     'v2/logs?from=...&take=...>; rel="next", the next call (the same one again '
+                     'when no newer event exists yet).'}}
+    return {
+        "/api/v2/logs": {
+            "get": _op("get_logs", "logs", "Search log events", ["read:logs"],
+                       {"200": {**ok(_ref("LogList"), "The events."), "headers": link},
+                        **_errors(400, 401, 403, 503)},
+                       parameters=[
+                           page, *_p("per_page"), totals, sort,
+                           *_p("fields", "include_fields"),
+                           _query("q", _str(maxLength=1024), q),
+                           _query("search", _str(maxLength=1024), "The same as q (what "
+                                  "auth0-python 6.x sends); not both."),
+                           _query("from", _str(pattern="^900[0-9]{53}$"),
+                                  "Checkpoint paging: the events after this log_id, oldest "
+                                  "first (by log_id), as a bare array."),
+                           _query("take", _int(minimum=1, maximum=100),
+                                  "Checkpoint paging: at most this many events (default 50). "
+                                  "take without from starts at the oldest kept event.")],
+                       description="Two ways to page, as at Auth0. Search paging (page/per_page): "
+                                   "the events that match q, newest first by default, up to the "
+                                   "first 1,000 matches; a filter other than user_id: or date: "
+                                   "examines at most the newest 5,000 events of the date range. "
+                                   "Checkpoint paging (from and/or take): every event after "
+                                   "from, oldest first, and a Link header naming the next call; "
+                                   "page, per_page, include_totals and sort are ignored there "
+                                   "(auth0's SDKs send them along), q is refused. Events are "
+                                   "kept BROKER_LOG_RETENTION_DAYS days (30 by default)."),
+        },
+        "/api/v2/logs/{log_id}": {
+            "parameters": [_path("log_id", "The event's log_id.")],
+            "get": _op("get_logs_by_id", "logs", "Get a log event", ["read:logs"],
+                       {"200": ok(_ref("LogEventFull"), "The event."),
+                        **_errors(401, 403, 404, 503)},
+                       description="404 (inexistent_log) when no such event is kept, a malformed "
+                                   "id included."),
+        },
+        "/api/v2/users/{user_id}/logs": {
+            "parameters": [user_id],
+            "get": _op("get_logs_by_user", "logs", "A user's log events",
+                       ["read:logs_users", "read:logs"],
+                       {"200": ok(_ref("UserLogList"), "The user's events."),
+                        **_errors(400, 401, 403, 404, 503)},
+                       parameters=[page, *_p("per_page"), totals, sort],
+                       description="Whether or not the user still exists (its deletion is one of "
+                                   "its events); up to the first 1,000 events. 404 "
+                                   "(inexistent_user) only for an id longer than any user id.",
+                       any_scope=True),
+        },
+    }
 
 
 def _token_operation() -> dict:
@@ -1028,7 +1148,8 @@ def _build() -> dict:
         "servers": [{"url": "/", "description": "BROKER_ISSUER"}],
         "tags": [{"name": name} for name in ("connections", "clients", "client-grants",
                                              "resource-servers", "users",
-                                             "sessions", "keys", "tenants", "oauth", "meta")],
+                                             "sessions", "keys", "tenants", "logs", "oauth",
+                                             "meta")],
         "paths": _paths(),
         "components": {
             "schemas": dict(sorted(schemas.items())),
