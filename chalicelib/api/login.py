@@ -74,7 +74,7 @@ def _authorize(request, now: int, trusted: list):
                 raise flow.AppError("login_required", "The user must log in")
             return _login_page(app_request, connection, request)
         if flow.session_is_reusable(app_request, session, connection, now):
-            return _page(_single_sign_on(app_request, session, now))
+            return _page(_single_sign_on(app_request, session, now, connection=connection))
         if "none" in app_request.prompt:
             raise flow.AppError("login_required", "The user must log in")
         force = "login" in app_request.prompt or (
@@ -97,11 +97,14 @@ def _login_page(app_request, choice, request):
                              unmatched_domain=choice.unmatched_domain)
 
 
-def _single_sign_on(app_request, session, now: int):
-    """A live broker session for the chosen connection: no trip upstream (SSO)."""
-    from chalicelib import sessions
+def _single_sign_on(app_request, session, now: int, connection: dict | None = None):
+    """A live broker session for the chosen connection: no trip upstream (SSO). Its ``s`` log
+    event (``details.silent``: no upstream login; Auth0 would say ``ssa`` for ``prompt=none``,
+    SPEC §9 lists ``s``) rides in its transaction; a refusal is one ``f``."""
+    from chalicelib import audit, sessions
     from chalicelib.login.authorize import AppError, code_to_app
     from chalicelib.login.complete import code_operations
+    from chalicelib.provider.token_events import connection_of
     from chalicelib.store import logins
     from chalicelib.store.dynamo import ConditionFailed
     from chalicelib.store.unit_of_work import UnitOfWork
@@ -117,14 +120,28 @@ def _single_sign_on(app_request, session, now: int):
     operations = UnitOfWork(code_writes)
     operations.add(sessions.session_touch_operation(session, client_id, grant_id, now))
     # Last: a blocked user's session (its ending still in flight) issues nothing (SPEC §2.4).
+    blocked_check = len(operations)
     operations.add(not_blocked_check(session.user_id))
+    # The connection as the session names it when the caller did not pass its record.
+    named = connection or {"id": session.connection_id,
+                           "name": connection_of(session.user_id)}
+
+    def event(type_: str, **details):
+        return audit.event(type_, connection=named, client=app_request.client,
+                           user_id=session.user_id,
+                           details={"silent": True, "prompt": " ".join(sorted(app_request.prompt))
+                                    or None, **details})
+
+    audit.ride(operations, event("s"))
     try:
         # Silent authentication from two tabs at once touches one session item: a lost race is
         # tried again, not mistaken for an ended session.
         logins.record(operations)
     except ConditionFailed as exc:
-        if exc.reasons[-1:] == ["ConditionalCheckFailed"]:
+        if exc.reasons[blocked_check:blocked_check + 1] == ["ConditionalCheckFailed"]:
+            audit.record(event("f", check="blocked", error="access_denied"))
             raise AppError("access_denied", "user is blocked") from None
+        audit.record(event("f", check="session", error="login_required"))
         raise AppError("login_required", "The session ended; log in again") from None
     return code_to_app(app_request.redirect_uri, app_request.response_mode, code, app_request.state)
 

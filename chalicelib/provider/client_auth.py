@@ -1,4 +1,8 @@
-"""Client authentication at the token endpoint (RFC 6749 §2.3.1)."""
+"""Client authentication at the token endpoint (RFC 6749 §2.3.1).
+
+A client throttled for its failed authentications (SPEC §8) is a ``limit_wc`` log event (§9),
+once per client and failure window in a container: the refused requests that follow in that
+window add none, so a flood of them writes no more than it reads."""
 from __future__ import annotations
 
 import base64
@@ -9,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote_plus
 
-from chalicelib import clock
+from chalicelib import audit, clock
 from chalicelib.errors import OAuthError
 from chalicelib.settings import get_settings
 
@@ -26,6 +30,20 @@ class AuthenticatedClient:
             return ["client_credentials"]
         grant_types: list[str] = self.record.get("grant_types", [])
         return grant_types
+
+
+THROTTLED = "too_many_requests"  # the OAuth error of a throttled client
+
+
+def presented_client_id(form: Mapping[str, Any], authorization: str | None) -> str | None:
+    """The client_id a request names (HTTP Basic or the body), for a log event about it; never
+    raises, never returns the secret."""
+    try:
+        basic = _basic_credentials(authorization)
+    except OAuthError:
+        basic = None
+    client_id = basic[0] if basic else form.get("client_id")
+    return client_id if isinstance(client_id, str) and client_id else None
 
 
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:
@@ -80,7 +98,7 @@ def authenticate_client(form: dict[str, Any], authorization: str | None) -> Auth
     cached = cached_client(client_id)
     if (cached is not None and _accepts(cached, secret, method, secret_matches)
             and not _failed_recently(client_id)):
-        _refuse_if_throttled(cached)
+        _refuse_if_throttled(cached, client_id=client_id)
         return AuthenticatedClient(client_id, cached, method)
     record = get_client(client_id)
     if record is None:
@@ -92,7 +110,7 @@ def authenticate_client(form: dict[str, Any], authorization: str | None) -> Auth
         return AuthenticatedClient(client_id, record, "none")
     if _failures_in_window(record):
         _remember_failure(client_id)
-    _refuse_if_throttled(record)
+    _refuse_if_throttled(record, client_id=client_id)
     if method != registered or not secret_matches(secret or "", record.get("client_secret_hash")):
         _record_failure(client_id)
         raise _invalid_client(basic=bool(basic))
@@ -146,15 +164,36 @@ def _failed_recently(client_id: str) -> bool:
     return _failures_seen.get(client_id) == _window(clock.now())
 
 
-def _refuse_if_throttled(record: Mapping[str, Any] | None, now: float | None = None) -> None:
+def _refuse_if_throttled(record: Mapping[str, Any] | None, now: float | None = None, *,
+                         client_id: str) -> None:
     from chalicelib.store.throttles import failures_in
 
     now = clock.now() if now is None else now
-    if failures_in(record, _window(now)) >= FAILURE_LIMIT:
+    failures = failures_in(record, _window(now))
+    if failures >= FAILURE_LIMIT:
+        _throttle_event(client_id, record, failures, _window(now))
         retry_after = FAILURE_WINDOW_SECONDS - int(now % FAILURE_WINDOW_SECONDS)
-        raise OAuthError("too_many_requests",
+        raise OAuthError(THROTTLED,
                          "Too many failed authentication attempts; try again later", 429,
                          {"Retry-After": str(max(retry_after, 1))})
+
+
+# Clients whose throttling this container has logged, by window (bounded like _failures_seen).
+_throttles_logged: dict[str, int] = {}
+
+
+def _throttle_event(client_id: str, record: Mapping[str, Any] | None, failures: int,
+                    window: int) -> None:
+    """``limit_wc``, once per client and window here."""
+    if _throttles_logged.get(client_id) == window:
+        return
+    if len(_throttles_logged) >= MAX_FAILURES_SEEN:
+        _throttles_logged.clear()
+    _throttles_logged[client_id] = window
+    client = record if record is not None and record.get("client_id") == client_id else None
+    audit.record(audit.event("limit_wc", client=client, client_id=client_id,
+                             details={"failures": failures, "limit": FAILURE_LIMIT,
+                                      "window_seconds": FAILURE_WINDOW_SECONDS}))
 
 
 def _record_failure(client_id: str, now: float | None = None, *, admin: bool = False) -> None:
@@ -177,7 +216,7 @@ def _authenticate_admin(client_id: str, secret: str | None, method: str,
 
     if secret is None:
         raise _invalid_client(basic)
-    _refuse_if_throttled(admin_counter(client_id))
+    _refuse_if_throttled(admin_counter(client_id), client_id=client_id)
     try:
         expected = secret_store().get(get_settings().admin_secret_name)
     except SecretNotFound:

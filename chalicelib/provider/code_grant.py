@@ -4,6 +4,9 @@ Checks run against the stored code first; only then is the code consumed, in one
 with the grant's liveness check and the refresh token's creation, so a request either returns
 working tokens or consumes nothing (SPEC §8). A consumed code presented again revokes the grant:
 every token issued from the first redemption stops working (RFC 6749 §4.1.2, RFC 9700 §4.5).
+
+Log events (SPEC §9): ``seacft`` rides in that transaction; every refusal is one ``feacft``
+naming the rule that refused it (``check``), never the code or the verifier.
 """
 from __future__ import annotations
 
@@ -11,9 +14,10 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib.errors import OAuthError
-from chalicelib.provider import grant_store, issue, lifetimes
+from chalicelib.errors import ApiError, OAuthError
+from chalicelib.provider import grant_store, issue, lifetimes, token_events
 from chalicelib.provider.client_auth import AuthenticatedClient
+from chalicelib.provider.token_events import GrantRefused
 from chalicelib.registry.resource_servers import token_scope
 from chalicelib.store.grants import Code, RefreshToken
 from chalicelib.store.dynamo import ConditionFailed
@@ -25,8 +29,8 @@ log = logging.getLogger(__name__)
 VERIFIER_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
-def _invalid_grant(description: str) -> OAuthError:
-    return OAuthError("invalid_grant", description)
+def _invalid_grant(description: str, check: str, **details: Any) -> OAuthError:
+    return GrantRefused("invalid_grant", description, check, **details)
 
 
 def _check_verifier(record: Code, verifier: str | None) -> None:
@@ -34,44 +38,59 @@ def _check_verifier(record: Code, verifier: str | None) -> None:
     if challenge is None:
         if verifier is not None:
             # A verifier without a challenge is an injection attempt (RFC 9700 §2.1.1).
-            raise _invalid_grant("code_verifier sent but no code_challenge was used")
+            raise _invalid_grant("code_verifier sent but no code_challenge was used", "pkce")
         return
     if verifier is None:
-        raise _invalid_grant("code_verifier is required")
+        raise _invalid_grant("code_verifier is required", "pkce")
     if not 43 <= len(verifier) <= 128 or not set(verifier) <= VERIFIER_CHARS:
-        raise _invalid_grant("code_verifier is malformed")
+        raise _invalid_grant("code_verifier is malformed", "pkce")
     if not same(s256(verifier), challenge):
-        raise _invalid_grant("code_verifier does not match the code_challenge")
+        raise _invalid_grant("code_verifier does not match the code_challenge", "pkce")
 
 
 def exchange(client: AuthenticatedClient, form: dict[str, Any], now: int) -> dict[str, Any]:
+    """The tokens for an authorization code; a refusal is also a ``feacft`` event."""
+    seen: dict[str, Any] = {}  # the user the code names, once read
+    try:
+        return _exchange(client, form, now, seen)
+    except (OAuthError, ApiError) as exc:
+        token_events.record_failure("feacft", exc, client=client.record,
+                                    client_id=client.client_id, user_id=seen.get("user_id"))
+        raise
+
+
+def _exchange(client: AuthenticatedClient, form: dict[str, Any], now: int,
+              seen: dict[str, Any]) -> dict[str, Any]:
     from chalicelib.registry.clients import get_client
     from chalicelib.users import get_user
 
     code = form.get("code")
     if not code:
-        raise OAuthError("invalid_request", "code is required")
+        raise GrantRefused("invalid_request", "code is required", "code")
     if "authorization_code" not in client.grant_types:
-        raise OAuthError("unauthorized_client", "The client may not use this grant")
+        raise GrantRefused("unauthorized_client", "The client may not use this grant", "grant_type")
     record = grant_store.find_code(code, now)
     if record is None:
-        raise _invalid_grant("Invalid or expired authorization code")
+        raise _invalid_grant("Invalid or expired authorization code", "code")
+    seen["user_id"] = record["user_id"]
     if record.get("consumed_at"):
         grant_store.revoke_grant(record["grant_id"], now, "code_reuse")
         log.warning("authorization code %s reused: grant %s revoked", preview(code),
                     record["grant_id"][:8])
-        raise _invalid_grant("Authorization code already used")
+        raise _invalid_grant("Authorization code already used", "code_reuse",
+                             reuse_detected=True, grant_revoked=True)
     if record["client_id"] != client.client_id:
-        raise _invalid_grant("The code was issued to another client")
+        raise _invalid_grant("The code was issued to another client", "client")
     if form.get("redirect_uri") != record["redirect_uri"]:
-        raise _invalid_grant("redirect_uri does not match the authorization request")
+        raise _invalid_grant("redirect_uri does not match the authorization request",
+                             "redirect_uri")
     _check_verifier(record, form.get("code_verifier"))
     if client.method == "none" and not record.get("code_challenge"):
-        raise _invalid_grant("Public clients must use PKCE")
+        raise _invalid_grant("Public clients must use PKCE", "pkce")
     user = record.get("user_snapshot") or get_user(record["user_id"])
     app = client.record or get_client(client.client_id)
     if user is None or app is None:
-        raise _invalid_grant("The user or client no longer exists")
+        raise _invalid_grant("The user or client no longer exists", "user_or_client")
     server = resource_server_of(record)
     scope = record["scope"] if server is None else token_scope(record["scope"], server)
     if server is not None:
@@ -89,22 +108,31 @@ def exchange(client: AuthenticatedClient, form: dict[str, Any], now: int) -> dic
             record["grant_id"], now + server.access_token_lifetime(app.get("app_type"))))
     else:
         operations.add(grant_store.grant_is_active_check(record["grant_id"], now))
+    server_check = len(operations)
     if server is not None:
         # Last, so a failure here is told apart: the API was deleted (SPEC §2.5).
         operations.add(still_exists_check(server.identifier, server.id))
+    # The success event goes along, after every write: the writes' cancellation reasons keep
+    # their places (the event's own comes after them).
+    token_events.ride_success(operations, "seacft", client=app, user_id=record["user_id"],
+                              user=user, scope=scope, audience=record.get("audience"))
     # Everything that can fail on a dependency runs before the one transaction that consumes the
     # code, so a failure leaves the code redeemable; after it only local work (signing) remains.
     issue.prepare_signing()
     try:
         grant_store.run(operations)
     except ConditionFailed as exc:
-        if server is not None and exc.reasons[-1:] == ["ConditionalCheckFailed"]:
-            raise _invalid_grant("The API this code was issued for no longer exists") from None
+        if (server is not None
+                and exc.reasons[server_check:server_check + 1] == ["ConditionalCheckFailed"]):
+            raise _invalid_grant("The API this code was issued for no longer exists",
+                                 "resource_server") from None
         # Lost a race: another redemption won, or the grant was revoked meanwhile.
         fresh = grant_store.find_code(code, now)
         if fresh is not None and fresh.get("consumed_at"):
             grant_store.revoke_grant(record["grant_id"], now, "code_reuse")
-        raise _invalid_grant("Invalid or expired authorization code") from None
+            raise _invalid_grant("Invalid or expired authorization code", "code_reuse",
+                                 reuse_detected=True, grant_revoked=True) from None
+        raise _invalid_grant("Invalid or expired authorization code", "grant") from None
     return _token_response(app, user, record, scope, now, refresh_token, nonce=record.get("nonce"),
                            server=server)
 
@@ -121,7 +149,8 @@ def resource_server_of(record: Code | RefreshToken) -> ResourceServer | None:
     server = cached_resource_server(audience)
     expected = record.get("audience_id")
     if server is None or (expected is not None and server.id != expected):
-        raise _invalid_grant("The API this grant was issued for no longer exists")
+        raise _invalid_grant("The API this grant was issued for no longer exists",
+                             "resource_server")
     return server
 
 

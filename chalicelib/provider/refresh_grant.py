@@ -12,6 +12,9 @@ A warm refresh is two DynamoDB round trips: the token is read, then one transact
 The user is not read: the token carries a snapshot of the profile its ID token is made from, and
 the transaction checks the user still exists, is not blocked and still has that profile. Only when
 that check fails (or the token has no snapshot) is the user read and the transaction run again.
+
+Log events (SPEC §9): ``sertft`` rides in the transaction that commits; every refusal is one
+``fertft`` naming the rule that refused it (``check``; reuse says the family was revoked).
 """
 from __future__ import annotations
 
@@ -19,10 +22,11 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib.errors import OAuthError
-from chalicelib.provider import grant_store, issue, lifetimes
+from chalicelib.errors import ApiError, OAuthError
+from chalicelib.provider import grant_store, issue, lifetimes, token_events
 from chalicelib.provider.client_auth import AuthenticatedClient
 from chalicelib.provider.code_grant import _new_refresh_token, _token_response, resource_server_of
+from chalicelib.provider.token_events import GrantRefused
 from chalicelib.registry.resource_servers import token_scope
 from chalicelib.store.dynamo import ConditionFailed
 from chalicelib.store.grants import RefreshToken
@@ -33,8 +37,9 @@ from chalicelib.tokens import preview
 log = logging.getLogger(__name__)
 
 
-def _invalid(description: str = "Invalid refresh token") -> OAuthError:
-    return OAuthError("invalid_grant", description)
+def _invalid(check: str, description: str = "Invalid refresh token", **details: Any
+             ) -> OAuthError:
+    return GrantRefused("invalid_grant", description, check, **details)
 
 
 class _Conflict(Exception):
@@ -43,14 +48,27 @@ class _Conflict(Exception):
 
 
 def refresh(client: AuthenticatedClient, form: dict[str, Any], now: int) -> dict[str, Any]:
+    """New tokens for a refresh token; a refusal is also a ``fertft`` event."""
+    seen: dict[str, Any] = {}  # the user the token names, once read
+    try:
+        return _refresh(client, form, now, seen)
+    except (OAuthError, ApiError) as exc:
+        token_events.record_failure("fertft", exc, client=client.record,
+                                    client_id=client.client_id, user_id=seen.get("user_id"))
+        raise
+
+
+def _refresh(client: AuthenticatedClient, form: dict[str, Any], now: int,
+             seen: dict[str, Any]) -> dict[str, Any]:
     """One retry after a transaction conflict (it re-reads the token, so a concurrent rotation is
     then seen for what it is); a second conflict is a 503 the client may retry."""
     for _ in range(2):
         try:
-            return _refresh_once(client, form, now)
+            return _refresh_once(client, form, now, seen)
         except _Conflict:
             log.info("refresh transaction conflicted with a concurrent one; retrying")
-    raise OAuthError("temporarily_unavailable", "Concurrent use of this token family; retry", 503)
+    raise GrantRefused("temporarily_unavailable", "Concurrent use of this token family; retry",
+                       "conflict", 503)
 
 
 class _ProfileChanged(Exception):
@@ -58,19 +76,23 @@ class _ProfileChanged(Exception):
     the snapshot the refresh token carries."""
 
 
-def _refresh_once(client: AuthenticatedClient, form: dict[str, Any], now: int) -> dict[str, Any]:
+def _refresh_once(client: AuthenticatedClient, form: dict[str, Any], now: int,
+                  seen: dict[str, Any]) -> dict[str, Any]:
     token = form.get("refresh_token")
     if not token:
-        raise OAuthError("invalid_request", "refresh_token is required")
+        raise GrantRefused("invalid_request", "refresh_token is required", "refresh_token")
     if "refresh_token" not in client.grant_types or client.record is None:
-        raise OAuthError("unauthorized_client", "The client may not use this grant")
+        raise GrantRefused("unauthorized_client", "The client may not use this grant",
+                           "grant_type")
     record = grant_store.find_refresh_token(token)
     if record is None:
-        raise _invalid()
+        raise _invalid("refresh_token")
     if record["client_id"] != client.client_id:
         # RFC 6749 §6: bound to the client it was issued to. Not treated as reuse: the
-        # legitimate client's family stays intact.
-        raise _invalid()
+        # legitimate client's family stays intact. Nor is the user named: the caller is not
+        # theirs.
+        raise _invalid("client")
+    seen["user_id"] = record["user_id"]
     app = client.record
     settings = app.get("refresh_token") or {}
     rotating = settings.get("rotation_type", "rotating") == "rotating"
@@ -78,17 +100,18 @@ def _refresh_once(client: AuthenticatedClient, form: dict[str, Any], now: int) -
     if record.get("rotated_at") and not _within_leeway(record, now, leeway):
         _reused(token, record, now)
     if int(record["idle_expires_at"]) <= now:
-        raise _invalid("Refresh token expired")
+        raise _invalid("expired", "Refresh token expired")
     # No pre-read of the grant: the transaction below refuses a revoked grant atomically.
     scope = record["scope"]
     server = resource_server_of(record)
     if server is not None and not server.allow_offline_access:
-        raise _invalid("The API no longer allows refresh tokens")
+        raise _invalid("offline_access", "The API no longer allows refresh tokens")
     requested = form.get("scope")
     if requested is not None:
         wanted = requested.split()
         if not set(wanted) <= set(scope.split()):
-            raise OAuthError("invalid_scope", "The requested scope exceeds the original grant")
+            raise GrantRefused("invalid_scope", "The requested scope exceeds the original grant",
+                               "scope")
         scope = " ".join(s for s in scope.split() if s in wanted)
     if server is not None:
         # Only the scopes the API still defines (SPEC §2.5).
@@ -104,13 +127,15 @@ def _refresh_once(client: AuthenticatedClient, form: dict[str, Any], now: int) -
         if user is None:
             user, fresh = _read_user(record["user_id"]), True
         try:
-            new_token = _redeem(app, record, token, user, fresh, now, rotating, leeway, server)
+            new_token = _redeem(app, record, token, user, fresh, now, rotating, leeway, server,
+                                scope)
         except _ProfileChanged:
             user = None
             continue
         return _token_response(app, user, record, scope, now, new_token, nonce=None,
                                server=server)
-    raise OAuthError("temporarily_unavailable", "The user is being changed; retry", 503)
+    raise GrantRefused("temporarily_unavailable", "The user is being changed; retry",
+                       "user_changing", 503)
 
 
 def _read_user(user_id: str) -> Mapping[str, Any]:
@@ -118,21 +143,22 @@ def _read_user(user_id: str) -> Mapping[str, Any]:
 
     user = get_user(user_id)
     if user is None:
-        raise _invalid()
+        raise _invalid("user")
     if is_blocked(user):
         # SPEC §2.4: refused until unblocked. Blocking writes the flag first, then revokes the
         # grants, so a refresh racing it fails here, or in the transaction (the user check or
         # the grant check), or wins a token that the revocation kills right after.
-        raise _invalid("user is blocked")
+        raise _invalid("blocked", "user is blocked")
     return user
 
 
 def _redeem(app: dict[str, Any], record: RefreshToken, token: str, user: Mapping[str, Any],
             fresh: bool, now: int, rotating: bool, leeway: int,
-            server: ResourceServer | None) -> str | None:
+            server: ResourceServer | None, scope: str) -> str | None:
     """The one transaction of a refresh: the presented token rotated (or slid), the successor
-    written, the grant, the user and the API checked. Returns the new refresh token, if any.
-    ``fresh``: ``user`` was just read, so the token or its successor takes its snapshot."""
+    written, the grant, the user and the API checked, the ``sertft`` event along. Returns the
+    new refresh token, if any. ``fresh``: ``user`` was just read, so the token or its successor
+    takes its snapshot."""
     settings = app.get("refresh_token") or {}
     _, idle = lifetimes.refresh_token_lifetimes(settings)
     snapshot = grant_store.user_snapshot(user)
@@ -153,6 +179,13 @@ def _redeem(app: dict[str, Any], record: RefreshToken, token: str, user: Mapping
                 token, now, idle_expiry, user_snapshot=snapshot if fresh else None),
             grant_store.grant_is_active_check(record["grant_id"], now)])
     checks = _checks(operations, user, fresh, server)
+
+    def with_event(writes: UnitOfWork) -> None:
+        """The success event rides in whichever transaction commits."""
+        token_events.ride_success(writes, "sertft", client=app, user_id=record["user_id"],
+                                  user=user, scope=scope, rotating=rotating)
+
+    with_event(operations)
     # As for codes: the keys are loaded before the transaction rotates (or slides) the token, so
     # a dependency failure leaves the presented refresh token usable.
     issue.prepare_signing()
@@ -162,18 +195,20 @@ def _redeem(app: dict[str, Any], record: RefreshToken, token: str, user: Mapping
         _raise_for_checks(exc, checks)
         fresh_record = grant_store.find_refresh_token(token)
         if not (rotating and fresh_record is not None and fresh_record.get("rotated_at")):
-            raise _invalid() from None
+            # The grant was revoked (logout, revocation, a blocked user) or the token is gone.
+            raise _invalid("grant") from None
         if record.get("rotated_at") or not _within_leeway(fresh_record, now, leeway):
             # A concurrent use of the same token: one wins, the other is reuse.
             _reused(token, fresh_record, now)
         # Lost the race to a concurrent use, but within the leeway: another token of the family.
         new_token, operations = _reissue(app, fresh_record, token, now, leeway, snapshot)
         checks = _checks(operations, user, fresh, server)
+        with_event(operations)
         try:
             grant_store.run(operations)
         except ConditionFailed as again:
             _raise_for_checks(again, checks)
-            raise _invalid() from None
+            raise _invalid("grant") from None
     return new_token
 
 
@@ -200,7 +235,8 @@ def _raise_for_checks(exc: ConditionFailed, checks: dict[str, int]) -> None:
             exc.reasons[index] == "ConditionalCheckFailed")
 
     if failed("server"):
-        raise _invalid("The API this grant was issued for no longer exists") from None
+        raise _invalid("resource_server", "The API this grant was issued for no longer exists"
+                       ) from None
     if failed("user"):
         raise _ProfileChanged() from None
 
@@ -226,4 +262,4 @@ def _reused(token: str, record: RefreshToken, now: int) -> None:
     grant_store.revoke_grant(record["grant_id"], now, "refresh_token_reuse")
     log.warning("rotated refresh token %s reused: grant %s revoked", preview(token),
                 record["grant_id"][:8])
-    raise _invalid()
+    raise _invalid("reuse", reuse_detected=True, family_revoked=True)

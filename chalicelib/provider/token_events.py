@@ -1,0 +1,92 @@
+"""The token endpoint's log events (SPEC §9): ``seacft`` / ``feacft`` (authorization code),
+``sertft`` / ``fertft`` (refresh token), ``seccft`` / ``feccft`` (client credentials).
+
+A success of the two user grants rides in the transaction that consumes the code or rotates the
+token (:func:`ride_success`: no round trip more); everything else is one best-effort ``PutItem``
+(:func:`record_failure`, :func:`record_success`). ``details`` say which rule refused the request,
+never a credential: the presented code, token, secret or assertion are nowhere in an event.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from chalicelib import audit
+from chalicelib.errors import ApiError, OAuthError
+from chalicelib.store.unit_of_work import UnitOfWork
+
+# The failure type of each grant: a client authentication failure counts as one of its grant's.
+FAILURE_OF = {"authorization_code": "feacft", "refresh_token": "fertft",
+              "client_credentials": "feccft"}
+
+
+class GrantRefused(OAuthError):
+    """An :class:`OAuthError` that also names the rule that refused the request (``check``)
+    and what the log event should add (``details``), for the failure event."""
+
+    def __init__(self, error: str, description: str, check: str, status: int = 400,
+                 **details: Any) -> None:
+        super().__init__(error, description, status)
+        self.check = check
+        self.details = details
+
+
+def connection_of(user_id: str | None) -> str | None:
+    """The connection name a broker user id (``oidc|{connection}|{sub}``) names; connection
+    names hold no ``|``."""
+    if not user_id:
+        return None
+    strategy, _, rest = user_id.partition("|")
+    name, sep, _ = rest.partition("|")
+    return name if strategy == "oidc" and sep and name else None
+
+
+def user_name(user: Mapping[str, Any] | None) -> str | None:
+    """The user's email, else name, when the profile (or its snapshot) has one."""
+    attributes = (user or {}).get("attributes")
+    if not isinstance(attributes, Mapping):
+        return None
+    for field in ("email", "name"):
+        if isinstance(attributes.get(field), str) and attributes[field]:
+            return str(attributes[field])
+    return None
+
+
+def _client_fields(client: Mapping[str, Any] | None, client_id: str | None) -> dict[str, Any]:
+    if client is not None:
+        return {"client": client}
+    if client_id and len(client_id) <= 128:  # what the caller presented; longer is refused
+        return {"client_id": client_id}
+    return {}
+
+
+def ride_success(operations: UnitOfWork, type_: str, *, client: Mapping[str, Any],
+                 user_id: str, user: Mapping[str, Any] | None, **details: Any) -> None:
+    """The success event as one more write of the grant's own transaction."""
+    audit.ride(operations, audit.event(
+        type_, connection=connection_of(user_id), client=client, user_id=user_id,
+        user_name=user_name(user), details=details))
+
+
+def record_success(type_: str, *, client: Mapping[str, Any] | None = None,
+                   client_id: str | None = None, **details: Any) -> None:
+    audit.record(audit.event(type_, **_client_fields(client, client_id), details=details))
+
+
+def record_failure(type_: str, error: Exception, *, client: Mapping[str, Any] | None = None,
+                   client_id: str | None = None, user_id: str | None = None,
+                   **details: Any) -> None:
+    """One failure event for ``error`` (the response the caller gets): its OAuth ``error``
+    code and public description, the ``check`` and details a :class:`GrantRefused` names."""
+    if isinstance(error, OAuthError):
+        facts: dict[str, Any] = {"error": error.error, "reason": error.description}
+    elif isinstance(error, ApiError):  # a dependency failed: the caller got a 503
+        facts = {"error": "temporarily_unavailable", "reason": error.error_code}
+    else:
+        facts = {"error": "server_error", "reason": type(error).__name__}
+    if isinstance(error, GrantRefused):
+        facts = {**facts, "check": error.check, **error.details}
+    audit.record(audit.event(
+        type_, connection=connection_of(user_id), **_client_fields(client, client_id),
+        user_id=user_id, details={**facts, **details},
+        description=error.description if isinstance(error, OAuthError) else None))
