@@ -285,3 +285,46 @@ def test_sdk_delete_connection_then_get_is_not_found(mgmt, exchanges, local_stac
         mgmt.connections.get(raw["id"])
     assert caught.value.status_code == 404
     assert caught.value.body["errorCode"] == "inexistent_connection", caught.value.body
+
+
+def test_sdk_reads_log_events(mgmt, exchanges, local_stack):
+    """SPEC §9 through auth0-python 6.x: logs.list (search paging; the SDK sends q as search=,
+    with include_totals=true and page by page until a page is empty), logs.get and
+    users.logs.list. The event comes from a refused client_credentials call naming a client_id
+    of this test only (the broker records feccft with the presented client_id, never the
+    presented secret)."""
+    presented, wrong_secret = _name("sdk-logs-client"), "wrong-" + secrets.token_hex(16)
+    refused = requests.post(
+        f"{local_stack.base_url}/oauth/token",
+        json={"grant_type": "client_credentials", "client_id": presented,
+              "client_secret": wrong_secret, "audience": local_stack.management_audience},
+        timeout=30,
+    )
+    assert refused.status_code == 401, refused.text
+    try:
+        found = [_dump(event) for event in mgmt.logs.list(search=f'client_id:"{presented}"')]
+    except Exception as exc:
+        pytest.fail(f"logs.list failed: {exc!r}\n{exchanges.last()}", pytrace=False)
+    assert [(e["type"], e["client_id"]) for e in found] == [("feccft", presented)], exchanges.last()
+    assert wrong_secret not in json.dumps(found)
+    log_id = found[0]["log_id"]
+
+    try:
+        one = _dump(mgmt.logs.get(log_id))
+    except Exception as exc:
+        pytest.fail(f"logs.get failed: {exc!r}\n{exchanges.last()}", pytrace=False)
+    assert one["log_id"] == log_id and one["type"] == "feccft" and one["date"] == found[0]["date"]
+    with pytest.raises(NotFoundError) as caught:
+        mgmt.logs.get("900" + "0" * 53)
+    assert caught.value.body["errorCode"] == "inexistent_log", caught.value.body
+
+    typed = [_dump(e) for e in mgmt.logs.list(search=f"type:feccft AND client_id:{presented}",
+                                              per_page=5, sort="date:-1")]
+    assert [e["log_id"] for e in typed] == [log_id], exchanges.last()
+    assert list(mgmt.logs.list(search=f"type:seccft AND client_id:{presented}")) == []
+
+    try:  # nothing happened to this user: an empty answer, in the shape the SDK reads
+        user_events = list(mgmt.users.logs.list(f"oidc|sdk-logs|{secrets.token_hex(4)}"))
+    except Exception as exc:
+        pytest.fail(f"users.logs.list failed: {exc!r}\n{exchanges.last()}", pytrace=False)
+    assert user_events == []
