@@ -53,8 +53,12 @@ def new_log_id(epoch_ms: int) -> str:
     return f"900{epoch_ms:016d}{secrets.randbelow(10 ** 37):037d}"
 
 
+LAST_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: a later "time" is no date
+
+
 def is_log_id(text: str) -> bool:
-    return len(text) == ID_DIGITS and text.isascii() and text.isdigit() and text.startswith("900")
+    return (len(text) == ID_DIGITS and text.isascii() and text.isdigit() and text.startswith("900")
+            and int(text[3:19]) <= LAST_MS)
 
 
 def day_of(log_id: str) -> str:

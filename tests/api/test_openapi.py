@@ -237,10 +237,14 @@ def real(live_url, token):  # noqa: F811
         f"oas-fuzz-{uuid.uuid4().hex[:8]}", enabled_clients=[web["client_id"]]))
     keys = requests.get(live_url + "/api/v2/keys/signing", headers=auth, timeout=TIMEOUT).json()
     user_id, sid = _store_user_and_session(connection, web["client_id"])
+    from chalicelib import audit
+
+    event = audit.event("s", connection=connection, client=web, user_id=user_id)
+    audit.record(event)  # a log event of the user, for GET /api/v2/logs/{log_id}
     yield {"connection_id": connection["id"], "client_id": web["client_id"],
            "grant_id": grant["id"], "kid": keys[0]["kid"], "user_id": user_id,
            "session_id": sid, "server_id": server["id"],
-           "token_id": "no-such-refresh-token"}
+           "token_id": "no-such-refresh-token", "log_id": event["log_id"]}
     for path in (f"/api/v2/users/{quote(user_id, safe='')}",
                  f"/api/v2/connections/{connection['id']}", f"/api/v2/clients/{web['client_id']}",
                  f"/api/v2/clients/{machine['client_id']}",

@@ -45,6 +45,7 @@ def test_log_ids_sort_by_time_and_name_their_day():
     assert log_events.day_of(first) == "2023-11-14"
     assert log_events.is_log_id(first)
     assert not log_events.is_log_id(first[:-1]) and not log_events.is_log_id("x" * 56)
+    assert not log_events.is_log_id("900" + "9" * 53)  # past year 9999: no day to read
 
 
 def test_newest_first_across_days_and_before(now):
