@@ -5,9 +5,11 @@ documented bodies. Anything unexpected becomes a bare 500 (no internals) and a l
 """
 from __future__ import annotations
 
+import contextvars
 import functools
 import json
 import logging
+import re
 from typing import Any, Callable
 from urllib.parse import parse_qsl
 
@@ -41,7 +43,12 @@ def management_caller(request, *scopes: str, any_of: bool = False):
     ``any_of``, at least one): 401 / 403 in Auth0's shape otherwise."""
     from chalicelib.management import auth
 
+    call = _api_call.get()
+    if call is not None:
+        call["request"] = request  # what the write's log event names (handles_api_errors)
     caller = auth.authenticate(request.headers.get("authorization"))
+    if call is not None:
+        call["client_id"] = caller.client_id
     if any_of:
         auth.require_any(caller, *scopes)
     else:
@@ -215,27 +222,113 @@ def _translation(kind: str, wrapper: Callable) -> Callable:
 
 
 def handles_api_errors(handler: Callable) -> Callable:
-    """Auth0-shaped errors for the Management API."""
+    """Auth0-shaped errors for the Management API; every write (POST, PATCH, PUT, DELETE under
+    ``/api/v2/``) is one ``sapi`` / ``fapi`` log event (:func:`_record_api_write`)."""
 
     @functools.wraps(handler)
     def wrapper(*args, **kwargs):
+        call: dict[str, Any] = {}
+        scope = _api_call.set(call)
         try:
-            return handler(*args, **kwargs)
-        except ApiError as exc:
-            headers = {}
-            if exc.status == 401:
-                headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
-            return json_response(exc.body(), exc.status, headers)
-        except RecursionError:
-            # Only pathological input nests that deep (e.g. a JWT header of 3,000 brackets).
-            log.warning("input nested too deeply in %s", handler.__name__)
-            return json_response(InvalidBody("Request input is nested too deeply").body(), 400)
-        except Exception:  # noqa: BLE001 - last line of defence: no internals in responses
-            log.exception("unhandled error in %s", handler.__name__)
-            return json_response({"statusCode": 500, "error": "Internal Server Error",
-                                  "message": "Internal error", "errorCode": "internal_error"}, 500)
+            response, error_code = _translated_api_call(handler, args, kwargs)
+        finally:
+            _api_call.reset(scope)
+        _record_api_write(call, getattr(response, "status_code", 200), error_code)
+        return response
 
     return _translation("management", wrapper)
+
+
+def _translated_api_call(handler: Callable, args, kwargs) -> tuple[Response, str | None]:
+    """The handler's response, or its error's; and the error's ``errorCode`` (None on success)."""
+    try:
+        return handler(*args, **kwargs), None
+    except ApiError as exc:
+        headers = {}
+        if exc.status == 401:
+            headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+        return json_response(exc.body(), exc.status, headers), exc.error_code
+    except RecursionError:
+        # Only pathological input nests that deep (e.g. a JWT header of 3,000 brackets).
+        log.warning("input nested too deeply in %s", handler.__name__)
+        error = InvalidBody("Request input is nested too deeply")
+        return json_response(error.body(), 400), error.error_code
+    except Exception:  # noqa: BLE001 - last line of defence: no internals in responses
+        log.exception("unhandled error in %s", handler.__name__)
+        return json_response({"statusCode": 500, "error": "Internal Server Error",
+                              "message": "Internal error", "errorCode": "internal_error"},
+                             500), "internal_error"
+
+
+# --- Management API writes as log events (SPEC §9: sapi / fapi) ------------------------------
+#
+# Every Management API route authenticates first, through management_caller, which leaves the
+# request (and, once the token is checked, the caller's client_id) in this per-call slot; the
+# wrapper of handles_api_errors then records the write. A route that never reached
+# management_caller logs nothing (a test walks every write route to show none does).
+
+_api_call: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+    "management_api_call", default=None)
+
+WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+_VERBS = {"POST": "Create", "PATCH": "Update", "PUT": "Update", "DELETE": "Delete"}
+# The writes that are not plain create / update / delete of the resource the path names.
+_ACTIONS = {
+    ("POST", "/api/v2/clients/{client_id}/rotate-secret"): "Rotate a client's secret",
+    ("PATCH", "/api/v2/connections/{connection_id}/clients"): "Update a connection's clients",
+    ("POST", "/api/v2/connections/{connection_id}/keys"): "Create a connection's keys",
+    ("POST", "/api/v2/connections/{connection_id}/keys/rotate"): "Rotate a connection's keys",
+    ("POST", "/api/v2/keys/signing/rotate"): "Rotate the signing key",
+    ("PUT", "/api/v2/keys/signing/{kid}/revoke"): "Revoke a signing key",
+    ("DELETE", "/api/v2/users/{user_id}/sessions"): "Delete a user's sessions",
+    ("PATCH", "/api/v2/tenants/settings"): "Update the tenant settings",
+}
+_PARAM = re.compile(r"\{([^{}]+)\}")
+
+
+def api_write_description(method: str, template: str) -> str:
+    """What a write does, Auth0's way ("Create a client", "Update a connection"), from its
+    method and route template."""
+    known = _ACTIONS.get((method, template))
+    if known:
+        return known
+    resource = next((s for s in template.split("/")[3:] if s and not s.startswith("{")), "")
+    noun = resource.replace("-", " ")
+    noun = noun[:-1] if noun.endswith("s") else noun
+    return f"{_VERBS.get(method, method.title())} a {noun or 'resource'}"
+
+
+def _concrete_path(template: str, params: dict[str, str] | None) -> str:
+    return _PARAM.sub(lambda m: str((params or {}).get(m.group(1), m.group(0))), template)
+
+
+def _record_api_write(call: dict[str, Any], status: int, error_code: str | None) -> None:
+    """One ``sapi`` (2xx/3xx) or ``fapi`` event: method, concrete path (no query string), status
+    and Auth0 ``errorCode``; the caller's client_id once its token was accepted. Never the body
+    (client secrets) nor the Authorization header. Best effort: never fails the response."""
+    request = call.get("request")
+    if request is None:
+        return
+    try:
+        method = str(request.method).upper()
+        template = str(request.path or "")
+        if method not in WRITE_METHODS or not template.startswith("/api/v2/"):
+            return
+        from chalicelib import audit
+
+        failed = status >= 400
+        action = api_write_description(method, template)
+        response: dict[str, Any] = {"statusCode": status}
+        if failed:
+            response["errorCode"] = error_code or "unknown"
+        details = {"request": {"method": method.lower(),
+                               "path": _concrete_path(template, request.uri_params)},
+                   "response": response}
+        description = f"Failed to {action[0].lower()}{action[1:]}" if failed else action
+        audit.record(audit.event("fapi" if failed else "sapi", client_id=call.get("client_id"),
+                                 details=details, description=description))
+    except Exception:  # noqa: BLE001 - a log event never fails the request
+        log.exception("management api log event failed")
 
 
 def handles_oauth_errors(handler: Callable) -> Callable:
