@@ -35,6 +35,7 @@ def global_token_revocation(connection_name):
     except Exception:  # noqa: BLE001 - last line of defence: no internals in responses
         log.exception("global token revocation for connection %s: 500 unexpected error",
                       _printable(connection_name))
+        _record_crash(connection_name)
         return json_response({"error": "server_error"}, 500, NO_STORE)
     log.info("global token revocation for connection %s: %d %s (users: %d)",
              _printable(connection_name), outcome.status, outcome.reason, outcome.users)
@@ -44,3 +45,14 @@ def global_token_revocation(connection_name):
     if outcome.status == 401:
         headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
     return json_response({"error": outcome.error}, outcome.status, headers)
+
+
+def _record_crash(connection_name: str) -> None:
+    """The ``fgtr`` event of a request that crashed (gtr.handle records every other outcome)."""
+    from chalicelib import audit
+
+    try:
+        audit.record(audit.event("fgtr", connection=_printable(connection_name),
+                                 details={"status": 500, "reason": "server_error"}))
+    except Exception:  # noqa: BLE001 - a log event never changes the answer
+        log.exception("global token revocation log event failed")

@@ -65,6 +65,7 @@ def oidc_logout_post():
 
     body = bp.current_request.raw_body or b""
     if len(body) > MAX_FORM_BYTES:
+        _record_too_large()
         return error_page(413, "Request too large", "The logout request is too large.")
     params = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
     return _browser_logout(partial(rp_initiated_logout, form_post=True), params)
@@ -76,3 +77,14 @@ def auth0_logout():
     from chalicelib.logout.rp_logout import auth0_logout as flow
 
     return _browser_logout(flow, query_params(bp.current_request))
+
+
+def _record_too_large() -> None:
+    """``flo`` for a logout form too large to read (the flow records every other refusal)."""
+    from chalicelib import audit
+
+    try:
+        audit.record(audit.event("flo", details={"check": "request_too_large",
+                                                 "endpoint": "oidc_logout"}))
+    except Exception:  # noqa: BLE001 - a log event never changes the answer
+        pass

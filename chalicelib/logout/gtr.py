@@ -45,7 +45,9 @@ Status mapping (responses carry the status; the body is at most ``{"error": code
 ====== ==================================================================================
 
 Time is read once per request (``clock.now()`` in this module). Logs carry the connection name,
-status, a reason code and the number of users, never the token or the body.
+status, a reason code and the number of users, never the token or the body. Each request is also
+one log event (SPEC §9): ``sgtr`` on 204, else ``fgtr`` with the reason (an unknown user says so,
+although its 404 looks like an unknown connection's to the caller).
 """
 from __future__ import annotations
 
@@ -127,7 +129,7 @@ def endpoint_url(connection_name: str) -> str:
 def _connection(name: str) -> dict:
     from chalicelib.registry.connections import cached_connection_by_name
 
-    if not isinstance(name, str) or len(name) > 128 or not _NAME.match(name):
+    if not _is_name(name):
         raise GtrError(404, "not_found", "unknown_connection")
     try:
         connection = cached_connection_by_name(name)
@@ -338,29 +340,74 @@ def _users(connection: dict, fmt: str, value: str) -> list[str]:
 
 def handle(connection_name: str, authorization: str | None, read_body: Callable[[], bytes], *,
            cache: JwksCache | None = None) -> Outcome:
-    """Run one request; never raises for a refused request (see the status mapping above)."""
+    """Run one request; never raises for a refused request (see the status mapping above).
+    Each request is one ``sgtr`` / ``fgtr`` log event (:func:`_record`)."""
+    facts: dict[str, Any] = {}
+    outcome = _handle(connection_name, authorization, read_body, cache, facts)
+    _record(outcome, connection_name, facts)
+    return outcome
+
+
+def _handle(connection_name: str, authorization: str | None, read_body: Callable[[], bytes],
+            cache: JwksCache | None, facts: dict[str, Any]) -> Outcome:
     now = clock.now()
     try:
         connection = _connection(connection_name)
+        facts["connection"] = connection
         claims = _verify_token(_bearer(authorization), connection, now, cache or jwks_cache())
         jti_marker = _record_jti(connection, claims, now)
         fmt, value = _subject(read_body() or b"", connection["options"]["issuer"])
+        facts["format"] = fmt
     except GtrError as exc:
         return Outcome(exc.status, exc.error, exc.reason)
 
     from chalicelib import revocation
 
     done = 0
+    facts.update(user_ids=[], sessions=0, grants=0)
     try:
         user_ids = _users(connection, fmt, value)
         if not user_ids:
             return Outcome(404, "not_found", f"unknown_user_{fmt}")
         for user_id in user_ids:
-            revocation.revoke_user(user_id, int(now), REASON)
+            revoked = revocation.revoke_user(user_id, int(now), REASON)
             done += 1
+            facts["user_ids"].append(user_id)
+            facts["sessions"] += len(revoked.get("sessions") or [])
+            facts["grants"] += len(revoked.get("grants") or [])
     except Exception as exc:  # noqa: BLE001 - any failure here means "could not log out"
         log.error("global token revocation on %s failed after %d user(s): %s", connection["name"],
                   done, type(exc).__name__)
         _release_jti(jti_marker)
         return Outcome(422, "revocation_failed", "revocation_failed", done)
     return Outcome(204, None, f"revoked_by_{fmt}", done)
+
+
+def _record(outcome: Outcome, connection_name: str, facts: dict[str, Any]) -> None:
+    """``sgtr`` (204) or ``fgtr``: the connection, the subject's format (never the subject, the
+    JWT or the body), the users, sessions and grants ended; on failure the status and the
+    reason. An unknown user is a 404 the IdP cannot tell apart from an unknown connection; the
+    event says which it was."""
+    from chalicelib import audit
+
+    user_ids = facts.get("user_ids") or []
+    details: dict[str, Any] = {"status": outcome.status, "reason": outcome.reason,
+                               "subject_format": facts.get("format"), "users": outcome.users}
+    if "sessions" in facts:
+        details.update(sessions=facts["sessions"], grants=facts["grants"])
+    if len(user_ids) > 1:
+        details["user_ids"] = user_ids
+    connection = facts.get("connection")
+    if connection is None and _is_name(connection_name):
+        connection = connection_name  # unknown: the name as asked, when it is one
+    try:
+        entry = audit.event("sgtr" if outcome.status == 204 else "fgtr", connection=connection,
+                            user_id=user_ids[0] if len(user_ids) == 1 else None, details=details)
+    except Exception:  # noqa: BLE001 - a log event never changes the answer
+        log.exception("global token revocation log event failed")
+        return
+    audit.record(entry)
+
+
+def _is_name(name: object) -> bool:
+    return isinstance(name, str) and len(name) <= 128 and _NAME.match(name) is not None

@@ -16,9 +16,14 @@ SHOULD ask the user when there is no ``id_token_hint`` (or it names another user
 browser's session is ended only after the user confirms on a page whose form carries a token
 derived from the session cookie, which another site can neither read nor guess (Keycloak does the
 same). ``/v2/logout`` copies Auth0 and does not ask.
+
+Log events (SPEC §9): a logout that went through is ``slo`` (the application, and the user and
+connection of the session it ended); a refused one is ``flo`` with the failed check in
+``details.check``. Asking for confirmation is neither: nothing happened yet.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -30,6 +35,7 @@ from chalicelib.settings import get_settings
 from chalicelib.store.sessions import SessionRecord
 
 MAX_PARAM_LENGTH = 8192
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -141,33 +147,41 @@ def rp_initiated_logout(params: dict[str, list[str]], cookie: str | None, now: i
     values, repeated = _single(params, ("id_token_hint", "client_id", "post_logout_redirect_uri",
                                         "state", CONFIRM_PARAM))
     if repeated:
-        return ErrorPage(400, "Invalid request", f"The {repeated} parameter is repeated.")
+        return _refused("repeated_parameter", ErrorPage(
+            400, "Invalid request", f"The {repeated} parameter is repeated."), parameter=repeated)
     if any(len(v) > MAX_PARAM_LENGTH for v in values.values()):
-        return ErrorPage(400, "Invalid request", "A parameter is too long.")
+        return _refused("parameter_too_long",
+                        ErrorPage(400, "Invalid request", "A parameter is too long."))
     hint = None
     if "id_token_hint" in values:
         hint = _hint_claims(values["id_token_hint"])
         if hint is None:
-            return ErrorPage(400, "Invalid request", "The id_token_hint is not a valid ID token "
-                                                     "issued by this server.")
+            return _refused("invalid_id_token_hint", ErrorPage(
+                400, "Invalid request", "The id_token_hint is not a valid ID token issued by "
+                                        "this server."), client_id=values.get("client_id"))
     client_id = values.get("client_id")
     if client_id and hint is not None and client_id not in _hint_audiences(hint):
         # §2: the client_id must match the one the ID token was issued to.
-        return ErrorPage(400, "Invalid request",
-                         "The id_token_hint was not issued to this client_id.")
+        return _refused("id_token_hint_audience", ErrorPage(
+            400, "Invalid request", "The id_token_hint was not issued to this client_id."),
+            client_id=client_id, user_id=hint["sub"])
     client_id = client_id or (_hint_client(hint) if hint else None)
     client = get_client(client_id) if client_id else None
     if "client_id" in values and client is None:
-        return ErrorPage(400, "Unknown application", "The client_id is unknown.")
+        return _refused("unknown_client", ErrorPage(
+            400, "Unknown application", "The client_id is unknown."), client_id=client_id)
     redirect_uri = values.get("post_logout_redirect_uri")
     if redirect_uri is not None:
         if client is None:
-            return ErrorPage(400, "Invalid request", "A post_logout_redirect_uri needs a client_id "
-                                                     "or an id_token_hint naming the application.")
+            return _refused("post_logout_redirect_uri_without_client", ErrorPage(
+                400, "Invalid request", "A post_logout_redirect_uri needs a client_id or an "
+                                        "id_token_hint naming the application."))
         if redirect_uri not in (client.get("allowed_logout_urls") or []):
             # §3: exact match with a registered URL, or no redirect at all.
-            return ErrorPage(400, "Invalid post_logout_redirect_uri",
-                             "The post_logout_redirect_uri is not registered for this application.")
+            return _refused("unregistered_post_logout_redirect_uri", ErrorPage(
+                400, "Invalid post_logout_redirect_uri",
+                "The post_logout_redirect_uri is not registered for this application."),
+                client=client, return_to=redirect_uri)
     live = sessions.session_from_cookie(cookie, now)
     if cookie is not None and live is not None and (hint is None or hint["sub"] != live.user_id):
         # No proof that the application's user asked (or the hint names someone else): ask.
@@ -178,11 +192,16 @@ def rp_initiated_logout(params: dict[str, list[str]], cookie: str | None, now: i
                                  ui_locales=next(iter(params.get("ui_locales") or []), None))
     ended = _end_browser_session(cookie, now, reason="rp_logout", initiator=client_id)
     hinted_sid = hint.get("sid") if hint else None
+    ended_hinted = None
     if hint is not None and isinstance(hinted_sid, str) and (ended is None
                                                               or ended["sid"] != hinted_sid):
         hinted = sessions.live_session(hinted_sid, now)
         if hinted is not None and hinted["user_id"] == hint["sub"]:
-            revocation.end_session(hinted_sid, now, reason="rp_logout", initiator_client=client_id)
+            ended_hinted = revocation.end_session(hinted_sid, now, reason="rp_logout",
+                                                  initiator_client=client_id)
+    _record_logout([s for s in (ended, ended_hinted) if s is not None],
+                   client or ({"client_id": client_id} if client_id else None), redirect_uri,
+                   endpoint="oidc_logout")
     cookies = [expired_cookie(sessions.COOKIE)]
     if redirect_uri is not None:
         state = values.get("state")
@@ -222,25 +241,36 @@ def auth0_logout(params: dict[str, list[str]], cookie: str | None,
 
     values, repeated = _single(params, ("client_id", "returnTo"))
     if repeated:
-        return ErrorPage(400, "Invalid request", f"The {repeated} parameter is repeated.")
+        return _refused("repeated_parameter", ErrorPage(
+            400, "Invalid request", f"The {repeated} parameter is repeated."),
+            endpoint="v2_logout", parameter=repeated)
     if any(len(v) > MAX_PARAM_LENGTH for v in values.values()):
-        return ErrorPage(400, "Invalid request", "A parameter is too long.")
+        return _refused("parameter_too_long", ErrorPage(
+            400, "Invalid request", "A parameter is too long."), endpoint="v2_logout")
     client_id = values.get("client_id")
     client = get_client(client_id) if client_id else None
     if client_id and client is None:
-        return ErrorPage(400, "Unknown application", "The client_id is unknown.")
+        return _refused("unknown_client", ErrorPage(
+            400, "Unknown application", "The client_id is unknown."), endpoint="v2_logout",
+            client_id=client_id)
     allowed = (client or {}).get("allowed_logout_urls") or []
     return_to = values.get("returnTo")
     if return_to is not None:
         if client is None:
-            return ErrorPage(400, "Invalid returnTo",
-                             "returnTo needs the client_id of the application that allows it.")
+            return _refused("return_to_without_client", ErrorPage(
+                400, "Invalid returnTo",
+                "returnTo needs the client_id of the application that allows it."),
+                endpoint="v2_logout")
         if return_to not in allowed:
-            return ErrorPage(400, "Invalid returnTo",
-                             "The returnTo URL is not in the application's allowed logout URLs.")
+            return _refused("unregistered_return_to", ErrorPage(
+                400, "Invalid returnTo",
+                "The returnTo URL is not in the application's allowed logout URLs."),
+                endpoint="v2_logout", client=client, return_to=return_to)
     elif allowed:
         return_to = allowed[0]
     ended = _end_browser_session(cookie, now, reason="rp_logout", initiator=client_id)
+    _record_logout([ended] if ended is not None else [], client, return_to,
+                   endpoint="v2_logout", federated="federated" in params)
     cookies = [expired_cookie(sessions.COOKIE)]
     if "federated" in params and ended is not None:
         upstream = _upstream_logout_url(ended, return_to)
@@ -249,3 +279,60 @@ def auth0_logout(params: dict[str, list[str]], cookie: str | None,
     if return_to:
         return Redirect(return_to, cookies=cookies, status=302)
     return SignedOut(cookies=cookies)
+
+
+# --- log events (SPEC §9): slo when a logout went through, flo when it was refused ------------
+
+def _without_query(url: str | None) -> str | None:
+    """A return URL as an event shows it: no query or fragment (they may carry anything)."""
+    if url is None:
+        return None
+    return url.split("#", 1)[0].split("?", 1)[0]
+
+
+def _refused(check: str, page: ErrorPage, *, endpoint: str = "oidc_logout",
+             client: dict | None = None, client_id: str | None = None,
+             user_id: str | None = None, return_to: str | None = None,
+             parameter: str | None = None) -> ErrorPage:
+    """``flo`` with the failed check, then the error page (nothing was ended)."""
+    from chalicelib import audit
+
+    try:
+        audit.record(audit.event(
+            "flo", client=client, client_id=client_id, user_id=user_id,
+            description=f"Failed logout: {page.detail}",
+            details={"check": check, "endpoint": endpoint, "parameter": parameter,
+                     "return_to": _without_query(return_to)}))
+    except Exception:  # noqa: BLE001 - a log event never changes the answer
+        log.exception("logout log event failed")
+    return page
+
+
+def _connection_of(session: SessionRecord) -> dict | None:
+    """The ended session's connection as the event names it (cached; its id alone on a miss)."""
+    from chalicelib.registry.connections import cached_connection
+
+    connection_id = session.get("connection_id")
+    if not connection_id:
+        return None
+    try:
+        return cached_connection(connection_id) or {"id": connection_id}
+    except Exception:  # noqa: BLE001 - the event still names the connection's id
+        return {"id": connection_id}
+
+
+def _record_logout(ended: list[SessionRecord], client: dict | None, return_to: str | None, *,
+                   endpoint: str, federated: bool = False) -> None:
+    """``slo``: the application, and the user and connection of the session ended (when one
+    was; a logout without a session is still a successful logout)."""
+    from chalicelib import audit
+
+    try:
+        session = ended[0] if ended else None
+        audit.record(audit.event(
+            "slo", connection=_connection_of(session) if session else None, client=client,
+            user_id=session["user_id"] if session else None,
+            details={"endpoint": endpoint, "sessions_ended": len(ended),
+                     "return_to": _without_query(return_to), "federated": federated or None}))
+    except Exception:  # noqa: BLE001 - a log event never changes the answer
+        log.exception("logout log event failed")
