@@ -4,8 +4,9 @@ Ending a session queues one SQS message per (application, back-channel logout UR
 (the Lambda's SQS handler; ``scripts/logout_worker.py`` locally) delivers each: a fresh logout
 token POSTed as ``application/x-www-form-urlencoded`` with a 5 s timeout. 2xx is done; 400 is
 final; anything else, and network errors, are retried with exponential backoff by re-queueing
-with a delay, and after ``MAX_ATTEMPTS`` parked in the dead-letter queue. Every delivery is
-logged with its outcome (never the token).
+with a delay, and after ``MAX_ATTEMPTS`` parked in the dead-letter queue. Every delivery attempt
+is logged with its outcome (never the token), and is one log event (SPEC §9): ``sbcl`` when
+delivered, ``fbcl`` otherwise.
 """
 from __future__ import annotations
 
@@ -97,7 +98,16 @@ def queue_for_session(session: SessionRecord, *, exclude_client: str | None = No
 
 
 def deliver(message: dict, now: int | None = None) -> str:
-    """One delivery attempt: ``delivered``, ``rejected`` (400, final) or ``retry``."""
+    """One delivery attempt: ``delivered``, ``rejected`` (400, final) or ``retry``; logged, and
+    one ``sbcl`` / ``fbcl`` log event (:func:`_record`)."""
+    outcome, status, error = _post(message, now)
+    _log(message, outcome, str(status) if error is None else error)
+    _record(message, outcome, status, error)
+    return outcome
+
+
+def _post(message: dict, now: int | None) -> tuple[str, int | str, str | None]:
+    """(outcome, HTTP status or the error's class, the error's text for a network failure)."""
     # Cold start: the HTTP stack (requests) loads only when a notification is delivered.
     from chalicelib.netguard import OutboundError, OutboundRefused, safe_post_form
 
@@ -111,24 +121,59 @@ def deliver(message: dict, now: int | None = None) -> str:
                                   total_timeout=DELIVERY_TIMEOUT, max_redirects=0,
                                   headers={"Cache-Control": "no-cache"})
     except OutboundRefused as exc:
-        _log(message, "rejected", f"refused: {exc}")
-        return "rejected"
+        return "rejected", type(exc).__name__, f"refused: {exc}"
     except OutboundError as exc:
-        _log(message, "retry", f"network: {exc}")
-        return "retry"
+        return "retry", type(exc).__name__, f"network: {exc}"
     if 200 <= response.status_code < 300:
-        _log(message, "delivered", str(response.status_code))
-        return "delivered"
+        return "delivered", response.status_code, None
     if response.status_code == 400:
-        _log(message, "rejected", "400")
-        return "rejected"
-    _log(message, "retry", str(response.status_code))
-    return "retry"
+        return "rejected", response.status_code, None
+    return "retry", response.status_code, None
 
 
 def _log(message: dict, outcome: str, detail: str) -> None:
     log.info("back-channel logout to client %s at %s (attempt %d): %s %s", message["client_id"],
              message["url"][:200], int(message.get("attempt", 0)) + 1, outcome, detail[:200])
+
+
+def _endpoint(url: str) -> str:
+    """The receiver's URL without query or fragment (or userinfo): what the event may show."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "[invalid]"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}{parts.path}"
+
+
+def _record(message: dict, outcome: str, status: int | str, error: str | None) -> None:
+    """``sbcl`` when delivered, else ``fbcl``: the application, the user, the receiver's URL, the
+    HTTP status (or the error's class), the attempt (1-based) and what happens next (``retry``,
+    ``rejected`` = final, ``dead_letter`` on the last attempt). Never the logout token."""
+    from chalicelib import audit
+    from chalicelib.registry.clients import cached_client
+
+    attempt = int(message.get("attempt", 0)) + 1
+    if outcome == "retry" and attempt >= MAX_ATTEMPTS:
+        outcome = "dead_letter"
+    details = {"backchannel_logout_uri": _endpoint(str(message.get("url", ""))),
+               "status": status, "attempt": attempt, "outcome": outcome, "error": error}
+    try:
+        client = cached_client(message["client_id"]) or {"client_id": message["client_id"]}
+    except Exception:  # noqa: BLE001 - the name is a nicety; the id is enough
+        client = {"client_id": message["client_id"]}
+    try:
+        entry = audit.event("sbcl" if outcome == "delivered" else "fbcl", client=client,
+                            user_id=message.get("sub"), details=details)
+    except Exception:  # noqa: BLE001 - a log event never changes a delivery
+        log.exception("back-channel logout log event failed")
+        return
+    audit.record(entry)
 
 
 # The worker Lambda has 10 s (.chalice/config.json): a 5 s delivery plus the re-queue must fit.
