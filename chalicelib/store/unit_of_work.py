@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from chalicelib.errors import ServiceUnavailable
-from chalicelib.store.dynamo import table
+from chalicelib.store.dynamo import ConditionFailed, table
 
 Kind = Literal["Put", "Update", "Delete", "ConditionCheck"]
 ABSENT = "attribute_not_exists(pk)"
@@ -129,6 +129,10 @@ class UnitOfWork:
         try:
             table().transact(self.transact_items() + riders, conflict_retries=conflict_retries)
             stored = True
+        except ConditionFailed as exc:
+            # The riders' reasons (always "None": they have no condition) are not the caller's.
+            exc.reasons = exc.reasons[:len(self._writes)]
+            raise
         except ServiceUnavailable:
             table().transact(self.transact_items(), conflict_retries=conflict_retries)
             stored = False

@@ -127,9 +127,10 @@ def test_a_failed_commit_runs_no_rider(now):
     seen = []
     work = UnitOfWork([Write.put_if_absent({"pk": "RIDE", "sk": entry["log_id"]})])
     work.ride(log_events.put_operation(entry, int(base) + DAY), seen.append)
-    with pytest.raises(dynamo.ConditionFailed):
+    with pytest.raises(dynamo.ConditionFailed) as failed:
         work.commit()
     assert seen == [] and log_events.get(entry["log_id"]) is None
+    assert failed.value.reasons == ["ConditionalCheckFailed"]  # one per write, riders left out
 
 
 def test_a_rider_must_be_unconditional():
