@@ -14,6 +14,7 @@
   let brokerIssuer = ""; // from the discovery document: the base of each connection's callback URL
 
   const $ = (id) => document.getElementById(id);
+  const { t } = window.ConsoleI18n;
 
   class ApiFailure extends Error {
     constructor(status, message) {
@@ -47,11 +48,14 @@
     target.append(span);
   }
 
+  // The views in activity.js and users.js build their DOM with the same two helpers.
+  window.ConsoleDom = Object.freeze({ el, status });
+
   // ---- the Management API -------------------------------------------------------------------
 
   async function fetchToken() {
     const discovery = await fetch(".well-known/openid-configuration", { credentials: "omit" });
-    if (!discovery.ok) throw new ApiFailure(discovery.status, "The broker's discovery document is unavailable");
+    if (!discovery.ok) throw new ApiFailure(discovery.status, t("signin.no_discovery"));
     const issuer = (await discovery.json()).issuer;
     brokerIssuer = issuer;
     const response = await fetch("oauth/token", {
@@ -68,7 +72,7 @@
     });
     const body = await response.json().catch(() => ({}));
     if (!response.ok) {
-      throw new ApiFailure(response.status, body.error_description || body.error || "Sign-in failed");
+      throw new ApiFailure(response.status, body.error_description || body.error || t("signin.failed"));
     }
     token = body.access_token;
     tokenExpiresAt = Date.now() + (body.expires_in || 3600) * 1000 - 60000;
@@ -116,16 +120,18 @@
     const secretField = $("signin-client-secret");
     credentials = { client_id: idField.value.trim(), client_secret: secretField.value };
     secretField.value = ""; // nothing secret stays in the DOM
-    status("signin-status", "info", "Signing in…");
+    status("signin-status", "info", t("signin.busy"));
     try {
       const grant = await fetchToken();
       status("signin-status", "", "");
       $("signin").hidden = true;
       $("console").hidden = false;
       $("signout").hidden = false;
-      $("signed-in-as").textContent =
-        "Signed in as " + credentials.client_id + " with scopes: " + (grant.scope || "(none)");
-      await refreshAll();
+      $("signed-in-as").textContent = t("signin.as",
+        { client: credentials.client_id, scopes: grant.scope || t("signin.no_scopes") });
+      const loading = refreshAll(); // hands listAll and api to the views first, synchronously
+      showView(viewFromHash());
+      await loading;
     } catch (error) {
       credentials = null;
       token = null;
@@ -144,14 +150,36 @@
     $("signin-client-id").value = "";
     $("secret-once-value").textContent = "";
     $("secret-once").hidden = true;
-    status("signin-status", "info", "Signed out.");
+    // The views drop what they show (users, events): nothing read with the token stays on screen.
+    document.dispatchEvent(new CustomEvent("console:signout"));
+    status("signin-status", "info", t("signout.done"));
     $("signin-client-id").focus();
   }
 
   async function refreshAll() {
-    // Other console scripts (apis.js) get listAll, never the token itself.
-    document.dispatchEvent(new CustomEvent("console:refresh", { detail: { listAll } }));
+    // Other console scripts (apis.js, activity.js, users.js) get listAll and api, never the token.
+    document.dispatchEvent(new CustomEvent("console:refresh", { detail: { listAll, api } }));
     await Promise.all([loadApplications(), loadConnections()]);
+  }
+
+  // ---- views: connections and applications, activity, users (the URL's #fragment) -------------
+
+  const VIEWS = ["setup", "activity", "users"];
+
+  function viewFromHash() {
+    const name = window.location.hash.replace(/^#/, "");
+    return VIEWS.includes(name) ? name : "setup";
+  }
+
+  function showView(name) {
+    for (const view of VIEWS) {
+      $("view-" + view).hidden = view !== name;
+      const link = document.querySelector('#views-nav a[data-view="' + view + '"]');
+      if (view === name) link.setAttribute("aria-current", "page");
+      else link.removeAttribute("aria-current");
+    }
+    // activity.js and users.js load their data the first time their view shows.
+    if (credentials) document.dispatchEvent(new CustomEvent("console:view", { detail: { name } }));
   }
 
   // ---- connections --------------------------------------------------------------------------
@@ -163,7 +191,7 @@
       connections = await listAll("api/v2/connections", "connections");
       renderConnections();
     } catch (error) {
-      status("connections-status", "error", "Could not list connections: " + error.message);
+      status("connections-status", "error", t("connections.list_failed", { message: error.message }));
     }
   }
 
@@ -171,7 +199,7 @@
     const body = $("connections-table").querySelector("tbody");
     body.replaceChildren();
     if (!connections.length) {
-      body.append(el("tr", {}, el("td", { colspan: "7", text: "No connection yet." })));
+      body.append(el("tr", {}, el("td", { colspan: "7", text: t("connections.none") })));
       return;
     }
     const appNames = new Map(applications.map((a) => [a.client_id, a]));
@@ -180,20 +208,21 @@
       const enabled = (connection.enabled_clients || []).filter((id) => !builtin(appNames.get(id)));
       const label = connection.display_name || connection.name;
       const actions = el("td", { class: "actions-cell" },
-        el("button", { type: "button", class: "secondary", text: "Edit",
-          "aria-label": "Edit " + label, onclick: () => openEdit(connection) }),
-        el("button", { type: "button", class: "secondary", text: "Applications",
-          "aria-label": "Applications of " + label, onclick: () => openEnable(connection) }),
-        el("button", { type: "button", class: "secondary", text: "Try",
-          "aria-label": "Try " + label, "data-action": "try",
+        el("button", { type: "button", class: "secondary", text: t("connections.edit"),
+          "aria-label": t("connections.edit_label", { name: label }), onclick: () => openEdit(connection) }),
+        el("button", { type: "button", class: "secondary", text: t("connections.applications"),
+          "aria-label": t("connections.applications_label", { name: label }),
+          onclick: () => openEnable(connection) }),
+        el("button", { type: "button", class: "secondary", text: t("connections.try"),
+          "aria-label": t("connections.try_label", { name: label }), "data-action": "try",
           onclick: () => tryConnection(connection) }),
         deleteButton(connection, label));
       body.append(el("tr", { "data-connection": connection.name },
         el("td", {}, el("code", { text: connection.name })),
         el("td", { text: label }),
-        el("td", { text: (options.type || "").replace("_", " ") }),
+        el("td", { text: options.type ? t("connections.type." + options.type) : "" }),
         el("td", {}, el("code", { text: options.issuer || "" })),
-        el("td", { text: connection.show_as_button ? "Yes" : "No" }),
+        el("td", { text: connection.show_as_button ? t("yes") : t("no") }),
         el("td", { text: String(enabled.length) }),
         actions));
     }
@@ -201,28 +230,28 @@
 
   function deleteButton(connection, label) {
     let armed = false;
-    const button = el("button", { type: "button", class: "secondary", text: "Delete",
-      "aria-label": "Delete " + label });
+    const button = el("button", { type: "button", class: "secondary", text: t("connections.delete"),
+      "aria-label": t("connections.delete_label", { name: label }) });
     button.addEventListener("click", async () => {
       if (!armed) {
         armed = true;
-        button.textContent = "Confirm delete";
+        button.textContent = t("connections.confirm_delete");
         button.className = "danger";
-        button.setAttribute("aria-label", "Confirm: delete " + label);
+        button.setAttribute("aria-label", t("connections.confirm_delete_label", { name: label }));
         setTimeout(() => {
           armed = false;
-          button.textContent = "Delete";
+          button.textContent = t("connections.delete");
           button.className = "secondary";
-          button.setAttribute("aria-label", "Delete " + label);
+          button.setAttribute("aria-label", t("connections.delete_label", { name: label }));
         }, 6000);
         return;
       }
       try {
         await api("DELETE", "api/v2/connections/" + encodeURIComponent(connection.id));
-        status("connections-status", "ok", "Deleted connection " + connection.name + ".");
+        status("connections-status", "ok", t("connections.deleted", { name: connection.name }));
         await loadConnections();
       } catch (error) {
-        status("connections-status", "error", "Could not delete: " + error.message);
+        status("connections-status", "error", t("connections.delete_failed", { message: error.message }));
       }
     });
     return button;
@@ -242,14 +271,12 @@
     let box = $("c-callback");
     if (!box) {
       box = el("div", { id: "c-callback", class: "field" },
-        el("label", { for: "c-callback-url", text: "Callback URL (redirect URI at the IdP)" }),
+        el("label", { for: "c-callback-url", text: t("connection.callback") }),
         el("input", { id: "c-callback-url", type: "text", readonly: "", spellcheck: "false",
           "aria-describedby": "c-callback-help" }),
-        el("button", { type: "button", class: "secondary", id: "c-callback-copy", text: "Copy",
-          onclick: copyCallback }),
-        el("p", { id: "c-callback-help", class: "help",
-          text: "Register this URL at the identity provider as the redirect URI of the " +
-            "application there. Each connection has its own; it is read-only." }),
+        el("button", { type: "button", class: "secondary", id: "c-callback-copy",
+          text: t("connection.copy"), onclick: copyCallback }),
+        el("p", { id: "c-callback-help", class: "help", text: t("connection.callback_help") }),
         el("p", { id: "c-callback-status", class: "status", role: "status", "aria-live": "polite" }));
       $("connection-form-title").after(box);
     }
@@ -262,10 +289,10 @@
     if (!input.value) return;
     try {
       await navigator.clipboard.writeText(input.value);
-      status("c-callback-status", "ok", "Copied.");
+      status("c-callback-status", "ok", t("connection.copied"));
     } catch (error) {
       input.select(); // no clipboard permission: leave it selected for Ctrl+C
-      status("c-callback-status", "info", "Selected: press Ctrl+C (⌘C) to copy.");
+      status("c-callback-status", "info", t("connection.selected"));
     }
   }
 
@@ -273,8 +300,8 @@
     editing = null;
     const form = $("connection-form");
     form.reset();
-    $("connection-form-title").textContent = "New connection";
-    $("connection-submit").textContent = "Create connection";
+    $("connection-form-title").textContent = t("connection.form.new");
+    $("connection-submit").textContent = t("connection.form.create");
     $("c-name").disabled = false;
     $("c-client-secret").required = false;
     status("connection-status", "", "");
@@ -288,8 +315,8 @@
     const options = connection.options || {};
     const form = $("connection-form");
     form.reset();
-    $("connection-form-title").textContent = "Edit connection " + connection.name;
-    $("connection-submit").textContent = "Save changes";
+    $("connection-form-title").textContent = t("connection.form.edit", { name: connection.name });
+    $("connection-submit").textContent = t("connection.form.save");
     $("c-name").value = connection.name;
     $("c-name").disabled = true;
     $("c-display-name").value = connection.display_name || "";
@@ -339,7 +366,7 @@
     const displayName = $("c-display-name").value.trim();
     const button = $("connection-submit");
     button.disabled = true;
-    status("connection-status", "info", "Checking the discovery document…");
+    status("connection-status", "info", t("connection.checking"));
     try {
       let saved;
       if (editing) {
@@ -355,11 +382,10 @@
       }
       $("c-client-secret").value = "";
       const issuer = (saved.options && saved.options.issuer) || "";
-      status("connection-status", "ok",
-        "Discovery check passed: " + saved.name + " uses issuer " + issuer + ".");
+      status("connection-status", "ok", t("connection.passed", { name: saved.name, issuer }));
       editing = saved;
-      $("connection-form-title").textContent = "Edit connection " + saved.name;
-      $("connection-submit").textContent = "Save changes";
+      $("connection-form-title").textContent = t("connection.form.edit", { name: saved.name });
+      $("connection-submit").textContent = t("connection.form.save");
       $("c-name").disabled = true;
       showCallback(saved);
       await loadConnections();
@@ -373,12 +399,12 @@
   function openEnable(connection) {
     const form = $("enable-form");
     form.dataset.connectionId = connection.id;
-    $("enable-title").textContent = "Applications of " + (connection.display_name || connection.name);
+    $("enable-title").textContent = t("enable.title_of", { name: connection.display_name || connection.name });
     const list = $("enable-list");
     list.replaceChildren();
     const enabled = new Set(connection.enabled_clients || []);
     const apps = applications.filter((a) => !builtin(a) && a.app_type !== "non_interactive");
-    if (!apps.length) list.append(el("p", { text: "No application yet: create one below." }));
+    if (!apps.length) list.append(el("p", { text: t("enable.none") }));
     for (const app of apps) {
       const id = "enable-" + app.client_id;
       const box = el("input", { type: "checkbox", id, value: app.client_id });
@@ -408,7 +434,7 @@
             "/clients", items.slice(i, i + 50));
         }
       }
-      status("enable-status", "ok", changes.length ? "Saved." : "Nothing to change.");
+      status("enable-status", "ok", changes.length ? t("enable.saved") : t("enable.nothing"));
       await loadConnections();
     } catch (error) {
       status("enable-status", "error", error.message);
@@ -417,16 +443,15 @@
 
   async function tryConnection(connection) {
     const target = $("try-status");
-    status("try-status", "info", "Preparing a test login through " + connection.name + "…");
+    status("try-status", "info", t("try.preparing", { name: connection.name }));
     try {
       const { url } = await api("GET", "api/v2/connections/" + encodeURIComponent(connection.id) + "/try");
       window.open(url, "_blank", "noopener");
-      status("try-status", "ok", "A test login through " + connection.name +
-        " opened in a new tab. If it did not open: ");
+      status("try-status", "ok", t("try.opened", { name: connection.name }));
       target.firstChild.append(el("a", { href: url, target: "_blank", rel: "noopener",
-        text: "open the test login" }));
+        text: t("try.link") }));
     } catch (error) {
-      status("try-status", "error", "Could not start the test: " + error.message);
+      status("try-status", "error", t("try.failed", { message: error.message }));
     }
   }
 
@@ -437,7 +462,7 @@
       applications = await listAll("api/v2/clients", "clients");
       renderApplications();
     } catch (error) {
-      status("applications-status", "error", "Could not list applications: " + error.message);
+      status("applications-status", "error", t("applications.list_failed", { message: error.message }));
     }
   }
 
@@ -446,7 +471,7 @@
     body.replaceChildren();
     const shown = applications.filter((a) => !builtin(a));
     if (!shown.length) {
-      body.append(el("tr", {}, el("td", { colspan: "4", text: "No application yet." })));
+      body.append(el("tr", {}, el("td", { colspan: "4", text: t("applications.none") })));
       return;
     }
     for (const app of shown) {
@@ -472,7 +497,7 @@
       const created = await api("POST", "api/v2/clients", body);
       $("application-form").reset();
       $("application-form").hidden = true;
-      status("applications-status", "ok", "Created application " + created.name + ".");
+      status("applications-status", "ok", t("applications.created", { name: created.name }));
       if (created.client_secret) {
         $("secret-once-client-id").textContent = created.client_id;
         $("secret-once-value").textContent = created.client_secret;
@@ -519,6 +544,7 @@
       $("application-form").hidden = true;
     });
     $("secret-once-done").addEventListener("click", forgetSecret);
+    window.addEventListener("hashchange", () => showView(viewFromHash()));
     $("signin-client-id").focus();
   });
 })();

@@ -38,7 +38,7 @@
     try {
       const servers = await listAll("api/v2/resource-servers", "resource_servers");
       render(servers);
-      status("info", servers.length ? "" : "No APIs yet.");
+      status("info", servers.length ? "" : window.ConsoleI18n.t("apis.none"));
     } catch (error) {
       render([]);
       status("error", error.message);
