@@ -12,6 +12,13 @@
   serious and critical violations.
 - ``a11y_page``: a page whose context bypasses CSP, so the injected axe script may run (the pages'
   own CSP forbids it, rightly).
+- ``ConsoleSession``: one browser context on the admin console with its real CSP on, signed in
+  once (a module's tests share it), in a locale; it records every CSP violation the page reports,
+  and ``axe(name)`` runs axe-core through a same-origin script URL the test serves itself, so the
+  CSP stays on while axe runs.
+- ``seed_events``: log events put straight into the store of the broker under test (its embedded
+  moto endpoint, from run_local.py's output), dated as the test says: the Activity view's tests
+  need events hours and days old.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,6 +153,126 @@ def hrd_setup_fixture(management: Management, idp: IdpProcess, partner_idp: IdpP
                     connection("partner", "Partner Inc", partner_idp, "partner.example"))
 
 
+# ---- the admin console in one browser context per module ------------------------------------------
+
+
+class ConsoleSession:
+    """A browser context and page on /admin (real CSP), signed in with the broker's admin client."""
+
+    def __init__(self, chromium: Any, broker: Broker, axe: Path, *, locale: str = "en-US",
+                 timezone: str = "UTC"):
+        self.broker = broker
+        self.axe_path = axe
+        self.context = chromium.new_context(viewport={"width": 1100, "height": 900}, locale=locale,
+                                            timezone_id=timezone)
+        self.context.set_default_timeout(15_000)
+        self.page = self.context.new_page()
+        self.csp_violations: list[str] = []
+        self.requests: list[str] = []
+        self.page.on("console", self._console)
+        self.page.on("request", lambda request: self.requests.append(request.url))
+        # axe-core as a same-origin script (script-src 'self' allows it), served by the test.
+        self.axe_url = broker.url("admin/test-axe.js")
+        self.page.route(self.axe_url, lambda route: route.fulfill(
+            status=200, content_type="text/javascript", body=axe.read_text(encoding="utf-8")))
+
+    def _console(self, message: Any) -> None:
+        if "Content Security Policy" in message.text:
+            self.csp_violations.append(message.text)
+
+    def sign_in(self) -> None:
+        from playwright.sync_api import expect
+
+        page = self.page
+        response = page.goto(self.broker.url("admin"))
+        assert "style-src 'self'" in response.headers["content-security-policy"]
+        page.locator("#signin-client-id").fill(self.broker.admin_client_id)
+        page.locator("#signin-client-secret").fill(self.broker.admin_client_secret)
+        page.locator("#signin-form button[type=submit]").click()
+        expect(page.locator("#console")).to_be_visible()
+        expect(page.locator("#signed-in-as")).to_contain_text("read:logs")
+
+    def view(self, fragment: str) -> None:
+        from playwright.sync_api import expect
+
+        self.page.locator(f'#views-nav a[data-view="{fragment}"]').click()
+        expect(self.page.locator(f"#view-{fragment}")).to_be_visible()
+
+    def axe(self, name: str) -> list[dict]:
+        """axe-core's serious and critical violations on the page as it is now (full report in
+        artifacts/axe-<name>.json), with the page's own CSP on."""
+        self.page.add_script_tag(url=self.axe_url)
+        results = self.page.evaluate(
+            """async () => await axe.run(document, {
+                   runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa',
+                                                   'wcag22aa', 'best-practice']},
+                   resultTypes: ['violations']})"""
+        )
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / f"axe-{name}.json").write_text(json.dumps(results["violations"], indent=2))
+        return [
+            {"id": v["id"], "impact": v["impact"], "help": v["help"],
+             "nodes": [n["html"][:200] for n in v["nodes"][:5]]}
+            for v in results["violations"] if v["impact"] in ("serious", "critical")
+        ]
+
+    def screenshot(self, name: str) -> None:
+        self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+    def close(self) -> None:
+        self.context.close()
+        outside = [url for url in self.requests
+                   if not url.startswith(("http://127.0.0.1:", "about:", "data:"))]
+        assert not outside, f"the browser left loopback: {outside}"
+
+
+# ---- log events in the broker's own store -----------------------------------------------------------
+
+
+def broker_dynamodb(broker: Broker) -> tuple[Any, str]:
+    """A DynamoDB client on the broker's embedded moto endpoint and its table's name."""
+    import boto3
+
+    endpoint = None
+    for line in broker.lines:
+        match = re.search(r"embedded AWS endpoint \(moto\) on (\S+)", line)
+        if match:
+            endpoint = match.group(1)
+    assert endpoint, "run_local.py did not print its embedded AWS endpoint"
+    client = boto3.session.Session().client(
+        "dynamodb", endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="testing",
+        aws_secret_access_key="testing")
+    name = "broker-local"  # infra/resources.yaml: broker-${Stage}, run_local.py's stage "local"
+    assert name in client.list_tables()["TableNames"]
+    return client, name
+
+
+def log_event(type_: str, at_ms: int, **fields: Any) -> dict:
+    """An event of ``type_`` built by the broker's own chalicelib.audit.event, dated ``at_ms``."""
+    from chalicelib import audit, clock
+
+    previous = clock.install(clock.FixedClock(at_ms / 1000))
+    try:
+        return dict(audit.event(type_, **fields))
+    finally:
+        clock.install(previous)
+
+
+def seed_events(broker: Broker, events: list[dict]) -> None:
+    """Store ``events`` as the broker stores them (store/log_events' item: day partition, the
+    user's index keys, the retention TTL)."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    from chalicelib.store import log_events
+
+    client, table = broker_dynamodb(broker)
+    serializer = TypeSerializer()
+    expires = int(time.time()) + 8 * 86400
+    for event in events:
+        item = dict(log_events.put_operation(event, expires).item or {})
+        client.put_item(TableName=table, Item={k: serializer.serialize(v) for k, v in item.items()})
+
+
 def demo_url(broker: Broker) -> str | None:
     """The one URL `make run` prints for the demo (scripts/run_local.py), if it set the demo up."""
     for line in broker.lines:
@@ -154,5 +282,6 @@ def demo_url(broker: Broker) -> str | None:
     return None
 
 
-__all__ = ["AXE", "HrdSetup", "a11y_page_fixture", "axe_script_fixture", "check_accessibility",
-           "demo_url", "ensure_axe", "hrd_setup_fixture", "partner_idp_fixture"]
+__all__ = ["AXE", "ConsoleSession", "HrdSetup", "a11y_page_fixture", "axe_script_fixture",
+           "broker_dynamodb", "check_accessibility", "demo_url", "ensure_axe", "hrd_setup_fixture",
+           "log_event", "partner_idp_fixture", "seed_events"]
