@@ -61,6 +61,13 @@ PLATFORM_ACTIONS = {
     "sqs:DeleteMessage",
     "sqs:GetQueueAttributes",
 }
+# Active tracing ("xray": true in .chalice/config.json): Lambda sends the function's trace
+# segments with the execution role (Lambda developer guide, "Visualize Lambda function invocations
+# using AWS X-Ray": xray:PutTraceSegments, xray:PutTelemetryRecords). The code has no X-Ray SDK, so
+# nothing needs the sampling rules actions (xray:GetSamplingRules, ...) that the SDK's daemon uses.
+# X-Ray's actions name no resource (Service Authorization Reference: no resource types), so theirs
+# is the one statement whose Resource is "*", and it holds these two actions only.
+XRAY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
 
 
 class ScanError(AssertionError):
@@ -532,27 +539,46 @@ def test_every_call_is_allowed(stage, used):
     assert not missing, f"policy-{stage}.json lacks actions the code needs: {missing}"
 
 
+def _stage_config(stage: str) -> dict:
+    return json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"][stage]
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_nothing_beyond_what_is_used(stage, used):
     allowed = allowed_actions(load_policy(stage))
-    extra = allowed - set(used) - PLATFORM_ACTIONS
+    traced = _stage_config(stage).get("xray") is True
+    platform = PLATFORM_ACTIONS | (XRAY_ACTIONS if traced else set())
+    extra = allowed - set(used) - platform
     assert not extra, f"policy-{stage}.json allows actions nothing uses: {sorted(extra)}"
-    for action in PLATFORM_ACTIONS:
+    for action in platform:
         assert action in allowed, f"Lambda needs {action} in the function role"
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_statements_are_scoped_to_named_resources(stage):
-    policy = load_policy(stage)
-    config = json.loads((ROOT / ".chalice" / "config.json").read_text())["stages"][stage]
-    assert config["autogen_policy"] is False
+def test_the_stages_are_traced_with_exactly_the_x_ray_statement(stage):
+    """SPEC §9: X-Ray tracing on; the role can send traces and do nothing else with X-Ray."""
+    assert _stage_config(stage)["xray"] is True
+    xray = [s for s in load_policy(stage)["Statement"]
+            if any(a.startswith("xray:") for a in _as_list(s["Action"]))]
+    assert len(xray) == 1
+    assert set(_as_list(xray[0]["Action"])) == XRAY_ACTIONS
+    assert _as_list(xray[0]["Resource"]) == ["*"]
+
+
+def check_scoped(policy: dict, stage: str) -> None:
+    """Every statement names this stage's resources (region and account the only wildcards),
+    except the one X-Ray statement, which can name none."""
     for statement in policy["Statement"]:
         assert statement["Effect"] == "Allow"
         assert set(statement) <= {"Sid", "Effect", "Action", "Resource"}, statement  # no NotAction...
-        services = {a.split(":", 1)[0] for a in _as_list(statement["Action"])}
+        actions = _as_list(statement["Action"])
+        services = {a.split(":", 1)[0] for a in actions}
         assert len(services) == 1, statement
-        for action in _as_list(statement["Action"]):
+        for action in actions:
             assert "*" not in action and "?" not in action, action
+        if services == {"xray"}:
+            assert set(actions) == XRAY_ACTIONS and _as_list(statement["Resource"]) == ["*"], statement
+            continue
         for resource in _as_list(statement["Resource"]):
             parts = resource.split(":", 5)
             assert len(parts) == 6 and parts[0] == "arn" and parts[1] == "aws", resource
@@ -562,6 +588,35 @@ def test_statements_are_scoped_to_named_resources(stage):
             name = parts[5]
             assert stage in name and not name.startswith("*"), resource
             assert name.split("*")[0].rstrip("/-:") not in ("", "table", "secret", "log-group"), resource
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_statements_are_scoped_to_named_resources(stage):
+    assert _stage_config(stage)["autogen_policy"] is False
+    check_scoped(load_policy(stage), stage)
+
+
+def _with_statement(policy: dict, sid: str, **changes) -> dict:
+    copy = json.loads(json.dumps(policy))
+    for statement in copy["Statement"]:
+        if statement["Sid"] == sid:
+            statement.update(changes)
+    return copy
+
+
+@pytest.mark.parametrize("broken", [
+    # "*" is for X-Ray's two actions only
+    lambda p: _with_statement(p, "BrokerTable", Resource=["*"]),
+    lambda p: _with_statement(p, "XRayTraces", Action=sorted(XRAY_ACTIONS) + ["xray:GetSamplingRules"]),
+    lambda p: _with_statement(p, "XRayTraces", Action=["xray:PutTraceSegments"]),
+    lambda p: _with_statement(p, "XRayTraces", Action=sorted(XRAY_ACTIONS) + ["dynamodb:GetItem"]),
+    lambda p: _with_statement(p, "XRayTraces", Resource=["arn:aws:xray:*:*:group/*"]),
+])
+def test_the_scope_check_refuses_wildcards_beyond_x_ray(broken):
+    policy = load_policy("dev")
+    check_scoped(policy, "dev")  # the real one passes
+    with pytest.raises(AssertionError):
+        check_scoped(broken(policy), "dev")
 
 
 @pytest.mark.parametrize("stage", STAGES)
