@@ -301,6 +301,247 @@ def test_template_is_region_and_account_neutral(packaged):
     assert "us-east-1" not in text
 
 
+# -- operability (SPEC §9, docs/OPERATIONS.md): logs, tracing, alarms, dashboard ----------------------
+
+
+def test_functions_write_lambdas_json_log_format(packaged):
+    """chalicelib/logs.py leaves Lambda's formatter in place only when the format is JSON."""
+    for name, function in packaged.functions().items():
+        assert function["Properties"]["LoggingConfig"] == {
+            "LogFormat": "JSON", "ApplicationLogLevel": "INFO", "SystemLogLevel": "INFO"}, name
+
+
+def test_x_ray_traces_the_api_and_both_functions(packaged):
+    assert packaged.config["xray"] is True
+    for name, function in packaged.functions().items():
+        assert function["Properties"]["TracingConfig"] == {"Mode": "Active"}, name
+    (api_stage,) = _of_type(packaged.deployed, "AWS::ApiGateway::Stage").values()
+    assert api_stage["Properties"]["TracingEnabled"] is True
+
+
+API_NAME = {"Fn::Sub": "identity-broker-${Stage}"}
+ALARMS = {
+    "LogoutDeadLetterAlarm": "logout-dead-letters",
+    "ApiServerErrorRateAlarm": "api-5xx-rate",
+    "DynamoDbThrottleAlarm": "dynamodb-throttles",
+    "LoginFailureRatioAlarm": "login-failure-ratio",
+    "ApiHandlerErrorsAlarm": "lambda-errors",
+    "ApiHandlerThrottlesAlarm": "lambda-throttles",
+    "LogoutWorkerErrorsAlarm": "lambda-errors",
+    "LogoutWorkerThrottlesAlarm": "lambda-throttles",
+}
+FUNCTION_ALARMS = {"ApiHandlerErrorsAlarm", "ApiHandlerThrottlesAlarm", "LogoutWorkerErrorsAlarm",
+                   "LogoutWorkerThrottlesAlarm"}
+
+
+def _alarms(template: dict) -> dict[str, dict]:
+    return {k: v["Properties"] for k, v in _of_type(template, "AWS::CloudWatch::Alarm").items()}
+
+
+def _metrics_of(alarm: dict) -> list[tuple[str, str, dict, str, int]]:
+    """(namespace, metric, dimensions, statistic, period) of each metric an alarm reads."""
+    if "MetricName" in alarm:
+        dims = {d["Name"]: d["Value"] for d in alarm["Dimensions"]}
+        return [(alarm["Namespace"], alarm["MetricName"], dims, alarm["Statistic"], alarm["Period"])]
+    found = []
+    for query in alarm["Metrics"]:
+        if "MetricStat" in query:
+            stat = query["MetricStat"]
+            metric = stat["Metric"]
+            dims = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
+            found.append((metric["Namespace"], metric["MetricName"], dims, stat["Stat"], stat["Period"]))
+    return found
+
+
+def _headings_anchors(markdown: str) -> set[str]:
+    anchors = set()
+    for heading in re.findall(r"^#+ (.+)$", markdown, flags=re.MULTILINE):
+        anchors.add(re.sub(r"[^a-z0-9 -]", "", heading.strip().lower()).replace(" ", "-"))
+    return anchors
+
+
+def test_every_alarm_notifies_the_topic_and_says_where_its_runbook_is(packaged):
+    alarms = _alarms(packaged.template)
+    assert set(alarms) == set(ALARMS)
+    anchors = _headings_anchors((ROOT / "docs" / "OPERATIONS.md").read_text())
+    names = set()
+    for logical_id, alarm in alarms.items():
+        assert alarm["AlarmActions"] == alarm["OKActions"] == [{"Ref": "AlarmTopic"}], logical_id
+        names.add(_sub(alarm["AlarmName"], packaged.stage))
+        assert f"docs/OPERATIONS.md#{ALARMS[logical_id]}" in alarm["AlarmDescription"], logical_id
+        assert ALARMS[logical_id] in anchors, f"docs/OPERATIONS.md has no section {ALARMS[logical_id]}"
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+        assert alarm["TreatMissingData"] == "notBreaching" and alarm["EvaluationPeriods"] >= 1
+        if "Metrics" in alarm:  # metric math: one result, every input used by it
+            (result,) = [q for q in alarm["Metrics"] if q.get("ReturnData")]
+            inputs = {q["Id"] for q in alarm["Metrics"] if "MetricStat" in q}
+            assert inputs and all(re.search(rf"\b{i}\b", result["Expression"]) for i in inputs)
+            assert not (set(alarm) & {"MetricName", "Namespace", "Statistic"})
+    assert len(names) == len(alarms) and all(n.startswith(f"broker-{packaged.stage}-") for n in names)
+    topic = packaged.resources["AlarmTopic"]
+    assert topic["Type"] == "AWS::SNS::Topic"
+    assert _sub(topic["Properties"]["TopicName"], packaged.stage) == f"broker-{packaged.stage}-alarms"
+
+
+def test_the_alarm_email_is_optional(packaged):
+    subscription = packaged.resources["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert subscription["Properties"] == {"TopicArn": {"Ref": "AlarmTopic"}, "Protocol": "email",
+                                          "Endpoint": {"Ref": "AlarmEmail"}}
+    assert packaged.template["Conditions"]["HasAlarmEmail"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}
+    params = packaged.template["Parameters"]
+    assert params["AlarmEmail"]["Default"] == ""
+    email = params["AlarmEmail"]["AllowedPattern"]
+    for good in ("", "ops@example.com", "a.b+alarms@sub.example.org"):
+        assert re.fullmatch(email, good), good
+    for bad in ("ops", "ops@", "ops@example", "a b@example.com", "@example.com"):
+        assert not re.fullmatch(email, bad), bad
+    for name in ("Api5xxAlarmPercent", "LoginFailureAlarmPercent"):
+        pattern, default = params[name]["AllowedPattern"], params[name]["Default"]
+        assert re.fullmatch(pattern, default) and 1 <= int(default) <= 50
+        assert re.fullmatch(pattern, "99") and not re.fullmatch(pattern, "0")
+        assert not re.fullmatch(pattern, "100") and not re.fullmatch(pattern, "5%")
+
+
+def test_dead_letter_alarm_watches_the_logout_dead_letter_queue(packaged):
+    alarm = _alarms(packaged.template)["LogoutDeadLetterAlarm"]
+    assert _metrics_of(alarm) == [("AWS/SQS", "ApproximateNumberOfMessagesVisible",
+                                   {"QueueName": {"Fn::GetAtt": ["LogoutDeadLetterQueue", "QueueName"]}},
+                                   "Maximum", 300)]
+    assert alarm["Threshold"] == 0  # a single parked message is an application never told
+
+
+def test_5xx_rate_alarm_reads_this_stages_api(packaged):
+    (api,) = _of_type(packaged.deployed, "AWS::ApiGateway::RestApi").values()
+    assert api["Properties"]["Name"] == API_NAME  # one name per stage: metrics keyed by ApiName
+    alarm = _alarms(packaged.template)["ApiServerErrorRateAlarm"]
+    dims = {"ApiName": API_NAME, "Stage": packaged.config["api_gateway_stage"]}
+    assert {(ns, name, json.dumps(d, sort_keys=True)) for ns, name, d, stat, _ in _metrics_of(alarm)} == {
+        ("AWS/ApiGateway", "5XXError", json.dumps(dims, sort_keys=True)),
+        ("AWS/ApiGateway", "Count", json.dumps(dims, sort_keys=True))}
+    assert {stat for *_, stat, _ in _metrics_of(alarm)} == {"Sum"}
+    assert alarm["Threshold"] == {"Ref": "Api5xxAlarmPercent"}
+
+
+def test_throttle_alarm_reads_the_table_and_each_of_its_indexes(packaged):
+    table = packaged.resources["BrokerTable"]["Properties"]
+    indexes = [i["IndexName"] for i in table["GlobalSecondaryIndexes"]]
+    alarm = _alarms(packaged.template)["DynamoDbThrottleAlarm"]
+    read = {(name, d.get("GlobalSecondaryIndexName")) for ns, name, d, *_ in _metrics_of(alarm)}
+    want = {(m, i) for m in ("ReadThrottleEvents", "WriteThrottleEvents") for i in [None, *indexes]}
+    assert read == want
+    for ns, _, dims, stat, _ in _metrics_of(alarm):
+        assert ns == "AWS/DynamoDB" and dims["TableName"] == {"Ref": "BrokerTable"} and stat == "Sum"
+    assert alarm["Threshold"] == 0
+
+
+def test_lambda_alarms_cover_errors_and_throttles_of_both_functions(packaged):
+    alarms = _alarms(packaged.template)
+    watched = set()
+    for logical_id in FUNCTION_ALARMS:
+        ((ns, metric, dims, stat, _),) = _metrics_of(alarms[logical_id])
+        assert ns == "AWS/Lambda" and stat == "Sum" and alarms[logical_id]["Threshold"] == 0
+        watched.add((dims["FunctionName"]["Ref"], metric))
+    assert watched == {(f, m) for f in packaged.functions() for m in ("Errors", "Throttles")}
+
+
+@pytest.fixture
+def emf_names(monkeypatch, capsys) -> dict[str, set[tuple[str, ...]]]:
+    """What chalicelib/metrics.py emits: {metric name: its dimension sets}, from sample events."""
+    sys.path.insert(0, str(ROOT))
+    from chalicelib import metrics
+
+    monkeypatch.setenv("BROKER_STAGE", "dev")
+    monkeypatch.setenv("BROKER_ISSUER", "https://id.example.com/")
+    for type_ in ("s", "f", "seacft", "feacft", "sgtr", "fbcl"):
+        metrics.for_event({"type": type_, "connection": "acme", "connection_id": "con_1",
+                           "details": {}})
+    metrics.for_request("/authorize", 200, 1.0)
+    found: dict[str, set[tuple[str, ...]]] = {}
+    for line in capsys.readouterr().out.splitlines():
+        for directive in json.loads(line)["_aws"]["CloudWatchMetrics"]:
+            assert directive["Namespace"] == "IdentityBroker"
+            for metric in directive["Metrics"]:
+                found.setdefault(metric["Name"], set()).update(tuple(d) for d in directive["Dimensions"])
+    return found
+
+
+def test_login_failure_ratio_alarm_reads_the_metrics_the_app_emits(packaged, emf_names):
+    alarm = _alarms(packaged.template)["LoginFailureRatioAlarm"]
+    read = _metrics_of(alarm)
+    assert {name for _, name, *_ in read} == {"Logins", "LoginFailures"}
+    for ns, name, dims, stat, period in read:
+        assert ns == "IdentityBroker" and stat == "Sum" and period == 900
+        assert dims == {"Stage": {"Ref": "Stage"}}
+        assert tuple(dims) in emf_names[name]  # the app publishes it with exactly these dimensions
+    assert alarm["Threshold"] == {"Ref": "LoginFailureAlarmPercent"}
+
+
+def _dashboard(packaged: Packaged) -> dict:
+    """The dashboard body as CloudFormation makes it, with placeholder values for its variables."""
+    dashboard = packaged.resources["Dashboard"]["Properties"]
+    assert _sub(dashboard["DashboardName"], packaged.stage) == f"broker-{packaged.stage}"
+    text = dashboard["DashboardBody"]["Fn::Sub"]
+    known = set(packaged.template["Resources"]) | set(packaged.template["Parameters"])
+    for name in re.findall(r"\$\{([^}]+)\}", text):
+        assert name.split(".")[0] in known or name.startswith("AWS::"), name
+    return json.loads(re.sub(r"\$\{([^}]+)\}", lambda m: f"<{m.group(1)}>", text))
+
+
+def test_dashboard_shows_the_alarms_and_every_metric_they_and_the_app_have(packaged, emf_names):
+    body = _dashboard(packaged)
+    widgets = body["widgets"]
+    for widget in widgets:
+        assert 0 <= widget["x"] and widget["x"] + widget["width"] <= 24 and widget["height"] > 0
+    (alarm_widget,) = [w for w in widgets if w["type"] == "alarm"]
+    assert set(alarm_widget["properties"]["alarms"]) == {f"<{a}.Arn>" for a in ALARMS}
+    shown: set[tuple[str, str]] = set()
+    searched: set[tuple[str, tuple[str, ...]]] = set()
+    for widget in widgets:
+        if widget["type"] != "metric":
+            continue
+        assert widget["properties"]["region"] == "<AWS::Region>"
+        for row in widget["properties"]["metrics"]:
+            if isinstance(row[0], dict) and "SEARCH(" in row[0]["expression"]:
+                match = re.search(r"\{IdentityBroker,([^}]*)\} Stage=\"<Stage>\" MetricName=\"(\w+)\"",
+                                  row[0]["expression"])
+                assert match, row
+                searched.add((match.group(2), tuple(match.group(1).split(","))))
+            elif isinstance(row[0], str):
+                shown.add((row[0], row[1]))
+    # every alarm's metrics are on the dashboard
+    for alarm in _alarms(packaged.template).values():
+        for ns, name, *_ in _metrics_of(alarm):
+            assert (ns, name) in shown, (ns, name)
+    # and the app's metrics, by their dimensions: logins per connection, grants per type, ...
+    for name, dims in searched:
+        assert dims in emf_names[name], (name, dims)
+    assert {name for name, _ in searched} >= {
+        "Logins", "LoginFailures", "TokenGrants", "TokenGrantFailures", "GlobalTokenRevocations",
+        "BackchannelLogouts", "Duration", "Http5xx"}
+    assert ("LoginFailures", ("Stage", "Connection")) in searched
+
+
+def test_quick_start_data_template_stands_alone(packages, tmp_path):
+    """docs/DEPLOY.md's quick start deploys the template without what needs Chalice's functions."""
+    sys.path.insert(0, str(ROOT))
+    from scripts import data_template
+
+    path = tmp_path / "data.yaml"
+    assert data_template.main([str(path)]) == 0
+    findings = _lint(path)
+    assert not findings, json.dumps(findings, indent=1)
+    data = yaml.safe_load(path.read_text())
+    source = yaml.safe_load((ROOT / "infra" / "resources.yaml").read_text())
+    dropped = set(source["Resources"]) - set(data["Resources"])
+    assert dropped == FUNCTION_ALARMS | {"Dashboard"}
+    assert {"BrokerTable", "LogoutQueue", "LogoutDeadLetterQueue", "AdminClientSecret",
+            "AlarmTopic"} <= set(data["Resources"])
+    assert data["Outputs"] == source["Outputs"]
+    assert data_template.names_used({"Fn::Sub": ["${A.Arn} ${B} ${!C}", {"B": {"Ref": "D"}}]}) == {"A", "D"}
+
+
 # -- the release build: `make package` --------------------------------------------------------------
 
 
