@@ -8,7 +8,9 @@ redrive policy, secret generation rules) from the template instead of keeping a 
 Only the small subset of CloudFormation the template uses is understood: ``Parameters``, ``Ref``,
 ``Fn::GetAtt``, ``Fn::Sub`` (and ``Fn::Join``), and the resource types in ``_HANDLERS``. Anything else
 (another resource type, an unknown property, another intrinsic, conditions) fails loudly before a
-single resource is created, so the local stack can never silently drift from the deployed one.
+single resource is created, so the local stack can never silently drift from the deployed one. The
+monitoring (``CLOUD_ONLY_TYPES``: the SNS topic, the alarms, the dashboard, and the conditions only
+they use) has no local counterpart and is left out.
 
 Provisioning is idempotent: existing tables, queues and secrets are kept (a secret keeps its value);
 TTL, point-in-time recovery and queue attributes are converged to what the template says.
@@ -47,13 +49,25 @@ _NO_VALUE = object()  # Ref AWS::NoValue: the property is dropped
 # --------------------------------------------------------------------------------------------------
 
 
+# Monitoring exists only in AWS (docs/OPERATIONS.md); it may watch resources Chalice generates.
+CLOUD_ONLY_TYPES = frozenset({
+    "AWS::SNS::Topic", "AWS::SNS::Subscription", "AWS::CloudWatch::Alarm", "AWS::CloudWatch::Dashboard",
+})
+
+
 def load_template(path: Path | str = TEMPLATE_PATH) -> dict:
+    """The template as the local stack sees it: without the cloud-only resources."""
     with open(path, encoding="utf-8") as fh:
         template = yaml.safe_load(fh)
     if not isinstance(template, dict) or not isinstance(template.get("Resources"), dict):
         raise ProvisionError(f"{path}: not a CloudFormation template with a Resources mapping")
-    if template.get("Conditions"):
-        raise ProvisionError(f"{path}: Conditions are not supported by the local provisioner")
+    template["Resources"] = {
+        logical_id: resource for logical_id, resource in template["Resources"].items()
+        if not (isinstance(resource, dict) and resource.get("Type") in CLOUD_ONLY_TYPES)
+    }
+    # Conditions serve the cloud-only resources; one used by anything created here still fails
+    # (a resource's "Condition" key, Fn::If, an output's "Condition").
+    template.pop("Conditions", None)
     return template
 
 
