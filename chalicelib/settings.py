@@ -22,6 +22,7 @@ _ENV_KEYS = (
     "BROKER_ALLOW_INSECURE_LOOPBACK",
     "BROKER_LOGOUT_QUEUE_URL",
     "BROKER_LOG_RETENTION_DAYS",
+    "BROKER_VAULT_KEY_ID",
 )
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -39,6 +40,9 @@ class Settings:
     allow_insecure_loopback: bool
     logout_queue_url: str
     log_retention_days: int = 30
+    # The KMS key that encrypts the upstream token vault's data keys (SPEC §10): a key id, ARN or
+    # alias; infra/resources.yaml creates ``alias/broker-{stage}-vault``.
+    vault_key_id: str = "alias/broker-local-vault"
 
     @property
     def management_audience(self) -> str:
@@ -105,6 +109,7 @@ def _load(env: dict[str, str]) -> Settings:
         allow_insecure_loopback=allow_loopback,
         logout_queue_url=env.get("BROKER_LOGOUT_QUEUE_URL") or "",
         log_retention_days=int(retention),
+        vault_key_id=env.get("BROKER_VAULT_KEY_ID") or f"alias/broker-{stage}-vault",
     )
 
 
