@@ -50,6 +50,8 @@ DESCRIPTIONS = {
     "fgtr": "Failed Global Token Revocation",
     "sbcl": "Back-channel logout delivered",
     "fbcl": "Failed back-channel logout delivery",
+    "stx": "Successful token exchange (RFC 8693)",
+    "ftx": "Failed token exchange (RFC 8693)",
 }
 TYPES = frozenset(DESCRIPTIONS)
 
