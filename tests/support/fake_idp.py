@@ -6,6 +6,11 @@ It behaves like a minimal real IdP so :func:`tests.support.flow.idp_login` can d
   to the broker's callback with ``code`` and ``state``; ``response_type=id_token`` answers with an
   auto-submitting ``form_post`` page carrying ``id_token`` and ``state``.
 - ``/token`` exchanges a code it issued; ``/userinfo`` answers :attr:`FakeIdp.userinfo`.
+- ``/token`` with ``grant_type=refresh_token`` (RFC 6749 §6) redeems a refresh token it issued
+  (with :attr:`FakeIdp.issue_refresh_tokens`, or :meth:`FakeIdp.new_refresh_token`): the tokens
+  ROTATE, so a refresh token works once and is refused (``invalid_grant``) after; each redemption
+  counts in :attr:`FakeIdp.refresh_calls`; :attr:`FakeIdp.refresh_delay` holds the answer back
+  (seconds) so concurrent callers meet while one refresh is in flight.
 - ``/jwks`` publishes the public parts of :attr:`FakeIdp.keys` (a list tests may replace to
   rotate keys).
 
@@ -135,6 +140,15 @@ class FakeIdp:
         self.redirect_uris: list[str] | None = None
         self.strict = False
         self.clock: Callable[[], float] = time.time  # tests inject a fixed moment
+        # Refresh tokens (RFC 6749 §6), rotating: live token -> what it was issued for.
+        self.issue_refresh_tokens = False  # code exchanges answer a refresh token too
+        self.access_token_lifetime = 300  # expires_in of every access token issued
+        self.refresh_tokens: dict[str, dict] = {}
+        self.spent_refresh_tokens: set[str] = set()
+        self.access_tokens: list[str] = []  # every access token issued, oldest first
+        self.refresh_calls = 0  # refresh_token grants received, answered or refused
+        self.refresh_delay = 0.0
+        self._refresh_lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.base_url = ""
@@ -145,7 +159,9 @@ class FakeIdp:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self.base_url = f"http://127.0.0.1:{self._server.server_address[1]}"
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # A short poll interval: shutdown() at the end of each test waits for one.
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
         return self
 
@@ -191,6 +207,19 @@ class FakeIdp:
     def script(self, **overrides) -> None:
         """Next ID tokens carry these claim overrides."""
         self.id_token = lambda idp, ctx: idp.mint(idp.claims(ctx, **overrides))
+
+    def new_refresh_token(self, sub: str | None = None, scope: str = "openid profile email") -> str:
+        """A live refresh token for ``sub`` (the user's by default), as a login would get."""
+        token = secrets.token_urlsafe(32)
+        with self._refresh_lock:
+            self.refresh_tokens[token] = {"sub": sub or self.user["sub"], "scope": scope}
+        return token
+
+    def new_access_token(self) -> str:
+        token = secrets.token_urlsafe(32)
+        with self._refresh_lock:
+            self.access_tokens.append(token)
+        return token
 
     def requests_to(self, path: str) -> list[Recorded]:
         return [r for r in self.requests if r.path == path]
@@ -248,16 +277,45 @@ class FakeIdp:
             raw = body if isinstance(body, bytes) else (
                 body.encode() if isinstance(body, str) else json.dumps(body).encode())
             return status, {"Content-Type": content_type}, raw
+        if form.get("grant_type") == "refresh_token":
+            return self._refresh(form, headers or {})
         if ctx is None:
             return _json(400, {"error": "invalid_grant"})
         if self.strict:
             refused = self._strict_refusal(form, headers or {}, ctx)
             if refused:
                 return _json(400, {"error": refused})
-        access_token = secrets.token_urlsafe(32)
+        access_token = self.new_access_token()
         ctx = {**ctx, "access_token": access_token}
-        return _json(200, {"access_token": access_token, "token_type": "Bearer",
-                           "expires_in": 300, "id_token": self.id_token(self, ctx)})
+        body = {"access_token": access_token, "token_type": "Bearer",
+                "expires_in": self.access_token_lifetime, "id_token": self.id_token(self, ctx)}
+        if self.issue_refresh_tokens:
+            body["refresh_token"] = self.new_refresh_token()
+        return _json(200, body)
+
+    def _refresh(self, form: dict[str, str], headers: dict[str, str]) -> tuple[int, dict, bytes]:
+        """RFC 6749 §6 with rotation: an authenticated client's token is spent at once, so a
+        second presentation (concurrent or later) is refused."""
+        basic = Recorded("POST", "/token", {}, headers, form).basic_auth()
+        client_id, secret = basic or (form.get("client_id"), form.get("client_secret"))
+        authenticated = (client_id, secret) == (self.client_id, self.client_secret)
+        with self._refresh_lock:
+            self.refresh_calls += 1
+            presented = form.get("refresh_token", "")
+            issued = self.refresh_tokens.pop(presented, None) if authenticated else None
+            if issued is not None:
+                self.spent_refresh_tokens.add(presented)
+        if self.refresh_delay:
+            time.sleep(self.refresh_delay)
+        if not authenticated:
+            return _json(401, {"error": "invalid_client"})
+        if issued is None:
+            return _json(400, {"error": "invalid_grant",
+                               "error_description": "refresh token unknown or already used"})
+        return _json(200, {"access_token": self.new_access_token(), "token_type": "Bearer",
+                           "expires_in": self.access_token_lifetime, "scope": issued["scope"],
+                           "refresh_token": self.new_refresh_token(issued["sub"],
+                                                                   issued["scope"])})
 
     def _strict_refusal(self, form: dict[str, str], headers: dict[str, str],
                         ctx: dict) -> str | None:
