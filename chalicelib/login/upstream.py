@@ -1,5 +1,6 @@
 """The broker as a relying party of an upstream IdP: the authorization request (SPEC §3.2), the
-code exchange and the userinfo call (§3.3 steps 3 and 5).
+code exchange and the userinfo call (§3.3 steps 3 and 5), and the refresh of a vaulted upstream
+token (RFC 6749 §6, for the token exchange of SPEC §10).
 
 The authorization request is built here by hand: /authorize must stay light (no authlib at cold
 start). The two calls to the IdP are authlib's requests client (``OAuth2Session``: client
@@ -146,6 +147,53 @@ def exchange_code(connection: dict, code: str, code_verifier: str | None,
         options["token_endpoint"], grant_type="authorization_code", code=code,
         redirect_uri=redirect_uri, **extra))
     return answered
+
+
+# RFC 6749 §5.2: the error codes a token endpoint may answer; anything else is not one of them.
+TOKEN_ERRORS = frozenset({"invalid_request", "invalid_client", "invalid_grant",
+                          "unauthorized_client", "unsupported_grant_type", "invalid_scope"})
+
+
+def refresh_tokens(connection: dict, refresh_token: str, client_secret: str | None, *,
+                   resolver: Resolver | None = None) -> dict:
+    """RFC 6749 §6 at the connection's token endpoint, with the same client authentication and
+    transport as the code exchange; returns the token response as sent (it may carry a new
+    refresh token: the caller keeps the old one when it does not, §6 and RFC 9700 §4.14.2).
+    A refusal raises :class:`UpstreamError` with the upstream's own RFC 6749 §5.2 code
+    (``invalid_grant``: the refresh token is dead), ``server_error`` for anything else it
+    answers; an outage is ``temporarily_unavailable``."""
+    options = connection["options"]
+    session = upstream_session(connection, client_secret=client_secret, resolver=resolver)
+    answered: dict = {}
+
+    def checked(response):  # authlib's hook, run before it parses the answer
+        answered.update(_refresh_response(connection, response))
+        return response
+
+    session.register_compliance_hook("access_token_response", checked)
+    _send(connection, "token endpoint", lambda: session.fetch_token(
+        options["token_endpoint"], grant_type="refresh_token", refresh_token=refresh_token))
+    return answered
+
+
+def _refresh_response(connection: dict, response) -> dict:
+    _check_available(connection, "token endpoint", response)
+    body = _json_object(response.content)
+    if response.status_code != 200 or body is None or "error" in body:
+        code_name = (body or {}).get("error")
+        code_name = code_name if code_name in TOKEN_ERRORS else "server_error"
+        log.warning("upstream token endpoint of %s refused a refresh: %s %s", connection["name"],
+                    response.status_code, code_name)
+        raise UpstreamError("The identity provider refused the refresh token", code_name)
+    if not isinstance(body.get("access_token"), str) or not body["access_token"]:
+        raise UpstreamError("The identity provider returned no access token", "server_error")
+    if not isinstance(body.get("token_type"), str):
+        raise UpstreamError("The identity provider returned no token type", "server_error")
+    for name in ("refresh_token", "id_token", "scope"):
+        if name in body and not isinstance(body[name], str):
+            raise UpstreamError(f"The identity provider returned a malformed {name}",
+                                "server_error")
+    return body
 
 
 def _token_response(connection: dict, response) -> dict:
