@@ -25,7 +25,9 @@ def document() -> dict[str, Any]:
         "jwks_uri": url(".well-known/jwks.json"),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post", "web_message"],
-        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials",
+                                  # RFC 8693 (SPEC §10): chalicelib/login/token_exchange.py
+                                  "urn:ietf:params:oauth:grant-type:token-exchange"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["RS256"],
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post",

@@ -1,5 +1,10 @@
 """``POST /oauth/token``: grant dispatch. Client credentials live here (SPEC §2.1, §4).
 
+The RFC 8693 token exchange (SPEC §10) reaches upstream IdPs (an upstream refresh, an upstream ID
+token's keys), so its flow sits in the login layer above this one
+(chalicelib/login/token_exchange.py, its provider half in chalicelib/provider/token_exchange.py):
+the route hands that grant type to it, and it authenticates the client with :func:`authenticated`.
+
 Log events (SPEC §9): a client that fails to authenticate is a failure of the grant it asked for
 (``feacft``, ``fertft``, ``feccft``: ``{"error": "invalid_client"}``, never what it presented);
 a throttled one is ``limit_wc`` (chalicelib/provider/client_auth.py). A client credentials grant
@@ -27,6 +32,8 @@ if TYPE_CHECKING:
     from chalicelib.provider.cors import ClientCors
 
 MANAGEMENT_TOKEN_LIFETIME = 86400
+# RFC 8693 §2.1; the route hands it to chalicelib/login/token_exchange.py (see above).
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 
 def token_request(form: dict[str, Any], authorization: str | None, now: float | None = None,
@@ -41,7 +48,7 @@ def token_request(form: dict[str, Any], authorization: str | None, now: float | 
     if grant_type in ("authorization_code", "refresh_token"):
         from chalicelib.provider import code_grant, refresh_grant
 
-        client = _authenticated(form, authorization, cors, token_events.FAILURE_OF[grant_type])
+        client = authenticated(form, authorization, cors, token_events.FAILURE_OF[grant_type])
         moment = int(clock.now() if now is None else now)
         if grant_type == "authorization_code":
             return code_grant.exchange(client, form, moment)
@@ -49,8 +56,8 @@ def token_request(form: dict[str, Any], authorization: str | None, now: float | 
     raise OAuthError("unsupported_grant_type", f"Unsupported grant_type {grant_type[:64]}")
 
 
-def _authenticated(form: dict[str, Any], authorization: str | None, cors: ClientCors | None,
-                   failure: str) -> AuthenticatedClient:
+def authenticated(form: dict[str, Any], authorization: str | None, cors: ClientCors | None,
+                  failure: str) -> AuthenticatedClient:
     """The authenticated client, allowed from the request's origin; a refusal is a ``failure``
     event naming the client_id presented (a throttled client's is ``limit_wc``, already)."""
     client: AuthenticatedClient | None = None
@@ -69,7 +76,7 @@ def _authenticated(form: dict[str, Any], authorization: str | None, cors: Client
 
 def client_credentials(form: dict[str, Any], authorization: str | None, now: float | None = None,
                        cors: ClientCors | None = None) -> dict[str, Any]:
-    client = _authenticated(form, authorization, cors, "feccft")
+    client = authenticated(form, authorization, cors, "feccft")
     try:
         return _client_credentials(client, form, now)
     except (OAuthError, ApiError) as exc:

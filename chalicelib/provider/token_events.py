@@ -1,5 +1,6 @@
 """The token endpoint's log events (SPEC §9): ``seacft`` / ``feacft`` (authorization code),
-``sertft`` / ``fertft`` (refresh token), ``seccft`` / ``feccft`` (client credentials).
+``sertft`` / ``fertft`` (refresh token), ``seccft`` / ``feccft`` (client credentials), and our
+own ``stx`` / ``ftx`` for the RFC 8693 token exchange (SPEC §10: Auth0's list has none).
 
 A success of the two user grants rides in the transaction that consumes the code or rotates the
 token (:func:`ride_success`: no round trip more); everything else is one best-effort ``PutItem``
@@ -17,7 +18,8 @@ from chalicelib.store.unit_of_work import UnitOfWork
 
 # The failure type of each grant: a client authentication failure counts as one of its grant's.
 FAILURE_OF = {"authorization_code": "feacft", "refresh_token": "fertft",
-              "client_credentials": "feccft"}
+              "client_credentials": "feccft",
+              "urn:ietf:params:oauth:grant-type:token-exchange": "ftx"}  # token.TOKEN_EXCHANGE
 
 
 class GrantRefused(OAuthError):
@@ -69,15 +71,22 @@ def ride_success(operations: UnitOfWork, type_: str, *, client: Mapping[str, Any
 
 
 def record_success(type_: str, *, client: Mapping[str, Any] | None = None,
-                   client_id: str | None = None, **details: Any) -> None:
-    audit.record(audit.event(type_, **_client_fields(client, client_id), details=details))
+                   client_id: str | None = None, connection: Mapping[str, Any] | None = None,
+                   user_id: str | None = None, user: Mapping[str, Any] | None = None,
+                   **details: Any) -> None:
+    """One success event (one ``PutItem``); ``connection``: its record, else the one
+    ``user_id`` names."""
+    audit.record(audit.event(type_, connection=connection or connection_of(user_id),
+                             **_client_fields(client, client_id), user_id=user_id,
+                             user_name=user_name(user), details=details))
 
 
 def record_failure(type_: str, error: Exception, *, client: Mapping[str, Any] | None = None,
                    client_id: str | None = None, user_id: str | None = None,
-                   **details: Any) -> None:
+                   connection: Mapping[str, Any] | None = None, **details: Any) -> None:
     """One failure event for ``error`` (the response the caller gets): its OAuth ``error``
-    code and public description, the ``check`` and details a :class:`GrantRefused` names."""
+    code and public description, the ``check`` and details a :class:`GrantRefused` names.
+    ``connection``: its record, when known, else the one ``user_id`` names."""
     if isinstance(error, OAuthError):
         facts: dict[str, Any] = {"error": error.error, "reason": error.description}
     elif isinstance(error, ApiError):  # a dependency failed: the caller got a 503
@@ -87,6 +96,6 @@ def record_failure(type_: str, error: Exception, *, client: Mapping[str, Any] | 
     if isinstance(error, GrantRefused):
         facts = {**facts, "check": error.check, **error.details}
     audit.record(audit.event(
-        type_, connection=connection_of(user_id), **_client_fields(client, client_id),
+        type_, connection=connection or connection_of(user_id), **_client_fields(client, client_id),
         user_id=user_id, details={**facts, **details},
         description=error.description if isinstance(error, OAuthError) else None))
