@@ -1,0 +1,66 @@
+"""Which broker sessions an upstream IdP's session created: the index that back-channel logout
+from an upstream IdP reads (SPEC §11; OIDC Back-Channel Logout 1.0 §2.7).
+
+Each login whose ID token carries a ``sid`` adds one item to the login's own transaction (no
+round trip more): ``UPSTREAM_SID#{connection id}#{sha256(upstream sid)}`` / ``SESSION#{broker
+sid}``, holding the broker session's ``sid`` and ``user_id``, expiring (``ttl``) with the broker
+session. A logout token's ``sid`` is then one query of one partition. The upstream ``sid`` is
+hashed: the IdP chooses it, of any length and alphabet, and the key stays bounded.
+
+One item per broker session rather than a string set on one item per upstream session: an
+unconditional Put that never reads or grows an item (an IdP session may outlive many broker
+sessions), and each entry expires exactly with its own session, whatever the tenant's session
+lifetime was when it was created. The ``sub`` needs no index of its own: a user is one
+connection's (``users.user_id_for``), and the user's partition already lists its sessions
+(store/user_refs.py).
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import TypedDict, TypeGuard, cast
+
+from chalicelib.store.dynamo import table
+from chalicelib.store.unit_of_work import Write
+
+PREFIX = "UPSTREAM_SID#"
+SESSION_PREFIX = "SESSION#"
+MAX_UPSTREAM_SID = 1024
+
+
+class UpstreamSessionRef(TypedDict):
+    """``UPSTREAM_SID#{connection id}#{sha256(upstream sid)}`` / ``SESSION#{sid}``."""
+    pk: str
+    sk: str
+    sid: str        # the broker session's
+    user_id: str
+    ttl: int        # the broker session's absolute expiry
+
+
+def valid_upstream_sid(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and 0 < len(value) <= MAX_UPSTREAM_SID
+
+
+def partition(connection_id: str, upstream_sid: str) -> str:
+    digest = hashlib.sha256(upstream_sid.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{PREFIX}{connection_id}#{digest}"
+
+
+def record_operations(connection_id: str, upstream_sid: object, sid: str, user_id: str,
+                      expires_at: int) -> list[Write]:
+    """The write that remembers that broker session ``sid`` (of ``user_id``, expiring at
+    ``expires_at``) came from the upstream session ``upstream_sid`` of this connection: for the
+    login's transaction. None when the ID token has no usable ``sid`` claim."""
+    if not valid_upstream_sid(upstream_sid):
+        return []
+    return [Write.put({"pk": partition(connection_id, upstream_sid), "sk": SESSION_PREFIX + sid,
+                       "sid": sid, "user_id": user_id, "ttl": int(expires_at)})]
+
+
+def broker_sessions(connection_id: str, upstream_sid: str) -> list[UpstreamSessionRef]:
+    """The broker sessions recorded for this upstream session (expired ones left out), in
+    ``sid`` order, read in full before the caller ends any of them."""
+    if not valid_upstream_sid(upstream_sid):
+        return []
+    return [cast(UpstreamSessionRef, item)
+            for item in list(table().query(partition(connection_id, upstream_sid),
+                                           sk_prefix=SESSION_PREFIX))]

@@ -1,0 +1,102 @@
+"""store/upstream_sessions.py: which broker sessions an upstream session created (SPEC §11), and
+store/replay.py's markers for upstream logout tokens' ``jti``; on every backend."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from chalicelib.store import replay, sessions, upstream_sessions
+from chalicelib.store.dynamo import ConditionFailed, table
+from chalicelib.store.unit_of_work import UnitOfWork
+from chalicelib.tokens import random_token
+from tests.store.conftest import PARALLEL, race
+
+
+def _connection() -> str:
+    return f"con_{random_token(12)}"
+
+
+def _remember(connection_id: str, upstream_sid: str, user_id: str, expires_at: int) -> str:
+    sid = random_token(18)
+    UnitOfWork(upstream_sessions.record_operations(connection_id, upstream_sid, sid, user_id,
+                                                   expires_at)).commit()
+    return sid
+
+
+@pytest.mark.parametrize("upstream_sid", [None, "", 42, ["a"], {"a": 1}, "x" * 1025])
+def test_no_usable_sid_claim_records_nothing(upstream_sid):
+    assert upstream_sessions.record_operations("con_1", upstream_sid, "sid", "user", 1) == []
+    assert upstream_sessions.broker_sessions("con_1", upstream_sid) == []
+
+
+def test_each_broker_session_of_an_upstream_session_is_found():
+    now, connection_id = int(time.time()), _connection()
+    upstream_sid = "08a5019c-17e1-4977-8f42-65a12843ea02"
+    first = _remember(connection_id, upstream_sid, "oidc|c|alice", now + 3600)
+    second = _remember(connection_id, upstream_sid, "oidc|c|alice", now + 7200)
+    _remember(connection_id, "another-upstream-session", "oidc|c|alice", now + 3600)
+    _remember(_connection(), upstream_sid, "oidc|other|alice", now + 3600)  # same sid elsewhere
+    found = upstream_sessions.broker_sessions(connection_id, upstream_sid)
+    assert sorted((ref["sid"], ref["user_id"], ref["ttl"]) for ref in found) == sorted([
+        (first, "oidc|c|alice", now + 3600), (second, "oidc|c|alice", now + 7200)])
+    # The IdP's sid is only ever a digest in the table.
+    for ref in found:
+        assert upstream_sid not in str(table().get(ref["pk"], ref["sk"]))
+
+
+def test_an_entry_expires_with_its_session():
+    now, connection_id = int(time.time()), _connection()
+    live = _remember(connection_id, "up", "oidc|c|bob", now + 60)
+    _remember(connection_id, "up", "oidc|c|bob", now - 1)  # TTL not yet run: still unread
+    assert [ref["sid"] for ref in upstream_sessions.broker_sessions(connection_id, "up")] == [live]
+
+
+def test_the_entry_rides_in_the_logins_transaction():
+    """One transaction with the session it indexes: both or neither."""
+    now, connection_id, sid = int(time.time()), _connection(), random_token(18)
+    fields = {"cookie_digest": "d" * 43, "auth_time": now, "updated_at": now,
+              "expires_at": now + 3600, "idle_expires_at": now + 600}
+    writes = [*sessions.put_operations(sid, fields, "oidc|c|carol", connection_id, "app", "g"),
+              *upstream_sessions.record_operations(connection_id, "up-1", sid, "oidc|c|carol",
+                                                   fields["expires_at"])]
+    UnitOfWork(writes).commit()
+    assert [ref["sid"] for ref in upstream_sessions.broker_sessions(connection_id, "up-1")] == [sid]
+    # The same session again: the session's put-if-absent cancels the whole transaction.
+    again = [*sessions.put_operations(sid, fields, "oidc|c|carol", connection_id, "app", "g"),
+             *upstream_sessions.record_operations(connection_id, "up-2", sid, "oidc|c|carol",
+                                                  fields["expires_at"])]
+    with pytest.raises(ConditionFailed):
+        UnitOfWork(again).commit()
+    assert upstream_sessions.broker_sessions(connection_id, "up-2") == []
+
+
+# --- the logout token's jti (store/replay.py) -------------------------------------------------
+
+def test_a_logout_token_jti_is_recorded_once_per_connection():
+    now, jti = int(time.time()), random_token(16)
+    marker = replay.record_logout_jti("con_1", jti, now, now + 361)
+    with pytest.raises(ConditionFailed):
+        replay.record_logout_jti("con_1", jti, now, now + 361)
+    stored = table().get(marker.pk, marker.sk)
+    assert jti not in str(stored) and stored["ttl"] == now + 361
+    assert marker.pk.startswith("LOGOUT_JTI#con_1#") and marker.sk == "LOGOUT_JTI"
+    replay.record_logout_jti("con_2", jti, now, now + 361)  # another IdP's token
+    replay.record_gtr_jti("con_1", jti, now, now + 361)     # another kind of token
+
+
+def test_concurrent_copies_of_a_logout_token_have_exactly_one_winner():
+    now, jti = int(time.time()), random_token(16)
+    results = race(lambda: replay.record_logout_jti("con_1", jti, now, now + 361))
+    winners = [r for r in results if isinstance(r, replay.ReplayMarker)]
+    losers = [r for r in results if isinstance(r, ConditionFailed)]
+    assert len(winners) == 1 and len(losers) == PARALLEL - 1, results
+
+
+def test_a_released_or_expired_logout_marker_frees_the_jti():
+    now, jti = int(time.time()), random_token(16)
+    replay.release(replay.record_logout_jti("con_1", jti, now, now + 361))
+    replay.record_logout_jti("con_1", jti, now, now + 361)
+    other = random_token(16)
+    replay.record_logout_jti("con_1", other, now - 400, now - 39)  # expired, not yet deleted
+    replay.record_logout_jti("con_1", other, now, now + 361)
