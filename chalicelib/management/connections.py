@@ -145,9 +145,15 @@ OPTIONS_SCOPE = "read:connections_options"
 _bad = payload_error
 
 
+def backchannel_logout_url(name: str) -> str:
+    """Where the connection's IdP sends its logout tokens (SPEC §11): to register there."""
+    return get_settings().url(f"login/backchannel-logout/{name}")
+
+
 def view(item: Mapping[str, Any], scopes: frozenset[str] | set[str]) -> dict[str, Any]:
     """The connection as every route returns it: ``options`` only for a caller holding
-    read:connections_options (SPEC §2.2), with the read-only ``callback_url`` added."""
+    read:connections_options (SPEC §2.2), with the read-only ``callback_url`` and
+    ``backchannel_logout_url`` added."""
     body = {
         "id": item["id"],
         "name": item["name"],
@@ -162,8 +168,29 @@ def view(item: Mapping[str, Any], scopes: frozenset[str] | set[str]) -> dict[str
     body.update({k: item[k] for k in TOP_LEVEL_EXTRAS if item.get(k) is not None})
     if OPTIONS_SCOPE in scopes:
         body["options"] = {**item.get("options", {}),
-                           "callback_url": get_settings().connection_callback_url(item["name"])}
+                           "callback_url": get_settings().connection_callback_url(item["name"]),
+                           "backchannel_logout_url": backchannel_logout_url(item["name"])}
     return body
+
+
+def _without_backchannel_logout_url(body: Any) -> tuple[Any, Any]:
+    """(the body without ``options.backchannel_logout_url``, the value sent). Read-only like
+    ``callback_url``: a GET → edit → PATCH round trip sends it back unchanged, which is ignored;
+    another value is a 400 (:func:`_check_backchannel_logout_url`), since an administrator who
+    sets it may believe the IdP will call it. Taken out before validation, so the options model
+    need not know it."""
+    options = body.get("options") if isinstance(body, dict) else None
+    if not isinstance(options, dict) or "backchannel_logout_url" not in options:
+        return body, None
+    options = dict(options)
+    sent = options.pop("backchannel_logout_url")
+    return {**body, "options": options}, sent
+
+
+def _check_backchannel_logout_url(sent: Any, name: str) -> None:
+    if sent is not None and sent != backchannel_logout_url(name):
+        raise _bad("backchannel_logout_url is read-only: it is the connection's own back-channel "
+                   "logout URL", "options.backchannel_logout_url")
 
 
 def _drops_cached_connections(write):
@@ -197,10 +224,12 @@ def _top_level_extras(data: ConnectionFields) -> dict:
 @_drops_cached_connections
 def create_connection(body: dict) -> Connection:
     """Create it; returns the stored record (shape it with ``view``)."""
+    body, sent_logout_url = _without_backchannel_logout_url(body)
     data = validate(ConnectionCreate, body)
     if data.strategy != "oidc":
         raise _bad(f"strategy {data.strategy} is not supported: only oidc", "strategy")
     check_read_only_options(data.options, data.name)
+    _check_backchannel_logout_url(sent_logout_url, data.name)
     options = resolve_options(data.options, None)
     secret = data.options.client_secret
     if needs_secret(options) and not secret:
@@ -251,6 +280,7 @@ def list_connections() -> list[Connection]:
 @_drops_cached_connections
 def update_connection(connection_id: str, body: dict) -> Connection:
     """Apply a PATCH; returns the stored record (shape it with ``view``)."""
+    body, sent_logout_url = _without_backchannel_logout_url(body)
     data = validate(ConnectionUpdate, body)
     current = require_connection(connection_id)
     if data.name is not None and data.name != current["name"]:
@@ -270,6 +300,7 @@ def update_connection(connection_id: str, body: dict) -> Connection:
     sets.update(_top_level_extras(data))
     if data.options is not None:
         check_read_only_options(data.options, current["name"])
+        _check_backchannel_logout_url(sent_logout_url, current["name"])
         # PATCH replaces options as a whole (as Auth0 does), except that an absent
         # client_secret keeps the stored one instead of wiping it.
         options = resolve_options(data.options, current.get("options"))
