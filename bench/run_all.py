@@ -33,6 +33,7 @@ BENCHES = [
     ("load_run", ["--logins", "50", "--refreshes", "200", "--workers", "50"],
      ["--logins", "20", "--refreshes", "60", "--workers", "20"], 180),
     ("upstream_reuse", ["--rounds", "200"], ["--rounds", "50"], 120),
+    ("token_exchange", ["--exchanges", "200"], ["--exchanges", "30"], 180),
 ]
 
 # What would remove a DynamoDB call, keyed by the call site the counter saw (bench/common.py
