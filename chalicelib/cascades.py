@@ -15,21 +15,23 @@ from chalicelib.store import users as user_records
 
 
 def delete_user(user_id: str, now: int) -> None:
-    """Every session and grant of the user ends (offline ones too), then the refresh tokens that
-    hold a copy of its profile, then the profile itself."""
-    revocation.revoke_user(user_id, now, "user_deleted")
+    """Every session and grant of the user ends (offline ones too) and its upstream token vault
+    is emptied, then the refresh tokens that hold a copy of its profile, then the profile
+    itself."""
+    revocation.revoke_user(user_id, now, "user_deleted", forget_upstream_tokens=True)
     refresh_tokens.delete_exchangeable_tokens(user_id)
     user_records.delete(user_id)
 
 
 def update_user(user_id: str, body: dict, now: float) -> dict:
     """Apply a PATCH (:func:`chalicelib.users.update_profile`); blocking then ends everything of
-    the user exactly as deleting it would, but keeps the profile. The flag is written first, so a
-    login or refresh racing this sees it (the login's condition, the refresh's user check) or loses its
-    grant here."""
+    the user exactly as deleting it would (its upstream token vault too), but keeps the profile.
+    The flag is written first, so a login or refresh racing this sees it (the login's condition,
+    the refresh's user check) or loses its grant here."""
     updated = users.update_profile(user_id, body, now)
     if body.get("blocked") is True:
-        revocation.revoke_user(updated["user_id"], int(now), "user_blocked")
+        revocation.revoke_user(updated["user_id"], int(now), "user_blocked",
+                               forget_upstream_tokens=True)
     return updated
 
 

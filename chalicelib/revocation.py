@@ -11,12 +11,19 @@ logout. Refs in the user's partition name every session and grant of a user
 (chalicelib/store/user_refs.py), so revoking a user is one query plus one conditional update per
 item; every step is idempotent, so a retry after a partial failure finishes the job. Deleting and
 blocking a user are chalicelib/cascades.py.
+
+Global Token Revocation, deleting (also with its connection) and blocking a user also empty the
+user's upstream token vault (SPEC §10, ``forget_upstream_tokens``): the entries are deleted and
+each upstream refresh token revoked at the IdP when it advertises a ``revocation_endpoint``
+(chalicelib/login/upstream_revocation.py), best effort: a failure there is logged, never the
+revocation's failure. Deleting a user's sessions alone keeps them, as Auth0 keeps federated tokens.
 """
 from __future__ import annotations
 
 import logging
 
-from chalicelib import sessions
+from chalicelib import sessions, vault
+from chalicelib.login import upstream_revocation
 from chalicelib.logout import backchannel
 from chalicelib.provider import grant_store
 from chalicelib.store import user_refs
@@ -82,8 +89,10 @@ def _finish_end(session: SessionRecord, now: int, *, reason: str, initiator_clie
     return session
 
 
-def revoke_user(user_id: str, now: int, reason: str) -> dict:
-    """Revoke every session and every grant (offline ones too) of ``user_id``."""
+def revoke_user(user_id: str, now: int, reason: str, *,
+                forget_upstream_tokens: bool = False) -> dict:
+    """Revoke every session and every grant (offline ones too) of ``user_id``; with
+    ``forget_upstream_tokens``, empty its token vault too (:func:`forget_vaulted_tokens`)."""
     ended, revoked = [], []
     for kind, ref_id in user_refs.refs_of(user_id):
         if kind == "session":
@@ -96,4 +105,16 @@ def revoke_user(user_id: str, now: int, reason: str) -> dict:
             revoked.append(ref_id)
     log.info("revoked user %s: %d sessions, %d grants (%s)", user_id[:80], len(ended),
              len(revoked), reason)
-    return {"sessions": ended, "grants": revoked}
+    forgotten = forget_vaulted_tokens(user_id, now, reason) if forget_upstream_tokens else 0
+    return {"sessions": ended, "grants": revoked, "vault_entries": forgotten}
+
+
+def forget_vaulted_tokens(user_id: str, now: int, reason: str) -> int:
+    """Delete the user's vault entries and revoke their upstream refresh tokens (SPEC §10); how
+    many entries went. Never raises: the revocation it follows has happened either way."""
+    try:
+        return vault.forget_user(user_id, now, revoker=upstream_revocation.revoke_refresh_token,
+                                 reason=reason)
+    except Exception:  # noqa: BLE001 - best effort (logged), never the revocation's failure
+        log.exception("the vault of user %s was not emptied (%s)", user_id[:80], reason)
+        return 0

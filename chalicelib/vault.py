@@ -254,7 +254,7 @@ def open_entry(record: store.VaultRecord, connection_id: str, user_id: str) -> U
                                               base64.b64decode(record["sealed"]),
                                               _aad(connection_id, user_id))
         fields = json.loads(clear)
-        return UpstreamTokens(**fields)
+        return UpstreamTokens(**{"expires_at": None, **fields})
     except (InvalidTag, ValueError, TypeError, KeyError):
         raise EntryUnreadable("sealed") from None
 

@@ -370,7 +370,8 @@ def _handle(connection_name: str, authorization: str | None, read_body: Callable
         if not user_ids:
             return Outcome(404, "not_found", f"unknown_user_{fmt}")
         for user_id in user_ids:
-            revoked = revocation.revoke_user(user_id, int(now), REASON)
+            revoked = revocation.revoke_user(user_id, int(now), REASON,
+                                             forget_upstream_tokens=True)
             done += 1
             facts["user_ids"].append(user_id)
             facts["sessions"] += len(revoked.get("sessions") or [])

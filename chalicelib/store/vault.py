@@ -97,9 +97,9 @@ def store_operation(user_id: str, connection_id: str, fields: SealedFields, now:
     pk, sk = key(user_id, connection_id)
     sets, removes, values = _sets(fields, now, ttl)
     values.update({":user_id": user_id, ":connection_id": connection_id, ":zero": 0})
-    # An expired leftover (TTL deletion lags) starts again at version 1, as a new entry would.
     sets += ["user_id = :user_id", "connection_id = :connection_id",
-             "created_at = :now", "version = if_not_exists(version, :zero) + :one"]
+             "created_at = if_not_exists(created_at, :now)",
+             "version = if_not_exists(version, :zero) + :one"]
     expression = f"SET {', '.join(sets)} REMOVE {', '.join(removes)}"
     return Write.update_item({"pk": pk, "sk": sk}, expression, names=_NAMES, values=values)
 
@@ -164,7 +164,7 @@ def release_lease(user_id: str, connection_id: str, lease: str) -> bool:
 
 
 def of_user(user_id: str) -> list[VaultRecord]:
-    """Every entry of the user (one query of its partition), live or past retention."""
+    """Every entry of the user within its retention (one query of its partition)."""
     if not isinstance(user_id, str) or not 0 < len(user_id) <= MAX_ID:
         return []
     return [cast(VaultRecord, item)
