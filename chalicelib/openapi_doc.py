@@ -189,6 +189,13 @@ def _response_schemas(schemas: dict) -> None:
         "token_endpoint_jwtca_aud_format": _str(enum=["token_endpoint", "issuer"]),
         "id_token_signed_response_algs": _array(_str(enum=list(ASYMMETRIC_ALGS)), minItems=1),
         "send_back_channel_nonce": _bool(),
+        "token_storage": _str(enum=["none", "vault"], description=(
+            "vault: each user's upstream tokens are kept, encrypted, for the token exchange. "
+            "Absent: none.")),
+        "token_retention_days": _int(minimum=1, maximum=365, description=(
+            "Days a user's vaulted tokens are kept after their last write. Absent: 30.")),
+        "token_exchange_clients": _array(_str(), maxItems=100, description=(
+            "Client ids allowed to exchange tokens through this connection (RFC 8693).")),
         "oidc_metadata": {"type": "object", "description": "The discovery document as fetched."},
         "callback_url": _str(readOnly=True, description="The connection's own redirect URI, to "
                                                         "register at the upstream IdP."),

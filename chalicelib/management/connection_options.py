@@ -19,6 +19,7 @@ from chalicelib.management.auth0_fields import JsonValue, fields_marked, inert, 
 from chalicelib.management.claim_templates import check_attribute_templates
 from chalicelib.management.validation import check_stored_url, payload_error
 from chalicelib.settings import get_settings
+from chalicelib.store import clients as client_records
 from chalicelib.store.connections import ConnectionOptions
 from chalicelib.tokens import ASYMMETRIC_ALGS
 
@@ -33,6 +34,8 @@ DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]
 ENDPOINT_FIELDS = ("authorization_endpoint", "token_endpoint", "jwks_uri", "userinfo_endpoint",
                    "end_session_endpoint")
 METADATA_LIMIT = 128 * 1024
+MAX_RETENTION_DAYS = 365
+MAX_EXCHANGE_CLIENTS = 100
 
 
 class _Strict(BaseModel):
@@ -100,6 +103,19 @@ class Options(_Strict):
     # private_key_jwt: the client assertion's aud is the token endpoint (default) or the issuer.
     token_endpoint_jwtca_aud_format: Optional[Literal["token_endpoint", "issuer"]] = None
     send_back_channel_nonce: bool = True
+    # The upstream token vault and the token exchange (SPEC §10; chalicelib/vault.py). Stored only
+    # when given: absent means none, 30 days and no client.
+    token_storage: Optional[Literal["none", "vault"]] = Field(
+        default=None, description="vault: keep each user's upstream access, refresh and ID tokens "
+                                  "(encrypted) for the token exchange. Default none.")
+    token_retention_days: Optional[int] = Field(
+        default=None, ge=1, le=MAX_RETENTION_DAYS,
+        description="How long a user's vaulted tokens are kept after their last login or refresh. "
+                    "Default 30.")
+    token_exchange_clients: Optional[list[Annotated[str, Field(min_length=1, max_length=64)]]] = (
+        Field(default=None, max_length=MAX_EXCHANGE_CLIENTS,
+              description="The applications (client ids) allowed to exchange tokens through this "
+                          "connection (RFC 8693). Each must exist."))
     # Read-only (SPEC §2.2): accepted so a GET → edit → PATCH round trip works, then ignored.
     oidc_metadata: Optional[dict] = None
     # Read-only too, but a value that differs from the real one is a mistake worth a 400: the
@@ -293,12 +309,30 @@ def resolve_options(options: Options, previous: Mapping[str, Any] | None) -> Con
     resolved["id_token_signed_response_algs"] = _check_algs(options.id_token_signed_response_algs,
                                                             metadata)
     resolved["send_back_channel_nonce"] = options.send_back_channel_nonce
+    resolved.update(_vault_options(options))
     if metadata is not None:
         resolved["oidc_metadata"] = metadata
     for field in OPTION_EXTRAS:
         if getattr(options, field) is not None:
             resolved[field] = getattr(options, field)
     return cast(ConnectionOptions, resolved)
+
+
+def _vault_options(options: Options) -> dict[str, Any]:
+    """``token_storage``, ``token_retention_days`` (the model bounds them) and
+    ``token_exchange_clients``: each an existing client, once."""
+    found: dict[str, Any] = {}
+    if options.token_storage is not None:
+        found["token_storage"] = options.token_storage
+    if options.token_retention_days is not None:
+        found["token_retention_days"] = options.token_retention_days
+    if options.token_exchange_clients is not None:
+        unique = list(dict.fromkeys(options.token_exchange_clients))
+        for client_id in unique:
+            if client_records.get(client_id) is None:
+                raise _bad(f"client {client_id} does not exist", "options.token_exchange_clients")
+        found["token_exchange_clients"] = unique
+    return found
 
 
 def _check_issuer(issuer: str) -> str:
