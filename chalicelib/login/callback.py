@@ -192,6 +192,7 @@ def _complete(tx: LoginTransaction, params: dict[str, str], method: str, now: in
                           upstream_error_description=_printable(description)[:120])
     access_token = None
     code = None
+    tokens: dict = {}
     if options.get("type") == "back_channel":
         code = params.get("code")
         if not code or len(code) > 2048:
@@ -228,8 +229,41 @@ def _complete(tx: LoginTransaction, params: dict[str, str], method: str, now: in
     authentication = _fresh_authentication(tx, claims, now)
     seen["stage"] = "upstream_userinfo"
     userinfo = _userinfo(connection, access_token, claims)
+    seen["stage"] = "vault"
+    vault_write = _vault_write(connection, claims, tokens, now)
     seen["stage"] = "store"
-    return _finish(tx, connection, client, claims, userinfo, now, raw_id_token, authentication)
+    return _finish(tx, connection, client, claims, userinfo, now, raw_id_token, authentication,
+                   vault_write=vault_write)
+
+
+def _vault_write(connection: dict, claims: dict, tokens: dict, now: int):
+    """SPEC §10: with ``options.token_storage: vault``, the upstream token response (access,
+    refresh and ID tokens, the access token's expiry) sealed for the user, as one more write of
+    the login's transaction; its one KMS call (a data key, unless this container holds the
+    user's) is the only call more. Nothing without an upstream access token."""
+    from chalicelib import vault
+
+    access_token = tokens.get("access_token")
+    if not vault.enabled(connection) or not isinstance(access_token, str) or not access_token:
+        return None
+    from chalicelib.users import user_id_for
+
+    def text(name: str) -> str | None:
+        value = tokens.get(name)
+        return value if isinstance(value, str) and value else None
+
+    expires_in = tokens.get("expires_in")
+    if isinstance(expires_in, str) and expires_in.isdigit():
+        expires_in = int(expires_in)
+    expires_at = (now + expires_in if isinstance(expires_in, int)
+                  and not isinstance(expires_in, bool) and 0 <= expires_in <= 10 ** 8 else None)
+    return vault.store_operation(connection, user_id_for(connection["name"], claims["sub"]),
+                                 vault.UpstreamTokens(
+                                     access_token=access_token, expires_at=expires_at,
+                                     refresh_token=text("refresh_token"),
+                                     id_token=text("id_token"),
+                                     token_type=text("token_type") or "Bearer",
+                                     scope=text("scope")), now)
 
 
 def _seen_user(seen: dict[str, Any], connection: dict, claims: dict) -> None:
@@ -357,7 +391,7 @@ def _userinfo(connection: dict, access_token: str | None, claims: dict) -> dict 
 
 def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
             userinfo: dict | None, now: int, raw_id_token: str | None,
-            authentication) -> AppAnswer:
+            authentication, vault_write=None) -> AppAnswer:
     from chalicelib import sessions, users
     from chalicelib.login.complete import code_operations
     from chalicelib.login.mapping import apply_root_attribute_policy, map_claims
@@ -397,6 +431,8 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
                                          client["client_id"], grant_id),
         *code_ops,
     )
+    if vault_write is not None:  # the upstream tokens, sealed (SPEC §10: _vault_write)
+        operations.add(vault_write)
     # SPEC §9: the login's event is one more write of its transaction, no round trip more.
     audit.ride(operations, audit.event(
         "s", connection=connection, client=client, user_id=user_id,
