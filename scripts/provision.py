@@ -12,7 +12,8 @@ single resource is created, so the local stack can never silently drift from the
 monitoring (``CLOUD_ONLY_TYPES``: the SNS topic, the alarms, the dashboard, and the conditions only
 they use) has no local counterpart and is left out.
 
-Provisioning is idempotent: existing tables, queues and secrets are kept (a secret keeps its value);
+Provisioning is idempotent: existing tables, queues, secrets and KMS keys are kept (a secret keeps its
+value; a key is found again by its description, an alias pointed at it);
 TTL, point-in-time recovery and queue attributes are converged to what the template says.
 
     python scripts/provision.py --stage local [--endpoint-url http://127.0.0.1:5000]
@@ -517,10 +518,69 @@ def _secret(ctx: _Context, logical_id: str, props: dict) -> dict:
     return {"Ref": arn, "Id": arn, "name": name, "arn": arn}
 
 
+# ---- AWS::KMS::Key and AWS::KMS::Alias ----------------------------------------------------------
+
+_KEY_PROPS = {"Description", "KeyPolicy", "KeySpec", "KeyUsage", "EnableKeyRotation", "Enabled",
+              "PendingWindowInDays", "MultiRegion", "Tags"}
+_ALIAS_PROPS = {"AliasName", "TargetKeyId"}
+
+
+def _kms_key(ctx: _Context, logical_id: str, props: dict) -> dict:
+    """A customer managed key. KMS keys have no name: the one whose description is the template's
+    (and still enabled) is kept, so provisioning again creates no second key."""
+    if not props.get("Description"):
+        raise ProvisionError(f"{logical_id}: the local provisioner finds a key by its Description")
+    if props.get("MultiRegion") or props.get("Enabled") is False:
+        raise ProvisionError(f"{logical_id}: only enabled single-region keys are supported locally")
+    client = ctx.client("kms")
+    found = None
+    for page in client.get_paginator("list_keys").paginate():
+        for entry in page["Keys"]:
+            meta = client.describe_key(KeyId=entry["KeyId"])["KeyMetadata"]
+            if meta.get("Description") == props["Description"] and meta.get("KeyState") == "Enabled":
+                found = meta
+                break
+        if found:
+            break
+    if found is None:
+        request: dict[str, Any] = {"Description": props["Description"],
+                                   "KeySpec": props.get("KeySpec", "SYMMETRIC_DEFAULT"),
+                                   "KeyUsage": props.get("KeyUsage", "ENCRYPT_DECRYPT")}
+        if "KeyPolicy" in props:
+            policy = props["KeyPolicy"]
+            request["Policy"] = policy if isinstance(policy, str) else json.dumps(policy)
+        if props.get("Tags"):
+            request["Tags"] = [{"TagKey": t["Key"], "TagValue": str(t["Value"])} for t in props["Tags"]]
+        found = client.create_key(**request)["KeyMetadata"]
+    if props.get("EnableKeyRotation"):
+        client.enable_key_rotation(KeyId=found["KeyId"])
+    return {"Ref": found["KeyId"], "Arn": found["Arn"], "KeyId": found["KeyId"],
+            "name": found["KeyId"], "arn": found["Arn"]}
+
+
+def _kms_alias(ctx: _Context, logical_id: str, props: dict) -> dict:
+    """The alias, created or pointed at the template's key."""
+    from botocore.exceptions import ClientError
+
+    name = props["AliasName"]
+    if not str(name).startswith("alias/") or str(name).startswith("alias/aws/"):
+        raise ProvisionError(f"{logical_id}: AliasName must start with alias/ (not alias/aws/)")
+    client = ctx.client("kms")
+    try:
+        client.create_alias(AliasName=name, TargetKeyId=props["TargetKeyId"])
+    except ClientError as exc:
+        if _error_code(exc) != "AlreadyExistsException":
+            raise
+        client.update_alias(AliasName=name, TargetKeyId=props["TargetKeyId"])
+    return {"Ref": name, "name": name}
+
+
 _HANDLERS: dict[str, tuple[Callable[[_Context, str, dict], dict], set[str], set[str]]] = {
     "AWS::DynamoDB::Table": (_dynamodb_table, _TABLE_PROPS, _TABLE_REQUIRED),
     "AWS::SQS::Queue": (_sqs_queue, _QUEUE_PROPS, {"QueueName"}),
     "AWS::SecretsManager::Secret": (_secret, _SECRET_PROPS, {"Name"}),
+    "AWS::KMS::Key": (_kms_key, _KEY_PROPS, {"Description"}),
+    "AWS::KMS::Alias": (_kms_alias, _ALIAS_PROPS, {"AliasName", "TargetKeyId"}),
 }
 _RESOURCE_KEYS = {"Type", "Properties", "DependsOn", "DeletionPolicy", "UpdateReplacePolicy", "Metadata"}
 

@@ -33,7 +33,7 @@ STAGES = ("dev", "prod")
 
 # IAM service prefix of each boto3 service the code may use. A new service fails the scan until
 # it is added here (and to the policies).
-IAM_PREFIX = {"dynamodb": "dynamodb", "secretsmanager": "secretsmanager", "sqs": "sqs"}
+IAM_PREFIX = {"dynamodb": "dynamodb", "secretsmanager": "secretsmanager", "sqs": "sqs", "kms": "kms"}
 
 # AWS: "TransactWriteItems" is not an IAM action; each item needs the action of its kind.
 TRANSACT_KIND_ACTION = {
@@ -68,6 +68,13 @@ PLATFORM_ACTIONS = {
 # X-Ray's actions name no resource (Service Authorization Reference: no resource types), so theirs
 # is the one statement whose Resource is "*", and it holds these two actions only.
 XRAY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+# The token vault's KMS key (infra/resources.yaml VaultKey, SPEC §10). A key's ARN holds a random
+# id no static policy can name, and an alias ARN in Resource does not authorise a key's use (KMS
+# developer guide, "Using aliases to control access to KMS keys"); so the one KMS statement names
+# every key and lets through only the key carrying this stage's alias (kms:ResourceAliases), and
+# only data keys whose encryption context is exactly connection + user (chalicelib/vault.py).
+KMS_ACTIONS = {"kms:GenerateDataKey", "kms:Decrypt"}
+KMS_RESOURCE = "arn:aws:kms:*:*:key/*"
 
 
 class ScanError(AssertionError):
@@ -565,11 +572,40 @@ def test_the_stages_are_traced_with_exactly_the_x_ray_statement(stage):
     assert _as_list(xray[0]["Resource"]) == ["*"]
 
 
+def vault_alias(stage: str) -> str:
+    """The vault key's alias: the template's, which is also the stage's BROKER_VAULT_KEY_ID."""
+    sys.path.insert(0, str(ROOT))
+    from chalicelib.settings import _load
+    from scripts.provision import load_template
+
+    props = load_template()["Resources"]["VaultKeyAlias"]["Properties"]
+    alias = props["AliasName"]["Fn::Sub"].replace("${Stage}", stage)
+    assert props["TargetKeyId"] == {"Ref": "VaultKey"}
+    assert _load({"BROKER_STAGE": stage, "BROKER_ISSUER": "https://broker.example/"}).vault_key_id == alias
+    return alias
+
+
+def check_vault_key_statement(statement: dict, stage: str) -> None:
+    assert set(statement) == {"Sid", "Effect", "Action", "Resource", "Condition"}, statement
+    assert set(_as_list(statement["Action"])) == KMS_ACTIONS, statement
+    assert _as_list(statement["Resource"]) == [KMS_RESOURCE], statement
+    assert statement["Condition"] == {
+        "ForAnyValue:StringEquals": {"kms:ResourceAliases": [vault_alias(stage)]},
+        # Both keys present (Null false) and no other (ForAllValues): the vault's context only.
+        "ForAllValues:StringEquals": {"kms:EncryptionContextKeys": ["connection", "user"]},
+        "Null": {"kms:EncryptionContext:connection": "false", "kms:EncryptionContext:user": "false"},
+    }, statement
+
+
 def check_scoped(policy: dict, stage: str) -> None:
     """Every statement names this stage's resources (region and account the only wildcards),
-    except the one X-Ray statement, which can name none."""
+    except the one X-Ray statement, which can name none, and the vault key's, which names its
+    key by alias in a condition."""
     for statement in policy["Statement"]:
         assert statement["Effect"] == "Allow"
+        if any(str(a).startswith("kms:") for a in _as_list(statement["Action"])):
+            check_vault_key_statement(statement, stage)
+            continue
         assert set(statement) <= {"Sid", "Effect", "Action", "Resource"}, statement  # no NotAction...
         actions = _as_list(statement["Action"])
         services = {a.split(":", 1)[0] for a in actions}
@@ -596,6 +632,10 @@ def test_statements_are_scoped_to_named_resources(stage):
     check_scoped(load_policy(stage), stage)
 
 
+def _condition(policy: dict, sid: str) -> dict:
+    return next(s for s in policy["Statement"] if s["Sid"] == sid).get("Condition", {})
+
+
 def _with_statement(policy: dict, sid: str, **changes) -> dict:
     copy = json.loads(json.dumps(policy))
     for statement in copy["Statement"]:
@@ -611,6 +651,17 @@ def _with_statement(policy: dict, sid: str, **changes) -> dict:
     lambda p: _with_statement(p, "XRayTraces", Action=["xray:PutTraceSegments"]),
     lambda p: _with_statement(p, "XRayTraces", Action=sorted(XRAY_ACTIONS) + ["dynamodb:GetItem"]),
     lambda p: _with_statement(p, "XRayTraces", Resource=["arn:aws:xray:*:*:group/*"]),
+    # every key, but only the vault's by alias and only under the vault's context
+    lambda p: _with_statement(p, "VaultDataKeys", Condition={}),
+    lambda p: _with_statement(p, "VaultDataKeys", Resource=["*"]),
+    lambda p: _with_statement(p, "VaultDataKeys", Action=sorted(KMS_ACTIONS) + ["kms:Encrypt"]),
+    lambda p: _with_statement(p, "VaultDataKeys", Condition={
+        **_condition(p, "VaultDataKeys"),
+        "ForAnyValue:StringEquals": {"kms:ResourceAliases": ["alias/broker-prod-vault"]}}),
+    lambda p: _with_statement(p, "VaultDataKeys", Condition={
+        k: v for k, v in _condition(p, "VaultDataKeys").items() if k != "Null"}),
+    lambda p: _with_statement(p, "BrokerTable", Condition={
+        "ForAnyValue:StringEquals": {"kms:ResourceAliases": ["alias/broker-dev-vault"]}}),
 ])
 def test_the_scope_check_refuses_wildcards_beyond_x_ray(broken):
     policy = load_policy("dev")
@@ -664,6 +715,15 @@ def test_resources_are_exactly_this_stage(stage):
         for action in ("CreateLogStream", "PutLogEvents"):
             assert allows(policy, f"logs:{action}", log_group(function)), function
     assert not allows(policy, "logs:PutLogEvents", log_group("some-other-function"))
+    # The vault key (its condition, checked by check_vault_key_statement, names it by alias).
+    key = f"arn:aws:kms:{region_account}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+    for action in KMS_ACTIONS:
+        assert allows(policy, action, key)
+    for action in ("kms:Encrypt", "kms:GenerateDataKeyWithoutPlaintext", "kms:CreateGrant",
+                   "kms:ReEncryptFrom", "kms:ScheduleKeyDeletion"):
+        assert not allows(policy, action, key)
+    vault = next(s for s in policy["Statement"] if s["Sid"] == "VaultDataKeys")
+    check_vault_key_statement(vault, stage)
 
     other = next(s for s in STAGES if s != stage)
     o = _names(other)
