@@ -11,6 +11,7 @@ Where a route lives (chalicelib/api/):
   userinfo.py                 /userinfo
   logout.py                   /oidc/logout, /v2/logout
   global_token_revocation.py  /oauth/global-token-revocation/connection/{name}
+  upstream_logout.py          /login/backchannel-logout/{connection} (logout tokens from IdPs)
   try_and_demo.py             /login/try/..., /demo/...
   console.py                  /admin, /admin/{asset}
   events.py                   the back-channel logout queue (SQS, not HTTP)
@@ -40,6 +41,7 @@ from chalicelib.api import (
     request_deadline,
     request_log,
     try_and_demo,
+    upstream_logout,
     userinfo,
     well_known,
 )
@@ -56,6 +58,7 @@ app.register_blueprint(oauth.bp)
 app.register_blueprint(userinfo.bp)
 app.register_blueprint(logout.bp)
 app.register_blueprint(global_token_revocation.bp)
+app.register_blueprint(upstream_logout.bp)
 app.register_blueprint(try_and_demo.bp)
 app.register_blueprint(console.bp)
 app.register_blueprint(events.bp)

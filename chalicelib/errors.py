@@ -65,6 +65,9 @@ class TooLarge(ApiError):
 
 class ServiceUnavailable(ApiError):
     status, error_code = 503, "temporarily_unavailable"
+    # What the dependency said, when it said something (DynamoDB's error code, e.g.
+    # "ValidationException"): for the code, never shown to a caller.
+    cause: str = ""
 
 
 class OAuthError(Exception):

@@ -43,6 +43,7 @@ GRANT_TYPES = {
     "seacft": "authorization_code", "feacft": "authorization_code",
     "sertft": "refresh_token", "fertft": "refresh_token",
     "seccft": "client_credentials", "feccft": "client_credentials",
+    "stx": "token_exchange", "ftx": "token_exchange",
 }
 # The error codes a failure metric may carry, from the event's ``details.error``: OAuth's and
 # OpenID Connect's (RFC 6749 §4.1.2.1 and §5.2, RFC 6750 §3.1, OpenID Connect Core §3.1.2.6),

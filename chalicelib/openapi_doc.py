@@ -199,6 +199,9 @@ def _response_schemas(schemas: dict) -> None:
         "oidc_metadata": {"type": "object", "description": "The discovery document as fetched."},
         "callback_url": _str(readOnly=True, description="The connection's own redirect URI, to "
                                                         "register at the upstream IdP."),
+        "backchannel_logout_url": _str(readOnly=True, description=(
+            "Where the upstream IdP sends OIDC Back-Channel Logout tokens, to register there. "
+            "Accepted unchanged on write (a GET sent back by PATCH), refused when different.")),
         **_auth0_only_properties(Options, OPTION_EXTRAS),
     }
     schemas["ConnectionOptions"] = _obj(
@@ -206,9 +209,9 @@ def _response_schemas(schemas: dict) -> None:
         ("type", "client_id", "issuer", "authorization_endpoint", "jwks_uri", "scope",
          "connection_settings", "attribute_map", "set_user_root_attributes",
          "token_endpoint_auth_method", "id_token_signed_response_algs", "send_back_channel_nonce",
-         "callback_url"),
+         "callback_url", "backchannel_logout_url"),
         description="The stored options. client_secret is write-only: never returned. "
-                    "callback_url is read-only.")
+                    "callback_url and backchannel_logout_url are read-only.")
     connection_properties = {
         "id": _str(pattern="^con_[A-Za-z0-9]{16}$"),
         "name": _str(minLength=1, maxLength=128),

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 
 from chalicelib import sessions, vault
+from chalicelib.errors import ServiceUnavailable
 from chalicelib.login import upstream_revocation
 from chalicelib.logout import backchannel
 from chalicelib.provider import grant_store
@@ -111,10 +112,14 @@ def revoke_user(user_id: str, now: int, reason: str, *,
 
 def forget_vaulted_tokens(user_id: str, now: int, reason: str) -> int:
     """Delete the user's vault entries and revoke their upstream refresh tokens (SPEC §10); how
-    many entries went. Never raises: the revocation it follows has happened either way."""
+    many entries went. The upstream revocation is best effort; a storage failure raises
+    :class:`ServiceUnavailable`, so that the revocation fails and is retried rather than leaving
+    upstream tokens behind (Global Token Revocation then answers 422)."""
     try:
         return vault.forget_user(user_id, now, revoker=upstream_revocation.revoke_refresh_token,
                                  reason=reason)
+    except ServiceUnavailable:
+        raise
     except Exception:  # noqa: BLE001 - best effort (logged), never the revocation's failure
         log.exception("the vault of user %s was not emptied (%s)", user_id[:80], reason)
         return 0

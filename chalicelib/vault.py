@@ -314,13 +314,17 @@ def forget_user(user_id: str, now: int, *, revoke_upstream: bool = True,
                 revoker: UpstreamRevoker | None = None, reason: str | None = None) -> int:
     """Delete every vault entry of the user; with ``revoke_upstream`` and a ``revoker`` (the
     relying party's RFC 7009 call), revoke each entry's refresh token at its connection's
-    ``revocation_endpoint`` when advertised. Best effort per entry (a failure is logged and the
-    next entry follows); one log event per entry. Returns how many entries were deleted."""
+    ``revocation_endpoint`` when advertised, best effort (logged). A storage failure (the list or
+    a delete) raises :class:`ServiceUnavailable`: an entry left behind must fail the revocation,
+    so that its caller answers an error and is retried. One log event per entry. Returns how
+    many entries were deleted."""
     deleted = 0
     for record in store.of_user(user_id):
         try:
             if _forget_entry(record, user_id, revoker if revoke_upstream else None, reason):
                 deleted += 1
+        except ServiceUnavailable:
+            raise  # the entry is still there: the revocation must fail so that it is retried
         except Exception:  # noqa: BLE001 - best effort: the other entries still go
             log.exception("vault entry of %s at %s not forgotten", user_id[:80],
                           record.get("connection"))

@@ -27,13 +27,19 @@ FORM_OR_JSON = ["application/x-www-form-urlencoded", "application/json"]
 @handles_oauth_errors
 def token():
     from chalicelib.provider.cors import ClientCors, cross_origin
-    from chalicelib.provider.token import token_request
+    from chalicelib.provider.token import TOKEN_EXCHANGE, token_request
 
     request = bp.current_request
     cors = ClientCors(cross_origin(request.headers))
     try:
         form = parse_form_or_json(request)
-        body = token_request(form, request.headers.get("authorization"), cors=cors)
+        if form.get("grant_type") == TOKEN_EXCHANGE:
+            # RFC 8693 reaches upstream IdPs: a login flow, above the provider's grants.
+            from chalicelib.login.token_exchange import token_exchange_request
+
+            body = token_exchange_request(form, request.headers.get("authorization"), cors=cors)
+        else:
+            body = token_request(form, request.headers.get("authorization"), cors=cors)
     except OAuthError as exc:
         exc.headers = {**exc.headers, **cors.headers()}  # a SPA must read invalid_grant
         raise

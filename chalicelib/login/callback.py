@@ -396,7 +396,7 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
     from chalicelib.login.complete import code_operations
     from chalicelib.login.mapping import apply_root_attribute_policy, map_claims
     from chalicelib.login.pages import cookie
-    from chalicelib.store import logins
+    from chalicelib.store import logins, upstream_sessions
     from chalicelib.store.dynamo import ConditionFailed
     from chalicelib.store.unit_of_work import UnitOfWork
 
@@ -430,6 +430,9 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
         *sessions.session_put_operations(sid, session_fields, user_id, connection["id"],
                                          client["client_id"], grant_id),
         *code_ops,
+        # SPEC §11: the upstream session this broker session came from, for a logout token's sid.
+        *upstream_sessions.record_operations(connection["id"], claims.get("sid"), sid, user_id,
+                                             session_fields["expires_at"]),
     )
     if vault_write is not None:  # the upstream tokens, sealed (SPEC §10: _vault_write)
         operations.add(vault_write)

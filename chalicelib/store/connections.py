@@ -47,6 +47,9 @@ class ConnectionOptions(TypedDict, total=False):
     token_endpoint_jwtca_aud_format: str  # "token_endpoint" | "issuer"
     id_token_signed_response_algs: list[str]
     send_back_channel_nonce: bool
+    token_storage: str  # "none" | "vault"
+    token_retention_days: int
+    token_exchange_clients: list[str]
     oidc_metadata: dict[str, Any]  # the discovery document, when discovery_url is set
     # Stored and echoed, not acted on (management/auth0_fields.py: inert).
     tenant_domain: str

@@ -157,7 +157,9 @@ def _unavailable(exc: Exception) -> ServiceUnavailable:
     code = error.get("Code", type(exc).__name__)
     # DynamoDB's messages name attributes and limits, not values; keep them short anyway.
     log.error("dynamodb call failed: %s %s", code, str(error.get("Message", ""))[:200])
-    return ServiceUnavailable("A dependency is temporarily unavailable")
+    unavailable = ServiceUnavailable("A dependency is temporarily unavailable")
+    unavailable.cause = str(code)
+    return unavailable
 
 
 # BatchGetItem takes at most 100 keys a call. Keys it leaves unprocessed (throttling, or the 16 MB

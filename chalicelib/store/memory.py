@@ -94,10 +94,14 @@ _MISSING = object()
 _NUMBERS = Context(prec=38)  # DynamoDB's number precision
 
 
+VALIDATION = "ValidationException"
+
+
 def _invalid(message: str) -> ServiceUnavailable:
     """What DynamoDB refuses with a ValidationException, as ``Table`` reports it: a 503."""
     log.error("dynamodb call failed: ValidationException %s", message[:200])
     exc = ServiceUnavailable("A dependency is temporarily unavailable")
+    exc.cause = VALIDATION
     exc.add_note(f"MemoryTable: DynamoDB would refuse this: {message}")
     return exc
 

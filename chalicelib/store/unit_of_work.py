@@ -102,9 +102,9 @@ class UnitOfWork:
     def ride(self, write: Write, after: Callable[[bool], None]) -> UnitOfWork:
         """A write that only goes along (a log event): unconditional, after every other write
         (so cancellation reasons keep their places), never the reason a commit fails. ``after``
-        runs once the commit succeeded, with whether the rider was stored: when the
-        transaction is refused for anything but a condition or a lost race (a size limit, a
-        throttle), it is sent again without its riders."""
+        runs once the commit succeeded, with whether the rider was stored: when DynamoDB
+        refuses the transaction as invalid (a rider past the item size limit), it is sent again
+        without its riders; a throttle or an outage fails the commit as it would without them."""
         if not isinstance(write, Write) or write.condition is not None:
             raise TypeError("a rider is an unconditional Write")
         self._riders.append((write, after))
@@ -133,7 +133,9 @@ class UnitOfWork:
             # The riders' reasons (always "None": they have no condition) are not the caller's.
             exc.reasons = exc.reasons[:len(self._writes)]
             raise
-        except ServiceUnavailable:
+        except ServiceUnavailable as exc:
+            if exc.cause != "ValidationException":
+                raise  # throttled, timed out, down: the writes' own failure, not the riders'
             table().transact(self.transact_items(), conflict_retries=conflict_retries)
             stored = False
         for _, after in self._riders:

@@ -993,7 +993,9 @@ def test_patch_replaces_options_as_a_whole(api, cons):
         "set_user_root_attributes": "on_each_login",
         "token_endpoint_auth_method": "client_secret_post",
         "id_token_signed_response_algs": ["RS256"], "send_back_channel_nonce": True,
-        "callback_url": f"http://127.0.0.1:8000/login/callback/{created['name']}"}
+        "callback_url": f"http://127.0.0.1:8000/login/callback/{created['name']}",
+        "backchannel_logout_url":
+            f"http://127.0.0.1:8000/login/backchannel-logout/{created['name']}"}
     assert cons.get(created["id"])["options"] == options
     assert stored_secret(created["id"]) == "kept-secret"
     # other top-level fields are untouched by an options PATCH

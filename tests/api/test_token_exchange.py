@@ -34,8 +34,6 @@ APP_CALLBACK = "https://app.example.com/callback"
 # chalicelib/api/oauth.py dispatches it (the flow sits above the provider's layer; a change asked
 # of the api's owner). Until then these tests get unsupported_grant_type. Strict: they turn red
 # the moment the route dispatches, so this marker and its uses go with that change.
-needs_route = pytest.mark.xfail(strict=True, reason="chalicelib/api/oauth.py does not dispatch "
-                                                    "the token exchange grant yet")
 GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS = "urn:ietf:params:oauth:token-type:access_token"
 ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token"
@@ -125,7 +123,6 @@ def test_discovery_lists_the_token_exchange_grant(client):
 
 # --------------------------------------------------------------------------- upstream token out
 
-@needs_route
 def test_the_application_exchanges_its_access_token_for_the_upstream_one(client, api, setup, idp):
     start = now_ms()
     tokens = broker_tokens(client, setup["app"], setup["connection"])
@@ -161,7 +158,6 @@ def test_the_application_exchanges_its_access_token_for_the_upstream_one(client,
     assert logs.status_code == 200 and len(logs.data) == 2
 
 
-@needs_route
 def test_an_expiring_upstream_token_is_refreshed_first(client, setup, idp):
     idp.access_token_lifetime = 30  # the login's upstream token expires within 60 s
     tokens = broker_tokens(client, setup["app"], setup["connection"])
@@ -209,7 +205,6 @@ def test_twenty_concurrent_exchanges_against_dynamodb_refresh_upstream_once(clie
     assert len(idp.refresh_tokens) == 1  # the rotated one, live
 
 
-@needs_route
 def test_an_upstream_refusal_of_the_refresh_token_is_invalid_grant(client, setup, idp):
     idp.access_token_lifetime = 30
     tokens = broker_tokens(client, setup["app"], setup["connection"])
@@ -219,7 +214,6 @@ def test_an_upstream_refusal_of_the_refresh_token_is_invalid_grant(client, setup
     assert idp.refresh_calls == 1
 
 
-@needs_route
 def test_each_refusal_of_the_upstream_direction(client, api, setup, idp):
     start = now_ms()
     tokens = broker_tokens(client, setup["app"], setup["connection"])
@@ -284,7 +278,6 @@ def test_each_refusal_of_the_upstream_direction(client, api, setup, idp):
                              "subject_signature"])
 
 
-@needs_route
 def test_a_revoked_subject_token_is_refused(client, api, setup, idp):
     tokens = broker_tokens(client, setup["app"], setup["connection"])
     user_id = f"oidc|{setup['connection']['name']}|{idp.user['sub']}"
@@ -298,7 +291,6 @@ def test_a_revoked_subject_token_is_refused(client, api, setup, idp):
 
 # --------------------------------------------------------------------------- broker tokens in
 
-@needs_route
 def test_an_upstream_id_token_becomes_broker_tokens(client, setup, idp):
     start = now_ms()
     response = exchange(client, setup["app"], subject_token=idp.mint(idp.claims()),
@@ -320,7 +312,6 @@ def test_an_upstream_id_token_becomes_broker_tokens(client, setup, idp):
     assert body["access_token"] not in text_of(event)
 
 
-@needs_route
 def test_bad_upstream_id_tokens_are_refused(client, setup, idp):
     import time
 

@@ -122,7 +122,7 @@ def test_the_email_format_revokes_every_user_of_the_connection_with_that_email(d
 def test_an_unknown_subject_changes_nothing(domain):
     app = domain.app("spa")
     alice = domain.tokens(app)
-    before = domain.table.dump()
+    before = [i for i in domain.table.dump() if not i["pk"].startswith("LOGS#")]
     outcome = revoke(domain, iss_sub("nobody"))
     assert outcome.status == 404
     after = [i for i in domain.table.dump() if not i["pk"].startswith(("GTR_JTI#", "LOGS#"))]

@@ -84,6 +84,9 @@ class AwsFaults:
         self.rules: list[Rule] = []
         self.calls: Counter = Counter()  # (service, operation) -> API calls seen
         self.sequence: list[tuple[str, str]] = []  # every API call, in order
+        # Indexes in ``sequence`` of log event writes (a PutItem of a ``LOGS#`` item): best
+        # effort by contract (SPEC §9), so failing one changes no answer.
+        self.log_writes: set[int] = set()
         self.attempts = 0  # attempts that reached before-send
         self.injected = 0  # attempts failed on purpose
         self._local = threading.local()
@@ -136,20 +139,24 @@ class AwsFaults:
             self.calls[(service, operation)] += 1
             self.calls[(service, "*")] += 1
             numbers = {operation: self.calls[(service, operation)], "*": self.calls[(service, "*")]}
+            index = len(self.sequence)
             self.sequence.append((service, operation))
             rule = next((r for r in self.rules if r.matches(service, operation, numbers)), None)
-        self._local.current = (service, operation, rule, [0])
+        self._local.current = (service, operation, rule, [0], index)
 
     def _before_send(self, request, **_kwargs):
         from botocore.awsrequest import AWSResponse
         from botocore.exceptions import EndpointConnectionError, ReadTimeoutError
 
         current = getattr(self._local, "current", None)
+        body = request.body if isinstance(request.body, bytes) else str(request.body or "").encode()
         with self._lock:
             self.attempts += 1
+            if current is not None and current[1] == "PutItem" and b'"LOGS#' in body:
+                self.log_writes.add(current[4])
         if current is None or current[2] is None:
             return None
-        service, operation, rule, tried = current
+        service, operation, rule, tried, _ = current
         tried[0] += 1
         if rule.attempts is not None and tried[0] > rule.attempts:
             return None
@@ -171,11 +178,18 @@ class AwsFaults:
                             "x-amzn-RequestId": "injected"}, _Raw(body))
 
 
-def record_calls(run) -> list[tuple[str, str]]:
+class Sequence(list):
+    """The AWS calls of a run, in order; ``log_writes``: the indexes of its log event writes."""
+    log_writes: frozenset[int] = frozenset()
+
+
+def record_calls(run) -> Sequence:
     """The AWS calls ``run()`` makes, in order."""
     with AwsFaults() as recorder:
         run()
-    return list(recorder.sequence)
+    sequence = Sequence(recorder.sequence)
+    sequence.log_writes = frozenset(recorder.log_writes)
+    return sequence
 
 
 def numbered(sequence: list[tuple[str, str]]) -> list[tuple[str, str, int]]:
@@ -216,6 +230,8 @@ def _raw_dynamodb():
 
 
 def snapshot() -> dict[tuple[str, str], dict]:
+    """Every item of the table but log events (``LOGS#``): a refused request records its failure
+    there on purpose, and that is no change of state."""
     from chalicelib.settings import get_settings
     from chalicelib.store.dynamo import from_dynamo
 
@@ -226,7 +242,8 @@ def snapshot() -> dict[tuple[str, str], dict]:
         page = db.scan(**kwargs)
         for raw in page.get("Items", []):
             item = from_dynamo(raw)
-            items[(item["pk"], item["sk"])] = item
+            if not item["pk"].startswith("LOGS#"):
+                items[(item["pk"], item["sk"])] = item
         if "LastEvaluatedKey" not in page:
             break
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]

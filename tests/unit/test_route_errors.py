@@ -21,6 +21,8 @@ OAUTH = ("/oauth/token", "/oauth/revoke", "/userinfo", "/.well-known/")
 def expected_kind(path: str) -> str:
     if path.startswith("/api/v2/") or path == "/oauth/connection/{name}/.well-known/jwks.json":
         return "management"
+    if path.startswith("/login/backchannel-logout/"):
+        return "oauth"  # server to server (the IdP's logout tokens), under /login/ all the same
     if path.startswith(BROWSER):
         return "browser"
     if path.startswith(OAUTH):
