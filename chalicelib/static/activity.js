@@ -12,7 +12,7 @@
   const $ = (id) => document.getElementById(id);
 
   const TYPES = ["s", "f", "seacft", "feacft", "sertft", "fertft", "seccft", "feccft", "slo", "flo",
-    "sapi", "fapi", "limit_wc", "sgtr", "fgtr", "sbcl", "fbcl"];
+    "sapi", "fapi", "limit_wc", "sgtr", "fgtr", "sbcl", "fbcl", "stx", "ftx"];
   const FIELDS = ["log_id", "date", "type", "description", "connection", "connection_id", "client_id",
     "client_name", "ip", "user_agent", "user_id", "user_name", "strategy", "strategy_type", "hostname"];
   const PAGE_SIZE = 50;

@@ -239,6 +239,8 @@
       "type.fgtr": "Failed Global Token Revocation",
       "type.sbcl": "Back-channel logout delivered",
       "type.fbcl": "Failed back-channel logout delivery",
+      "type.stx": "Successful token exchange",
+      "type.ftx": "Failed token exchange",
 
       // users
       "users.title": "Users",
@@ -536,6 +538,8 @@
       "type.fgtr": "Échec de la révocation globale des jetons",
       "type.sbcl": "Déconnexion par canal serveur remise",
       "type.fbcl": "Échec de la remise d'une déconnexion par canal serveur",
+      "type.stx": "Échange de jeton réussi",
+      "type.ftx": "Échec d'un échange de jeton",
 
       "users.title": "Utilisateurs",
       "users.search": "Rechercher des utilisateurs",
