@@ -26,10 +26,15 @@ __all__ = [
 ]
 
 
+SESSION_IDP_SECONDS = 90 * 60
+
+
 @pytest.fixture(scope="session")
 def oidc_idp() -> Iterator[IdpProcess]:
     """A default IdP: client broker-client/broker-secret (redirect_uris is a
     placeholder, PLACEHOLDER_REDIRECT_URI) and account alice. Shared by the
-    session: tests needing their own clients or keys call start_idp()."""
-    with start_idp(default_idp_config()) as idp:
+    session: tests needing their own clients or keys call start_idp(). It outlives the default
+    15 minutes (a full run reaches its last user long after its first) but still stops by
+    itself, after 90 minutes, CI's own limit."""
+    with start_idp(default_idp_config(), max_seconds=SESSION_IDP_SECONDS) as idp:
         yield idp
