@@ -133,6 +133,63 @@ def install_item_level_transaction_rollback() -> None:
     models.DynamoDBBackend.transact_write_items = transact_write_items
 
 
+def install_partition_query() -> None:
+    """moto 5.2 answers every Query by sorting the whole table and then filtering it, so a query
+    costs O(table size · log) where DynamoDB's costs O(partition). A long test session (every
+    request writes log events) slows to tens of milliseconds per query under the server's one
+    lock. Hand ``query`` only the candidates it would keep anyway: the named partition of the
+    table, or the items carrying the index's hash key values. Its own filtering, sorting,
+    paging and projection run unchanged, so the answers are the same."""
+    import moto.dynamodb.models.table as tables
+
+    Table = tables.Table
+    if getattr(Table.query, "_partitioned", False):
+        return
+    original_query = Table.query
+    original_all_items = Table.all_items
+    hint = threading.local()
+
+    def all_items(self):
+        wanted = getattr(hint, "wanted", None)
+        if wanted is None or wanted[0] is not self:
+            return original_all_items(self)
+        _, hash_key, conditions = wanted
+        if hash_key is not None:
+            partition = self.items.get(hash_key)
+            if partition is None:
+                return []
+            return list(partition.values()) if self.range_key_attr else [partition]
+        # An index query: one pass comparing raw values (no sort, no DynamoType arithmetic).
+        wanted_values = [(name, value.type, value.value) for name, value in conditions]
+        out = []
+        for hash_set in self.items.values():
+            for item in (hash_set.values() if self.range_key_attr else (hash_set,)):
+                attrs = item.attrs
+                for name, type_, raw in wanted_values:
+                    found = attrs.get(name)
+                    if found is None or found.value != raw or found.type != type_:
+                        break
+                else:
+                    out.append(item)
+        return out
+
+    def query(self, hash_key, *args, **kwargs):
+        index_name = args[6] if len(args) > 6 else kwargs.get("index_name")
+        conditions = kwargs.get("hash_key_conditions") or []
+        if index_name is None and hash_key is not None:
+            hint.wanted = (self, hash_key, None)
+        elif index_name is not None and conditions:
+            hint.wanted = (self, None, list(conditions))
+        try:
+            return original_query(self, hash_key, *args, **kwargs)
+        finally:
+            hint.wanted = None
+
+    query._partitioned = True  # type: ignore[attr-defined]
+    Table.query = query
+    Table.all_items = all_items
+
+
 class EmbeddedAws(ThreadedMotoServer):
     """``ThreadedMotoServer`` on loopback with serialised backends and quiet request logs."""
 
@@ -141,6 +198,7 @@ class EmbeddedAws(ThreadedMotoServer):
 
     def _server_entry(self) -> None:
         install_item_level_transaction_rollback()
+        install_partition_query()
         from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
         from werkzeug.serving import make_server
 
