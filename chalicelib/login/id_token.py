@@ -30,7 +30,8 @@ from chalicelib.login.jwks_cache import JwksCache
 from chalicelib.tokens import ASYMMETRIC_ALGS
 from chalicelib.tokens import SIGNING_ALG_KEYS as _ALG_KEYS
 
-__all__ = ["ASYMMETRIC_ALGS", "MAX_TOKEN_BYTES", "IdTokenError", "validate_id_token"]
+__all__ = ["ASYMMETRIC_ALGS", "MAX_TOKEN_BYTES", "IdTokenError", "UnknownKey", "validate_id_token",
+           "verify_signature"]
 
 MAX_TOKEN_BYTES = 16 * 1024
 MAX_SUB_LENGTH = 255
@@ -62,6 +63,13 @@ class IdTokenError(Exception):
         super().__init__(message)
         self.check = check
         self.message = message
+
+
+class UnknownKey(IdTokenError):
+    """No key of the connection's JWKS matches the token, even after refetching it."""
+
+    def __init__(self) -> None:
+        super().__init__("kid", "no key in the connection's JWKS matches the ID token")
 
 
 def _b64decode(segment: str) -> bytes:
@@ -160,6 +168,23 @@ def _verify(token: str, keys: list[Key], alg: str) -> tuple[dict, Key]:
             raise IdTokenError("format", "ID token payload is not a JSON object")
         return claims, key
     raise IdTokenError("signature", "ID token signature is invalid")
+
+
+def verify_signature(token: str, *, jwks_uri: str, alg: str, kid: str | None,
+                     cache: JwksCache) -> tuple[dict, Key]:
+    """The claims of ``token`` and the key that verified it: the broker picks the key from the
+    JWKS at ``jwks_uri`` (:func:`_candidates`), never the token. An unknown ``kid`` (keys rotated
+    at the IdP, or a forged one) refetches the JWKS once, at most once a minute (the cache's
+    rule), then raises :class:`UnknownKey`. Every JWT an upstream IdP signs goes through here:
+    ID tokens, Global Token Revocation JWTs, logout tokens. Raises :class:`IdTokenError` for a
+    bad token, :class:`~chalicelib.login.jwks_cache.JwksError` when no key set can be had."""
+    keys = _candidates(cache, jwks_uri, alg, kid)
+    if keys is None:
+        cache.refresh_for_unknown_kid(jwks_uri)
+        keys = _candidates(cache, jwks_uri, alg, kid)
+        if keys is None:
+            raise UnknownKey()
+    return _verify(token, keys, alg)
 
 
 def _is_number(value: Any) -> TypeGuard[float]:
@@ -273,15 +298,7 @@ def validate_id_token(
     header, _ = _parse_header(token)
     alg, kid = _check_header(header, allowed_algs)
 
-    keys = _candidates(cache, jwks_uri, alg, kid)
-    if keys is None:
-        # Rotated keys at the IdP, or a forged kid: refetch (rate-limited by the cache), retry once.
-        cache.refresh_for_unknown_kid(jwks_uri)
-        keys = _candidates(cache, jwks_uri, alg, kid)
-        if keys is None:
-            raise IdTokenError("kid", "no key in the connection's JWKS matches the ID token")
-
-    claims, key = _verify(token, keys, alg)
+    claims, key = verify_signature(token, jwks_uri=jwks_uri, alg=alg, kid=kid, cache=cache)
     _check_claims(claims, issuer=issuer, client_id=client_id, nonce=nonce, now=now, leeway=leeway)
     crv = key.get("crv")
     curve = crv if isinstance(crv, str) else None

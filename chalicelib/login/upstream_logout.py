@@ -64,9 +64,9 @@ from chalicelib.login.id_token import (
     ASYMMETRIC_ALGS,
     MAX_SUB_LENGTH,
     IdTokenError,
-    _candidates,
+    UnknownKey,
     _parse_header,
-    _verify,
+    verify_signature,
 )
 from chalicelib.login.jwks_cache import JwksCache, JwksError, jwks_cache
 from chalicelib.store import replay, upstream_sessions
@@ -213,18 +213,13 @@ def _check_header(header: dict, allowed_algs: list) -> tuple[str, str | None]:
 
 def _verify_token(token: str, connection: dict, now: float, cache: JwksCache) -> dict:
     options = connection["options"]
-    jwks_uri = options["jwks_uri"]
     try:
         header, _ = _parse_header(token)
         alg, kid = _check_header(header, options.get("id_token_signed_response_algs") or ["RS256"])
-        keys = _candidates(cache, jwks_uri, alg, kid)
-        if keys is None:
-            # Rotated keys at the IdP, or a forged kid: refetch (at most once a minute), retry once.
-            cache.refresh_for_unknown_kid(jwks_uri)
-            keys = _candidates(cache, jwks_uri, alg, kid)
-            if keys is None:
-                raise LogoutRefused("unknown_key")
-        claims, _ = _verify(token, keys, alg)
+        claims, _ = verify_signature(token, jwks_uri=options["jwks_uri"], alg=alg, kid=kid,
+                                     cache=cache)
+    except UnknownKey:
+        raise LogoutRefused("unknown_key") from None
     except IdTokenError as exc:
         raise LogoutRefused(exc.check) from None
     except RecursionError:

@@ -63,7 +63,13 @@ from typing import Any, TypeGuard
 
 from chalicelib import clock
 from chalicelib.errors import ServiceUnavailable
-from chalicelib.login.id_token import ASYMMETRIC_ALGS, MAX_TOKEN_BYTES, IdTokenError, _candidates, _verify
+from chalicelib.login.id_token import (
+    ASYMMETRIC_ALGS,
+    MAX_TOKEN_BYTES,
+    IdTokenError,
+    UnknownKey,
+    verify_signature,
+)
 from chalicelib.login.jwks_cache import JwksCache, JwksError, jwks_cache
 from chalicelib.settings import get_settings
 from chalicelib.store import replay
@@ -232,16 +238,11 @@ def _verify_token(token: str, connection: dict, now: float, cache: JwksCache) ->
     options = connection["options"]
     allowed = options.get("id_token_signed_response_algs") or ["RS256"]
     alg, kid = _check_header(_header(token), allowed)
-    jwks_uri = options["jwks_uri"]
     try:
-        keys = _candidates(cache, jwks_uri, alg, kid)
-        if keys is None:
-            # Rotated keys at the IdP, or a forged kid: refetch (at most once a minute), retry once.
-            cache.refresh_for_unknown_kid(jwks_uri)
-            keys = _candidates(cache, jwks_uri, alg, kid)
-            if keys is None:
-                raise _unauthorized("unknown_key")
-        claims, _ = _verify(token, keys, alg)
+        claims, _ = verify_signature(token, jwks_uri=options["jwks_uri"], alg=alg, kid=kid,
+                                     cache=cache)
+    except UnknownKey:
+        raise _unauthorized("unknown_key") from None
     except IdTokenError as exc:
         raise _unauthorized(exc.check) from None
     except JwksError:
