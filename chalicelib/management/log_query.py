@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 
 from chalicelib.errors import InvalidQueryString
 from chalicelib.store import log_events
-from chalicelib.store.log_events import LogEvent
+from chalicelib.store.log_events import LAST_MS, LogEvent
 
 FIELDS = ("type", "user_id", "client_id", "connection")
 MAX_QUERY = 1024
@@ -34,7 +34,6 @@ MAX_RESULTS = 1000  # Auth0: "you may paginate only through 1,000 search results
 MAX_SCANNED = 5000  # events examined by one request
 _SPECIAL = set('"()[]{}^~*?\\:')
 _DAY_MS = 86_400_000
-MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z, the last moment a datetime holds
 
 
 @dataclass(frozen=True)
@@ -60,10 +59,9 @@ class LogQuery:
                 and self.since_ms > self.until_ms)
 
 
-def is_log_id(text: str) -> bool:
-    """A log id of a moment a date can name: the store's check takes any 56 digits that start
-    with 900, and a day partition cannot be named for a time past year 9999."""
-    return log_events.is_log_id(text) and int(text[3:19]) <= MAX_MS
+# The store's own check (a log id names a moment up to year 9999, so its day partition), here
+# for the routes that read it through this module.
+is_log_id = log_events.is_log_id
 
 
 def fits(value: str) -> bool:
@@ -213,7 +211,7 @@ def _moment(text: str, part: str) -> tuple[int, int] | None:
         if len(text) == 10:
             day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
             start = max(int(day.timestamp() * 1000), 0)
-            return start, min(start + _DAY_MS - 1, MAX_MS)
+            return start, min(start + _DAY_MS - 1, LAST_MS)
         if len(text) > 40 or "T" not in text:
             raise ValueError(text)
         moment = datetime.fromisoformat(text)
@@ -222,7 +220,7 @@ def _moment(text: str, part: str) -> tuple[int, int] | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     # No event is older than 1970 or newer than year 9999 (an offset can reach past either).
-    at = min(max(int(moment.timestamp() * 1000), 0), MAX_MS)
+    at = min(max(int(moment.timestamp() * 1000), 0), LAST_MS)
     return at, at
 
 
@@ -256,7 +254,7 @@ def _candidates(query: LogQuery, days: list[str], *, newest_first: bool,
     if not days:
         return
     if newest_first:
-        before = (None if query.until_ms is None or query.until_ms >= MAX_MS
+        before = (None if query.until_ms is None or query.until_ms >= LAST_MS
                   else _bound_id(query.until_ms + 1, high=False))
         yield from log_events.newest_first(days, before=before, page_size=page_size)
     else:

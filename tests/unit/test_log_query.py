@@ -73,7 +73,7 @@ def test_accepted_dates(clause, since, until):
 
 def test_dates_beyond_what_events_can_have_are_clamped():
     query = parse("date:[0001-01-01T00:00:00+05:00 TO 9999-12-31T23:59:59-05:00]")
-    assert query.since_ms == 0 and query.until_ms == log_query.MAX_MS
+    assert query.since_ms == 0 and query.until_ms == log_events.LAST_MS
 
 
 def test_an_empty_window_matches_nothing():
@@ -150,9 +150,17 @@ def test_size_limits():
 
 
 def test_log_ids_past_year_9999_are_not_log_ids():
-    assert log_query.is_log_id(log_events.new_log_id(log_query.MAX_MS))
-    assert not log_query.is_log_id("900" + f"{log_query.MAX_MS + 1:016d}" + "0" * 37)
+    assert log_query.is_log_id(log_events.new_log_id(log_events.LAST_MS))
+    assert not log_query.is_log_id("900" + f"{log_events.LAST_MS + 1:016d}" + "0" * 37)
     assert not log_query.is_log_id("901" + "0" * 53)
+
+
+def test_what_a_log_id_is_and_the_last_moment_are_the_stores():
+    """One definition each (chalicelib/store/log_events.py): the search's date bounds and the
+    routes' log id check cannot drift from the partitions the store writes."""
+    assert log_query.is_log_id is log_events.is_log_id
+    assert not hasattr(log_query, "MAX_MS")
+    assert parse("date:[* TO 9999-12-31]").until_ms == log_events.LAST_MS
 
 
 def test_matches():
