@@ -257,43 +257,96 @@
     return button;
   }
 
-  // ---- each connection's own callback URL (its redirect URI at the IdP) -------------------------
+  // ---- each connection's own URLs at the IdP: its callback (redirect URI) and, for OIDC, its
+  // back-channel logout URL (where the IdP sends logout tokens). Both read-only, with a Copy button.
 
-  function callbackUrl(connection) {
-    // The API gives options.callback_url; older brokers did not: build it the same way.
-    const given = connection && connection.options && connection.options.callback_url;
+  const CONNECTION_URLS = [
+    // [id prefix, the read-only option, its path before the name, label, hint, Copy button's name]
+    ["c-callback", "callback_url", "login/callback/", "connection.callback", "connection.callback_help",
+      null],
+    ["c-logout", "backchannel_logout_url", "login/backchannel-logout/", "connection.logout_url",
+      "connection.logout_url_help", "connection.copy_logout_url"],
+  ];
+
+  function connectionUrl(connection, option, path) {
+    // The API gives the option; older brokers did not: build it the same way.
+    const given = connection && connection.options && connection.options[option];
     if (given) return given;
     const name = connection ? connection.name : $("c-name").value.trim();
-    return name && brokerIssuer ? brokerIssuer + "login/callback/" + name : "";
+    return name && brokerIssuer ? brokerIssuer + path + name : "";
   }
 
-  function showCallback(connection) {
-    let box = $("c-callback");
-    if (!box) {
-      box = el("div", { id: "c-callback", class: "field" },
-        el("label", { for: "c-callback-url", text: t("connection.callback") }),
-        el("input", { id: "c-callback-url", type: "text", readonly: "", spellcheck: "false",
-          "aria-describedby": "c-callback-help" }),
-        el("button", { type: "button", class: "secondary", id: "c-callback-copy",
-          text: t("connection.copy"), onclick: copyCallback }),
-        el("p", { id: "c-callback-help", class: "help", text: t("connection.callback_help") }),
-        el("p", { id: "c-callback-status", class: "status", role: "status", "aria-live": "polite" }));
-      $("connection-form-title").after(box);
+  function urlBox([prefix, , , labelKey, helpKey, copyKey]) {
+    const copy = el("button", { type: "button", class: "secondary", id: prefix + "-copy",
+      text: t("connection.copy"), onclick: () => copyUrl(prefix) });
+    // Two Copy buttons: the second one's accessible name says which URL it copies.
+    if (copyKey) copy.setAttribute("aria-label", t(copyKey));
+    return el("div", { id: prefix, class: "field" },
+      el("label", { for: prefix + "-url", text: t(labelKey) }),
+      el("input", { id: prefix + "-url", type: "text", readonly: "", spellcheck: "false",
+        "aria-describedby": prefix + "-help" }),
+      copy,
+      el("p", { id: prefix + "-help", class: "help", text: t(helpKey) }),
+      el("p", { id: prefix + "-status", class: "status", role: "status", "aria-live": "polite" }));
+  }
+
+  function showConnectionUrls(connection) {
+    let after = $("connection-form-title");
+    for (const spec of CONNECTION_URLS) {
+      const [prefix, option, path] = spec;
+      if (!$(prefix)) after.after(urlBox(spec));
+      after = $(prefix);
+      $(prefix + "-url").value = connectionUrl(connection, option, path);
+      status(prefix + "-status", "", "");
     }
-    $("c-callback-url").value = callbackUrl(connection);
-    status("c-callback-status", "", "");
+    // Back-channel logout from the IdP is OpenID Connect's (every connection today; new ones too).
+    $("c-logout").hidden = !!connection && connection.strategy !== "oidc";
   }
 
-  async function copyCallback() {
-    const input = $("c-callback-url");
+  async function copyUrl(prefix) {
+    const input = $(prefix + "-url");
     if (!input.value) return;
     try {
       await navigator.clipboard.writeText(input.value);
-      status("c-callback-status", "ok", t("connection.copied"));
+      status(prefix + "-status", "ok", t("connection.copied"));
     } catch (error) {
       input.select(); // no clipboard permission: leave it selected for Ctrl+C
-      status("c-callback-status", "info", t("connection.selected"));
+      status(prefix + "-status", "info", t("connection.selected"));
     }
+  }
+
+  // ---- the upstream token vault and the token exchange (options.token_storage,
+  // token_retention_days, token_exchange_clients) -----------------------------------------------
+
+  function renderExchangeClients(selected) {
+    const list = $("c-exchange-list");
+    list.replaceChildren();
+    const chosen = new Set(selected);
+    const apps = applications.filter((a) => !builtin(a));
+    const rows = apps.map((a) => [a.client_id, a.name + " (" + a.client_id + ")"]);
+    // An id the application list lacks (deleted since) stays visible, so it can be unticked.
+    const known = new Set(apps.map((a) => a.client_id));
+    for (const clientId of selected) {
+      if (!known.has(clientId)) rows.push([clientId, t("connection.exchange.unknown", { client: clientId })]);
+    }
+    if (!rows.length) list.append(el("p", { text: t("connection.exchange.none") }));
+    rows.forEach(([clientId, text], index) => {
+      const box = el("input", { type: "checkbox", id: "c-exchange-" + index, value: clientId });
+      box.checked = chosen.has(clientId);
+      list.append(el("label", { for: box.id }, box, document.createTextNode(text)));
+    });
+  }
+
+  function exchangeClients() {
+    return [...$("c-exchange-list").querySelectorAll("input[type=checkbox]")]
+      .filter((box) => box.checked).map((box) => box.value);
+  }
+
+  function showVault(options) {
+    $("c-token-vault").checked = options.token_storage === "vault";
+    const days = options.token_retention_days;
+    $("c-token-retention").value = days === undefined || days === null ? "" : String(days);
+    renderExchangeClients(options.token_exchange_clients || []);
   }
 
   function openCreate() {
@@ -305,7 +358,8 @@
     $("c-name").disabled = false;
     $("c-client-secret").required = false;
     status("connection-status", "", "");
-    showCallback(null);
+    showConnectionUrls(null);
+    showVault({});
     form.hidden = false;
     $("c-name").focus();
   }
@@ -329,17 +383,19 @@
     $("c-icon-url").value = options.icon_url || "";
     $("c-show-as-button").checked = !!connection.show_as_button;
     status("connection-status", "", "");
-    showCallback(connection);
+    showConnectionUrls(connection);
+    showVault(options);
     form.hidden = false;
     $("c-display-name").focus();
   }
 
   function formOptions(base) {
     // PATCH replaces options as a whole: start from what is stored (minus what discovery fills
-    // in and the read-only document), then apply the form.
+    // in, the read-only document and the read-only URLs the API adds), then apply the form.
     const options = Object.assign({}, base || {});
     delete options.oidc_metadata;
     delete options.scopes;
+    for (const [, option] of CONNECTION_URLS) delete options[option];
     const discovery = $("c-discovery-url").value.trim();
     if (!base || base.discovery_url || discovery !== base.issuer) {
       // Discovery fills the endpoints in again (and is checked live).
@@ -358,6 +414,13 @@
     if (icon) options.icon_url = icon; else delete options.icon_url;
     const secret = $("c-client-secret").value;
     if (secret) options.client_secret = secret; else delete options.client_secret;
+    // The vault: absent means none, 30 days and no application (the API checks each value).
+    if ($("c-token-vault").checked) options.token_storage = "vault"; else delete options.token_storage;
+    const days = $("c-token-retention").value.trim();
+    if (days) options.token_retention_days = Number(days); else delete options.token_retention_days;
+    const exchange = exchangeClients();
+    if (exchange.length) options.token_exchange_clients = exchange;
+    else delete options.token_exchange_clients;
     return options;
   }
 
@@ -387,7 +450,8 @@
       $("connection-form-title").textContent = t("connection.form.edit", { name: saved.name });
       $("connection-submit").textContent = t("connection.form.save");
       $("c-name").disabled = true;
-      showCallback(saved);
+      showConnectionUrls(saved);
+      showVault(saved.options || {});
       await loadConnections();
     } catch (error) {
       status("connection-status", "error", error.message);
@@ -506,6 +570,7 @@
       }
       await loadApplications();
       renderConnections();
+      if (!$("connection-form").hidden) renderExchangeClients(exchangeClients());
     } catch (error) {
       status("application-status", "error", error.message);
     }
@@ -524,7 +589,7 @@
     $("signin-form").addEventListener("submit", signIn);
     $("signout").addEventListener("click", signOut);
     $("new-connection").addEventListener("click", openCreate);
-    $("c-name").addEventListener("input", () => { if (!editing) showCallback(null); });
+    $("c-name").addEventListener("input", () => { if (!editing) showConnectionUrls(null); });
     $("connection-form").addEventListener("submit", saveConnection);
     $("connection-cancel").addEventListener("click", () => {
       $("connection-form").hidden = true;

@@ -96,6 +96,22 @@
       "connection.selected": "Selected: press Ctrl+C (⌘C) to copy.",
       "connection.checking": "Checking the discovery document…",
       "connection.passed": "Discovery check passed: {name} uses issuer {issuer}.",
+      "connection.logout_url": "Logout URL (where the IdP sends its logout tokens)",
+      "connection.logout_url_help": "Register this URL as the back-channel logout URI at your " +
+        "identity provider: its logout tokens end the user's sessions at the broker. Each " +
+        "connection has its own; it is read-only.",
+      "connection.copy_logout_url": "Copy the logout URL",
+      "connection.vault.legend": "Token vault and token exchange",
+      "connection.vault.help": "With the vault on, each user's upstream access, refresh and ID " +
+        "tokens are kept encrypted, so the applications chosen below can exchange the user's " +
+        "broker access token for the upstream access token (RFC 8693).",
+      "connection.vault.storage": "Keep the upstream tokens in the vault",
+      "connection.vault.retention": "Vault retention (days)",
+      "connection.vault.retention_help": "1 to 365 days after the user's last login or refresh; " +
+        "empty: 30.",
+      "connection.exchange.legend": "Applications that may exchange tokens",
+      "connection.exchange.none": "No application yet: create one below.",
+      "connection.exchange.unknown": "{client} (no such application)",
       "enable.title": "Applications",
       "enable.title_of": "Applications of {name}",
       "enable.legend": "Applications that may use this connection",
@@ -396,6 +412,25 @@
       "connection.selected": "Sélectionnée : appuyez sur Ctrl+C (⌘C) pour copier.",
       "connection.checking": "Vérification du document de découverte…",
       "connection.passed": "Découverte vérifiée : {name} utilise l'émetteur {issuer}.",
+      "connection.logout_url": "URL de déconnexion (où le fournisseur envoie ses jetons de " +
+        "déconnexion)",
+      "connection.logout_url_help": "Enregistrez cette URL chez votre fournisseur d'identité comme " +
+        "URI de déconnexion par canal arrière (back-channel logout URI) : ses jetons de déconnexion " +
+        "mettent fin aux sessions de l'utilisateur sur le courtier. Chaque connexion a la sienne ; " +
+        "elle est en lecture seule.",
+      "connection.copy_logout_url": "Copier l'URL de déconnexion",
+      "connection.vault.legend": "Coffre à jetons et échange de jetons",
+      "connection.vault.help": "Avec le coffre activé, les jetons d'accès, de rafraîchissement et " +
+        "d'identité de chaque utilisateur chez le fournisseur sont conservés chiffrés, afin que " +
+        "les applications choisies ci-dessous puissent échanger le jeton d'accès de l'utilisateur " +
+        "au courtier contre le jeton d'accès du fournisseur (RFC 8693).",
+      "connection.vault.storage": "Conserver les jetons du fournisseur dans le coffre",
+      "connection.vault.retention": "Durée de conservation dans le coffre (jours)",
+      "connection.vault.retention_help": "De 1 à 365 jours après la dernière connexion ou le " +
+        "dernier rafraîchissement de l'utilisateur ; vide : 30.",
+      "connection.exchange.legend": "Applications autorisées à échanger des jetons",
+      "connection.exchange.none": "Aucune application pour l'instant : créez-en une ci-dessous.",
+      "connection.exchange.unknown": "{client} (application inexistante)",
       "enable.title": "Applications",
       "enable.title_of": "Applications de {name}",
       "enable.legend": "Applications autorisées à utiliser cette connexion",
