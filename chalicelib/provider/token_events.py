@@ -6,6 +6,11 @@ A success of the two user grants rides in the transaction that consumes the code
 token (:func:`ride_success`: no round trip more); everything else is one best-effort ``PutItem``
 (:func:`record_failure`, :func:`record_success`). ``details`` say which rule refused the request,
 never a credential: the presented code, token, secret or assertion are nowhere in an event.
+
+An event names the user's connection as the login's events do, with its ``connection_id``
+(:func:`connection_for`): the record comes from the registry's per-container connection cache
+(chalicelib/registry/connections.py, 30 s), which ``/authorize``, the callback and the token
+exchange fill, so a warm token request reads nothing more for it.
 """
 from __future__ import annotations
 
@@ -43,6 +48,22 @@ def connection_of(user_id: str | None) -> str | None:
     return name if strategy == "oidc" and sep and name else None
 
 
+def connection_for(user_id: str | None) -> Mapping[str, Any] | str | None:
+    """The connection ``user_id`` names, for an event: its stored record (name and id) from the
+    registry's cache, else just its name (deleted meanwhile, or the lookup failed: an event never
+    fails a request)."""
+    name = connection_of(user_id)
+    if name is None:
+        return None
+    from chalicelib.registry.connections import cached_connection_by_name
+
+    try:
+        record = cached_connection_by_name(name)
+    except Exception:  # noqa: BLE001 - a log event never fails the request
+        return name
+    return record if record is not None and record.get("name") == name else name
+
+
 def user_name(user: Mapping[str, Any] | None) -> str | None:
     """The user's email, else name, when the profile (or its snapshot) has one."""
     attributes = (user or {}).get("attributes")
@@ -66,7 +87,7 @@ def ride_success(operations: UnitOfWork, type_: str, *, client: Mapping[str, Any
                  user_id: str, user: Mapping[str, Any] | None, **details: Any) -> None:
     """The success event as one more write of the grant's own transaction."""
     audit.ride(operations, audit.event(
-        type_, connection=connection_of(user_id), client=client, user_id=user_id,
+        type_, connection=connection_for(user_id), client=client, user_id=user_id,
         user_name=user_name(user), details=details))
 
 
@@ -76,7 +97,7 @@ def record_success(type_: str, *, client: Mapping[str, Any] | None = None,
                    **details: Any) -> None:
     """One success event (one ``PutItem``); ``connection``: its record, else the one
     ``user_id`` names."""
-    audit.record(audit.event(type_, connection=connection or connection_of(user_id),
+    audit.record(audit.event(type_, connection=connection or connection_for(user_id),
                              **_client_fields(client, client_id), user_id=user_id,
                              user_name=user_name(user), details=details))
 
@@ -95,7 +116,12 @@ def record_failure(type_: str, error: Exception, *, client: Mapping[str, Any] | 
         facts = {"error": "server_error", "reason": type(error).__name__}
     if isinstance(error, GrantRefused):
         facts = {**facts, "check": error.check, **error.details}
+    named: Mapping[str, Any] | str | None = connection
+    if named is None:
+        # After a dependency failed, the name alone: no lookup that may wait on it again.
+        named = (connection_of(user_id) if isinstance(error, ApiError)
+                 else connection_for(user_id))
     audit.record(audit.event(
-        type_, connection=connection or connection_of(user_id), **_client_fields(client, client_id),
+        type_, connection=named, **_client_fields(client, client_id),
         user_id=user_id, details={**facts, **details},
         description=error.description if isinstance(error, OAuthError) else None))
