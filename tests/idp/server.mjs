@@ -14,9 +14,14 @@
 //                           ID token for every response type (like most real IdPs);
 //                           true keeps them for userinfo only unless response_type=id_token
 //     ttl                   { AccessToken: seconds, IdToken: seconds, ... } overrides
+//                           (AccessToken, IdToken, RefreshToken: changeable at run time,
+//                           POST /test/ttl below)
 //     provider_config       extra oidc-provider configuration (JSON), deep-merged last
 //     allow_loopback_fetch  bool: let the IdP fetch loopback URLs (a client's jwks_uri on the
-//                           broker under test); its SSRF guard stays on for other hosts
+//                           broker under test, a back-channel logout POST to it), with
+//                           LOOPBACK_FETCH_TIMEOUT_MS instead of oidc-provider's 2.5 s (the
+//                           broker under test may be slow on a loaded machine); its SSRF guard
+//                           stays on for other hosts
 //     issuer                the public issuer URL (e.g. https://idp.test:8443 behind a TLS proxy
 //                           that a browser reaches by a mapped name); default http://127.0.0.1:<port>
 //     trust_proxy           bool: trust X-Forwarded-Proto/-Host from a reverse proxy in front
@@ -37,6 +42,15 @@
 // exact redirect URI for a configured client, as an administrator does at a
 // real IdP once a connection exists (the broker gives each connection its own
 // callback URL). oidc-provider still compares redirect_uri exactly.
+//
+// POST /test/ttl (form: AccessToken, IdToken and/or RefreshToken = seconds, a
+// positive integer) changes those lifetimes for the tokens issued from then on,
+// as an administrator changes a token policy at a real IdP (tokens already
+// issued keep theirs). Answers 204, or 400 for an unknown name or a bad value.
+//
+// Token grants (granted, refused, revoked), back-channel logout deliveries and
+// ended sessions are logged on stderr ("test-idp: event ..."), with the grant
+// type or client id, never a token.
 // No page served here loads anything from outside the loopback address.
 
 import * as crypto from 'node:crypto';
@@ -113,6 +127,30 @@ function generateJwks() {
   return { keys: [{ ...jwk, kid: crypto.randomBytes(8).toString('hex'), use: 'sig', alg: 'RS256' }] };
 }
 const jwks = cfg.jwks ?? generateJwks();
+
+// Token lifetimes (seconds). Those in RUNTIME_TTLS are read when a token is
+// issued, so POST /test/ttl changes them for every token issued afterwards.
+const RUNTIME_TTLS = new Set(['AccessToken', 'IdToken', 'RefreshToken']);
+const liveTtl = {
+  AccessToken: 3600,
+  AuthorizationCode: 60,
+  IdToken: 3600,
+  RefreshToken: 86400,
+  Interaction: 3600,
+  Session: 86400,
+  Grant: 86400,
+  ...(cfg.ttl ?? {}),
+};
+const LOOPBACK_FETCH_TIMEOUT_MS = 15000;
+
+function ttlConfiguration() {
+  const ttl = { ...liveTtl };
+  for (const name of RUNTIME_TTLS) {
+    // A regular function (oidc-provider refuses arrow and async ones here).
+    ttl[name] = function runtimeTtl() { return liveTtl[name]; };
+  }
+  return ttl;
+}
 
 const defaultClaims = {
   openid: ['sub'],
@@ -234,16 +272,7 @@ function buildConfiguration() {
     cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
     renderError,
     // Quiet "you SHOULD change" notices and keep artifacts short-lived.
-    ttl: {
-      AccessToken: 3600,
-      AuthorizationCode: 60,
-      IdToken: 3600,
-      RefreshToken: 86400,
-      Interaction: 3600,
-      Session: 86400,
-      Grant: 86400,
-      ...(cfg.ttl ?? {}),
-    },
+    ttl: ttlConfiguration(),
     clientBasedCORS: () => true,
   };
   if (cfg.allow_loopback_fetch) {
@@ -254,6 +283,7 @@ function buildConfiguration() {
       const host = new URL(url).hostname;
       if (host === '127.0.0.1' || host === 'localhost' || host === '[::1]') {
         delete options.dispatcher;
+        options.signal = AbortSignal.timeout(LOOPBACK_FETCH_TIMEOUT_MS);
       }
       return globalThis.fetch(url, options);
     };
@@ -386,6 +416,24 @@ async function registerRedirectUri(req, res) {
   res.end();
 }
 
+async function changeTtl(req, res) {
+  const body = querystring.parse(await readBody(req));
+  const changes = {};
+  for (const [name, raw] of Object.entries(body)) {
+    const seconds = Number(raw);
+    if (!RUNTIME_TTLS.has(name) || typeof raw !== 'string' || !/^[1-9][0-9]{0,8}$/.test(raw)) {
+      res.statusCode = 400;
+      res.end();
+      return;
+    }
+    changes[name] = seconds;
+  }
+  Object.assign(liveTtl, changes);
+  console.error(`test-idp: ttl now ${JSON.stringify(changes)}`);
+  res.statusCode = 204;
+  res.end();
+}
+
 const INTERACTION_PATH = /^\/interaction\/([A-Za-z0-9_-]+)(?:\/(login|abort))?\/?$/;
 
 let provider;
@@ -404,6 +452,14 @@ const server = http.createServer((req, res) => {
   if (pathname === '/test/redirect-uris' && req.method === 'POST') {
     registerRedirectUri(req, res).catch((err) => {
       console.error(`test-idp: redirect uri registration failed: ${err.stack || err}`);
+      res.statusCode = 500;
+      res.end();
+    });
+    return;
+  }
+  if (pathname === '/test/ttl' && req.method === 'POST') {
+    changeTtl(req, res).catch((err) => {
+      console.error(`test-idp: ttl change failed: ${err.stack || err}`);
       res.statusCode = 500;
       res.end();
     });
@@ -448,6 +504,22 @@ server.listen(requestedPort, '127.0.0.1', async () => {
     };
 
     provider.on('server_error', (ctx, err) => console.error(`test-idp: server_error: ${err.stack || err}`));
+    // What tests read from the log: grants by type (granted, refused, revoked), back-channel
+    // logout deliveries, ended sessions (never a token).
+    provider.on('grant.success', (ctx) => {
+      console.error(`test-idp: event grant.success ${ctx.oidc?.params?.grant_type}`);
+    });
+    provider.on('grant.error', (ctx, err) => {
+      console.error(`test-idp: event grant.error ${ctx.oidc?.params?.grant_type} ${err.error}: ${err.error_description}`);
+    });
+    provider.on('backchannel.success', (ctx, client) => {
+      console.error(`test-idp: event backchannel.success ${client.clientId}`);
+    });
+    provider.on('backchannel.error', (ctx, err, client) => {
+      console.error(`test-idp: event backchannel.error ${client.clientId}: ${err.message}`);
+    });
+    provider.on('end_session.success', () => console.error('test-idp: event end_session.success'));
+    provider.on('grant.revoked', () => console.error('test-idp: event grant.revoked'));
 
     // Validate the static clients now, so a bad one fails the start, not a test.
     for (const client of clients) {
