@@ -13,11 +13,15 @@ Search paging (``page``/``per_page``) walks events newest first (``sort=date:1``
 and reaches the first :data:`MAX_RESULTS` matches, as Auth0's does. Filters are applied while
 the events stream in from the day partitions (``user_id`` reads the user's own index instead, a
 ``date`` range only its days), and a request examines at most :data:`MAX_SCANNED` events, so a
-rare match far back may need a narrower ``date`` range. Checkpoint paging (``from``/``take``)
-returns every event after a log id, oldest first, by log id.
+rare match far back may need a narrower ``date`` range. A search that stops there answers what
+it found (Auth0's answer has no field to say more) and logs a warning line for the operator:
+the query, the order, how many events it examined and the span of time they cover
+(docs/OPERATIONS.md). Checkpoint paging (``from``/``take``) returns every event after a log id,
+oldest first, by log id.
 """
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -25,6 +29,8 @@ from datetime import datetime, timezone
 from chalicelib.errors import InvalidQueryString
 from chalicelib.store import log_events
 from chalicelib.store.log_events import LAST_MS, LogEvent
+
+log = logging.getLogger(__name__)
 
 FIELDS = ("type", "user_id", "client_id", "connection")
 MAX_QUERY = 1024
@@ -287,7 +293,14 @@ def search(query: LogQuery, days: list[str], *, start: int, count: int, newest_f
         # trips for the same events examined), but 100 for a user's index (one batch read each).
         page_size = (100 if query.user_id else 1000) if query.equals else min(wanted + 1, 1000)
         events = _candidates(query, days, newest_first=newest_first, page_size=page_size)
+        scanned = 0
+        first: LogEvent | None = None
+        last: LogEvent | None = None
+        # zip takes the bound first: no event (and no page) is read past it.
         for _, event in zip(range(MAX_SCANNED), events, strict=False):
+            scanned, last = scanned + 1, event
+            if first is None:
+                first = event
             if _past_window(query, event, newest_first):
                 break
             if not query.matches(event):
@@ -297,7 +310,37 @@ def search(query: LogQuery, days: list[str], *, start: int, count: int, newest_f
             matched += 1
             if matched >= wanted:
                 break
+        else:
+            if scanned == MAX_SCANNED and first is not None and last is not None:
+                _warn_bound_reached(query, newest_first, matched, first, last)
     return found, (matched if with_total else None)
+
+
+def _iso(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return (datetime.fromtimestamp(ms / 1000, tz=timezone.utc).isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"))
+
+
+def _warn_bound_reached(query: LogQuery, newest_first: bool, matched: int, first: LogEvent,
+                        last: LogEvent) -> None:
+    """One warning line: the search examined :data:`MAX_SCANNED` events and stopped, so any
+    other events of the searched days were not examined and may match (when there were exactly
+    that many, none was left: finding out would cost one more read). It names the query, the
+    order and the span of time it did examine, never an event's contents."""
+    span = sorted((_event_ms(first), _event_ms(last)))
+    examined = [_iso(span[0]), _iso(span[1])]
+    log.warning(
+        "log search stopped at its bound of %d events examined (from %s to %s): events beyond "
+        "them, if any, were not searched; narrow q with user_id: or a date: range", MAX_SCANNED,
+        *examined,
+        extra={"log_search": {
+            "query": [f"{field}:{value}" for field, value in query.equals],
+            "date_from": _iso(query.since_ms), "date_to": _iso(query.until_ms),
+            "sort": "date:-1" if newest_first else "date:1",
+            "scanned": MAX_SCANNED, "matched": matched, "examined": examined,
+        }})
 
 
 def after_checkpoint(checkpoint: str | None, days: list[str], take: int) -> list[LogEvent]:

@@ -3,6 +3,7 @@ it refuses and how), and the search and checkpoint paging over a fresh in-memory
 counts: nothing else writes there)."""
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime, timezone
 
@@ -276,6 +277,72 @@ def test_a_search_examines_a_bounded_number_of_events(store, monkeypatch):
     assert found(store, "client_id:rare") == []  # 6 newer events examined, then it stops
     monkeypatch.setattr(log_query, "MAX_SCANNED", 9)
     assert found(store, "client_id:rare") == [wanted]
+
+
+def bound_warnings(caplog) -> list[dict]:
+    """The search's warning lines, as chalicelib/logs.py writes them (one JSON object each)."""
+    from chalicelib.logs import JsonLineFormatter
+
+    formatter = JsonLineFormatter()
+    return [json.loads(formatter.format(r)) for r in caplog.records
+            if r.name == log_query.__name__ and r.levelname == "WARNING"]
+
+
+def test_a_search_stopped_by_its_bound_says_so_in_a_warning_line(store, monkeypatch, caplog):
+    monkeypatch.setattr(log_query, "MAX_SCANNED", 6)
+    rare = store.put(100, client_id="rare", user_id="oidc|c|somebody")
+    common = [store.put(50 - n, client_id="common", user_id=f"oidc|c|user{n}")
+              for n in range(8)]
+    caplog.set_level("WARNING", logger=log_query.__name__)
+    assert found(store, "client_id:rare AND date:[2020-01-01 TO *]") == []
+    (line,) = bound_warnings(caplog)
+    assert line["level"] == "WARNING" and line["logger"] == "chalicelib.management.log_query"
+    assert "6 events" in line["message"]
+    examined = [int(log_id[3:19]) for log_id in common[2:]]  # the newest six
+    assert line["log_search"] == {
+        "query": ["client_id:rare"], "date_from": "2020-01-01T00:00:00.000Z", "date_to": None,
+        "sort": "date:-1", "scanned": 6, "matched": 0,
+        "examined": [log_query._iso(min(examined)), log_query._iso(max(examined))]}
+    assert "oidc|c|" not in json.dumps(line)  # nothing of the events examined
+    # Oldest first: the rare event is found at once, but the six examined are not all there are.
+    caplog.clear()
+    assert found(store, "client_id:rare", newest_first=False) == [rare]
+    (line,) = bound_warnings(caplog)
+    assert line["log_search"]["sort"] == "date:1" and line["log_search"]["matched"] == 1
+
+
+@pytest.mark.parametrize(("q", "options"), [
+    ("client_id:common", {"count": 3}),  # found what it wanted before the bound
+    ("client_id:rare", {}),  # the bound is larger than the events there are
+    ("", {"count": 5}),  # every event matches: 5 wanted, 5 examined
+])
+def test_a_search_that_finishes_logs_no_warning(store, monkeypatch, caplog, q, options):
+    monkeypatch.setattr(log_query, "MAX_SCANNED", 10 if q == "client_id:rare" else 6)
+    store.put(100, client_id="rare")
+    for n in range(8):
+        store.put(50 - n, client_id="common")
+    caplog.set_level("WARNING", logger=log_query.__name__)
+    found(store, q, **options)
+    assert bound_warnings(caplog) == []
+
+
+def test_a_search_stopped_by_its_date_window_logs_no_warning(store, monkeypatch, caplog):
+    monkeypatch.setattr(log_query, "MAX_SCANNED", 3)
+    wanted = store.put(70, client_id="x")
+    for seconds_ago in (60, 80, 90, 100):
+        store.put(seconds_ago, client_id="y")
+
+    def since(seconds_ago: int) -> str:
+        return datetime.fromtimestamp(store.now - seconds_ago, tz=timezone.utc).strftime(
+            "%Y-%m-%dT%H:%M:%SZ")
+
+    caplog.set_level("WARNING", logger=log_query.__name__)
+    # The third event examined is older than the window: the search is done, at the bound.
+    assert found(store, f"client_id:x AND date:[{since(75)} TO *]") == [wanted]
+    assert bound_warnings(caplog) == []
+    # The same three examined in a wider window: stopped by the bound.
+    assert found(store, f"client_id:x AND date:[{since(200)} TO *]") == [wanted]
+    assert len(bound_warnings(caplog)) == 1
 
 
 def test_checkpoint_returns_what_follows_oldest_first(store):
