@@ -52,6 +52,14 @@ class TtlCache:
                 _put(self._items, key, (now + self.ttl, value), self.max_items)
         return value
 
+    def peek(self, key: Any, default: Any = None) -> Any:
+        """The fresh cached value of ``key`` without loading it: ``default`` when there is none
+        (for callers that must not pay a read, e.g. a log event's decoration)."""
+        found = self._items.get(key) or self._misses.get(key)
+        if found is not None and found[0] > self.clock():
+            return found[1]
+        return default
+
     def clear(self) -> None:
         with self._lock:
             self._items.clear()

@@ -8,9 +8,10 @@ token (:func:`ride_success`: no round trip more); everything else is one best-ef
 never a credential: the presented code, token, secret or assertion are nowhere in an event.
 
 An event names the user's connection as the login's events do, with its ``connection_id``
-(:func:`connection_for`): the record comes from the registry's per-container connection cache
-(chalicelib/registry/connections.py, 30 s), which ``/authorize``, the callback and the token
-exchange fill, so a warm token request reads nothing more for it.
+(:func:`connection_for`) when the registry's per-container connection cache
+(chalicelib/registry/connections.py, 30 s) holds the record, which ``/authorize``, the callback
+and the token exchange fill; a token request never reads the table for it (a container that has
+not seen the connection lately names it without its id).
 """
 from __future__ import annotations
 
@@ -48,17 +49,19 @@ def connection_of(user_id: str | None) -> str | None:
     return name if strategy == "oidc" and sep and name else None
 
 
-def connection_for(user_id: str | None) -> Mapping[str, Any] | str | None:
-    """The connection ``user_id`` names, for an event: its stored record (name and id) from the
-    registry's cache, else just its name (deleted meanwhile, or the lookup failed: an event never
-    fails a request)."""
+def connection_for(user_id: str | None, client_id: str | None = None
+                   ) -> Mapping[str, Any] | str | None:
+    """The connection ``user_id`` names, for an event: its record (name and id) when this
+    container's registry cache holds it, else just its name. It never reads the table: a token
+    request's budget (one read and one transaction for a refresh) does not pay for an event's
+    decoration, and an event never fails a request."""
     name = connection_of(user_id)
     if name is None:
         return None
-    from chalicelib.registry.connections import cached_connection_by_name
+    from chalicelib.registry.connections import known_connection_by_name
 
     try:
-        record = cached_connection_by_name(name)
+        record = known_connection_by_name(name, client_id)
     except Exception:  # noqa: BLE001 - a log event never fails the request
         return name
     return record if record is not None and record.get("name") == name else name
@@ -87,7 +90,8 @@ def ride_success(operations: UnitOfWork, type_: str, *, client: Mapping[str, Any
                  user_id: str, user: Mapping[str, Any] | None, **details: Any) -> None:
     """The success event as one more write of the grant's own transaction."""
     audit.ride(operations, audit.event(
-        type_, connection=connection_for(user_id), client=client, user_id=user_id,
+        type_, connection=connection_for(user_id, client.get("client_id")), client=client,
+        user_id=user_id,
         user_name=user_name(user), details=details))
 
 
@@ -97,7 +101,8 @@ def record_success(type_: str, *, client: Mapping[str, Any] | None = None,
                    **details: Any) -> None:
     """One success event (one ``PutItem``); ``connection``: its record, else the one
     ``user_id`` names."""
-    audit.record(audit.event(type_, connection=connection or connection_for(user_id),
+    presented = client.get("client_id") if client is not None else client_id
+    audit.record(audit.event(type_, connection=connection or connection_for(user_id, presented),
                              **_client_fields(client, client_id), user_id=user_id,
                              user_name=user_name(user), details=details))
 
@@ -120,7 +125,8 @@ def record_failure(type_: str, error: Exception, *, client: Mapping[str, Any] | 
     if named is None:
         # After a dependency failed, the name alone: no lookup that may wait on it again.
         named = (connection_of(user_id) if isinstance(error, ApiError)
-                 else connection_for(user_id))
+                 else connection_for(user_id, client.get("client_id") if client is not None
+                                     else client_id))
     audit.record(audit.event(
         type_, connection=named, **_client_fields(client, client_id),
         user_id=user_id, details={**facts, **details},

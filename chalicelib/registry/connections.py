@@ -69,6 +69,18 @@ def cached_connection_by_name(name: str) -> dict[str, Any] | None:
                              lambda: get_connection_by_name(name))
 
 
+def known_connection_by_name(name: str, client_id: str | None = None) -> dict[str, Any] | None:
+    """The connection record this container has cached under ``name`` (or among ``client_id``'s
+    enabled connections, which ``/authorize`` caches), without a read: ``None`` when it has
+    none."""
+    table_name = get_settings().table_name
+    record = _config_cache.peek(("name", table_name, name))
+    if record is None and client_id:
+        enabled = _config_cache.peek(("enabled", table_name, client_id)) or []
+        record = next((c for c in enabled if c.get("name") == name), None)
+    return record
+
+
 def cached_enabled_connections_for(client_id: str) -> list[dict[str, Any]]:
     return _config_cache.get(("enabled", get_settings().table_name, client_id),
                              lambda: enabled_connections_for(client_id))

@@ -1,6 +1,6 @@
 """The token endpoint's log events name the user's connection as the login's events do: name and
-``connection_id`` (SPEC §9's event shape), from the registry's per-container connection cache, so
-a warm refresh reads nothing more for it (still one read and one transaction). In-memory table."""
+``connection_id`` (SPEC §9's event shape), from the registry's per-container connection cache,
+never from a read: a refresh stays one read and one transaction, warm or cold. In-memory table."""
 from __future__ import annotations
 
 from collections import Counter
@@ -42,9 +42,21 @@ def assert_names_the_connection(event: dict, connection: dict) -> None:
     assert event["strategy"] == "oidc" and event["strategy_type"] == "enterprise"
 
 
+def authorize_reads_the_connections(domain, app) -> None:
+    """What ``/authorize`` caches in the container before a login: the connections enabled for
+    the application (without ``connection=``)."""
+    from chalicelib.management.connections import update_connection
+    from chalicelib.registry import connections as registry
+
+    update_connection(domain.connection["id"], {"enabled_clients": [app.client_id]})
+    assert [c["name"] for c in registry.cached_enabled_connections_for(app.client_id)] == \
+        [domain.connection["name"]]
+
+
 def test_a_refresh_event_carries_the_connection_id_and_reads_nothing_more(domain, monkeypatch):
     app = domain.app("spa")
-    tokens = domain.tokens(app)  # the code exchange's event looked the connection up
+    authorize_reads_the_connections(domain, app)
+    tokens = domain.tokens(app)
     calls = TableCalls(domain.table, monkeypatch)
     domain.refresh(app, tokens["refresh_token"])
     # A warm refresh: the token read and the transaction, nothing for the event's connection.
@@ -55,23 +67,29 @@ def test_a_refresh_event_carries_the_connection_id_and_reads_nothing_more(domain
     assert_names_the_connection(exchanged, domain.connection)
 
 
-def test_a_cold_cache_looks_the_connection_up_once(domain, monkeypatch):
+def test_a_cold_cache_costs_no_read_and_names_the_connection_without_its_id(domain, monkeypatch):
+    from chalicelib.registry import connections as registry
+
     app = domain.app("spa")
     tokens = domain.tokens(app)
     cold_caches()  # another container, or the cache's 30 s gone
     calls = TableCalls(domain.table, monkeypatch)
     refreshed = domain.refresh(app, tokens["refresh_token"])
-    assert calls.calls == {"get": 3, "transact": 1}, calls.calls  # + the name, + the record
+    assert calls.calls == {"get": 1, "transact": 1}, calls.calls  # no lookup for the event
+    (cold,) = events(domain, "sertft")
+    assert cold["connection"] == domain.connection["name"] and "connection_id" not in cold
+    registry.cached_connection_by_name(domain.connection["name"])  # e.g. an /authorize
     calls.calls.clear()
     domain.refresh(app, refreshed["refresh_token"])
     assert calls.calls == {"get": 1, "transact": 1}, calls.calls
-    assert len(events(domain, "sertft")) == 2
-    for event in events(domain, "sertft"):
-        assert_names_the_connection(event, domain.connection)
+    warm = [e for e in events(domain, "sertft") if e["log_id"] != cold["log_id"]]
+    assert len(warm) == 1
+    assert_names_the_connection(warm[0], domain.connection)
 
 
 def test_a_refused_refresh_names_the_connection_id_too(domain):
     app = domain.app("spa")
+    authorize_reads_the_connections(domain, app)
     tokens = domain.tokens(app)
     domain.refresh(app, tokens["refresh_token"])
     with pytest.raises(OAuthError):
@@ -100,10 +118,12 @@ def test_a_connection_gone_or_unreadable_leaves_its_name(domain, monkeypatch):
     assert token_events.connection_for("auth0|alice") is None
     assert token_events.connection_for(None) is None
     name = domain.connection["name"]
+    assert token_events.connection_for(f"oidc|{name}|alice") == name  # nothing cached: no read
+    registry.cached_connection_by_name(name)
     assert token_events.connection_for(f"oidc|{name}|alice")["id"] == domain.connection["id"]
 
-    def failing(_name):
+    def failing(_name, _client_id=None):
         raise ServiceUnavailable("down")
 
-    monkeypatch.setattr(registry, "cached_connection_by_name", failing)
+    monkeypatch.setattr(registry, "known_connection_by_name", failing)
     assert token_events.connection_for(f"oidc|{name}|alice") == name

@@ -48,6 +48,19 @@ def test_a_hit_is_served_from_the_cache_until_it_expires(clock):
     assert store.reads == ["app", "app"]
 
 
+def test_peek_answers_a_fresh_entry_and_never_loads(clock):
+    store = Store({"app": {"client_id": "app"}})
+    cache = TtlCache(30, clock=clock)
+    assert cache.peek("app") is None and cache.peek("app", "none") == "none"
+    cache.get("app", store.loader("app"))
+    cache.get("ghost", store.loader("ghost"))
+    assert cache.peek("app") == {"client_id": "app"}
+    assert cache.peek("ghost", "none") is None  # a remembered miss is what the cache holds
+    clock.now += 30.1
+    assert cache.peek("app", "gone") == "gone"
+    assert store.reads == ["app", "ghost"]
+
+
 def test_ten_thousand_random_misses_do_not_evict_a_warm_entry(clock):
     store = Store({"app": {"client_id": "app"}})
     cache = TtlCache(30, clock=clock)
