@@ -78,7 +78,7 @@ def _checkpoint_page(params: dict):
                                  "checkpoint paging returns every event' on property q")
     take = _int("take", one(params, "take"), 1, 100, 50)
     checkpoint = one(params, "from")
-    if checkpoint is not None and not log_query.is_log_id(checkpoint):
+    if checkpoint is not None and not log_events.is_log_id(checkpoint):
         raise InvalidQueryString("Query validation error: 'from must be a log_id' on property "
                                  "from")
     found = log_query.after_checkpoint(checkpoint, _days(), take)
@@ -111,7 +111,7 @@ def search_logs():
 def get_log(log_id):
     management_caller(bp.current_request, "read:logs")
     wanted = unquote(log_id)
-    event = log_events.get(wanted) if log_query.is_log_id(wanted) else None
+    event = log_events.get(wanted) if log_events.is_log_id(wanted) else None
     if event is None:  # a malformed id too
         raise NotFound("The log event does not exist.", error_code="inexistent_log")
     return json_response(event)

@@ -65,11 +65,6 @@ class LogQuery:
                 and self.since_ms > self.until_ms)
 
 
-# The store's own check (a log id names a moment up to year 9999, so its day partition), here
-# for the routes that read it through this module.
-is_log_id = log_events.is_log_id
-
-
 def fits(value: str) -> bool:
     """Whether ``value`` can be searched for (not empty, at most :data:`MAX_VALUE` bytes)."""
     return 0 < len(value.encode("utf-8", "surrogatepass")) <= MAX_VALUE

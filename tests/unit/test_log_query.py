@@ -151,15 +151,15 @@ def test_size_limits():
 
 
 def test_log_ids_past_year_9999_are_not_log_ids():
-    assert log_query.is_log_id(log_events.new_log_id(log_events.LAST_MS))
-    assert not log_query.is_log_id("900" + f"{log_events.LAST_MS + 1:016d}" + "0" * 37)
-    assert not log_query.is_log_id("901" + "0" * 53)
+    assert log_events.is_log_id(log_events.new_log_id(log_events.LAST_MS))
+    assert not log_events.is_log_id("900" + f"{log_events.LAST_MS + 1:016d}" + "0" * 37)
+    assert not log_events.is_log_id("901" + "0" * 53)
 
 
 def test_what_a_log_id_is_and_the_last_moment_are_the_stores():
     """One definition each (chalicelib/store/log_events.py): the search's date bounds and the
     routes' log id check cannot drift from the partitions the store writes."""
-    assert log_query.is_log_id is log_events.is_log_id
+    assert not hasattr(log_query, "is_log_id")
     assert not hasattr(log_query, "MAX_MS")
     assert parse("date:[* TO 9999-12-31]").until_ms == log_events.LAST_MS
 
