@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import quote, urlencode, urlsplit
 
 from chalicelib.settings import get_settings
@@ -133,19 +133,27 @@ def exchange_code(connection: dict, code: str, code_verifier: str | None,
     """RFC 6749 §4.1.3 at the connection's token endpoint; returns the token response as sent.
     ``redirect_uri`` is the one the authorization request carried (§4.1.3 requires it equal):
     the login transaction's, i.e. the connection's own callback URL."""
-    options = connection["options"]
+    extra = {"code_verifier": code_verifier} if code_verifier else {}
+    return _token_call(connection, client_secret, resolver, _token_response,
+                       grant_type="authorization_code", code=code, redirect_uri=redirect_uri,
+                       **extra)
+
+
+def _token_call(connection: dict, client_secret: str | None, resolver: Resolver | None,
+                check: Callable[[dict, Any], dict], **grant: Any) -> dict:
+    """One grant at the connection's token endpoint, with its client authentication and
+    transport; returns the answer as sent, which ``check`` reads first (authlib's hook, run
+    before authlib parses it)."""
     session = upstream_session(connection, client_secret=client_secret, resolver=resolver)
     answered: dict = {}
 
-    def checked(response):  # authlib's hook, run before it parses the answer
-        answered.update(_token_response(connection, response))
+    def checked(response):
+        answered.update(check(connection, response))
         return response
 
     session.register_compliance_hook("access_token_response", checked)
-    extra = {"code_verifier": code_verifier} if code_verifier else {}
     _send(connection, "token endpoint", lambda: session.fetch_token(
-        options["token_endpoint"], grant_type="authorization_code", code=code,
-        redirect_uri=redirect_uri, **extra))
+        connection["options"]["token_endpoint"], **grant))
     return answered
 
 
@@ -162,18 +170,8 @@ def refresh_tokens(connection: dict, refresh_token: str, client_secret: str | No
     A refusal raises :class:`UpstreamError` with the upstream's own RFC 6749 §5.2 code
     (``invalid_grant``: the refresh token is dead), ``server_error`` for anything else it
     answers; an outage is ``temporarily_unavailable``."""
-    options = connection["options"]
-    session = upstream_session(connection, client_secret=client_secret, resolver=resolver)
-    answered: dict = {}
-
-    def checked(response):  # authlib's hook, run before it parses the answer
-        answered.update(_refresh_response(connection, response))
-        return response
-
-    session.register_compliance_hook("access_token_response", checked)
-    _send(connection, "token endpoint", lambda: session.fetch_token(
-        options["token_endpoint"], grant_type="refresh_token", refresh_token=refresh_token))
-    return answered
+    return _token_call(connection, client_secret, resolver, _refresh_response,
+                       grant_type="refresh_token", refresh_token=refresh_token)
 
 
 def _refresh_response(connection: dict, response) -> dict:

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib.errors import ApiError, OAuthError
+from chalicelib.errors import OAuthError
 from chalicelib.provider import grant_store, issue, lifetimes, token_events
 from chalicelib.provider.client_auth import AuthenticatedClient
 from chalicelib.provider.token_events import GrantRefused
@@ -50,13 +50,8 @@ def _check_verifier(record: Code, verifier: str | None) -> None:
 
 def exchange(client: AuthenticatedClient, form: dict[str, Any], now: int) -> dict[str, Any]:
     """The tokens for an authorization code; a refusal is also a ``feacft`` event."""
-    seen: dict[str, Any] = {}  # the user the code names, once read
-    try:
-        return _exchange(client, form, now, seen)
-    except (OAuthError, ApiError) as exc:
-        token_events.record_failure("feacft", exc, client=client.record,
-                                    client_id=client.client_id, user_id=seen.get("user_id"))
-        raise
+    return token_events.refusals_recorded(
+        "feacft", client, lambda seen: _exchange(client, form, now, seen))
 
 
 def _exchange(client: AuthenticatedClient, form: dict[str, Any], now: int,

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from chalicelib.errors import ApiError, OAuthError
+from chalicelib.errors import OAuthError
 from chalicelib.provider import grant_store, issue, lifetimes, token_events
 from chalicelib.provider.client_auth import AuthenticatedClient
 from chalicelib.provider.code_grant import _new_refresh_token, _token_response, resource_server_of
@@ -49,13 +49,8 @@ class _Conflict(Exception):
 
 def refresh(client: AuthenticatedClient, form: dict[str, Any], now: int) -> dict[str, Any]:
     """New tokens for a refresh token; a refusal is also a ``fertft`` event."""
-    seen: dict[str, Any] = {}  # the user the token names, once read
-    try:
-        return _refresh(client, form, now, seen)
-    except (OAuthError, ApiError) as exc:
-        token_events.record_failure("fertft", exc, client=client.record,
-                                    client_id=client.client_id, user_id=seen.get("user_id"))
-        raise
+    return token_events.refusals_recorded(
+        "fertft", client, lambda seen: _refresh(client, form, now, seen))
 
 
 def _refresh(client: AuthenticatedClient, form: dict[str, Any], now: int,

@@ -15,12 +15,17 @@ not seen the connection lately names it without its id).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chalicelib import audit
 from chalicelib.errors import ApiError, OAuthError
 from chalicelib.store.unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:
+    from chalicelib.provider.client_auth import AuthenticatedClient
+
+T = TypeVar("T")
 
 # The failure type of each grant: a client authentication failure counts as one of its grant's.
 FAILURE_OF = {"authorization_code": "feacft", "refresh_token": "fertft",
@@ -131,3 +136,16 @@ def record_failure(type_: str, error: Exception, *, client: Mapping[str, Any] | 
         type_, connection=named, **_client_fields(client, client_id),
         user_id=user_id, details={**facts, **details},
         description=error.description if isinstance(error, OAuthError) else None))
+
+
+def refusals_recorded(failure_type: str, client: AuthenticatedClient,
+                      run: Callable[[dict[str, Any]], T]) -> T:
+    """``run(seen)``, a grant's whole work; a refusal (or a dependency's failure) is also one
+    ``failure_type`` event naming the user ``run`` put in ``seen["user_id"]`` once it read it."""
+    seen: dict[str, Any] = {}
+    try:
+        return run(seen)
+    except (OAuthError, ApiError) as exc:
+        record_failure(failure_type, exc, client=client.record, client_id=client.client_id,
+                       user_id=seen.get("user_id"))
+        raise
