@@ -6,10 +6,10 @@ and signs the front-channel ID tokens that create the broker sessions, and the l
 refused token names the upstream session of a live broker session (the *victim*), so a check that
 wrongly passed would show as an ended session, not only as another status.
 
-Until login/callback.py records the upstream ``sid`` itself, the victim's upstream session is
-recorded with the store function the callback will call (``upstream_sessions.record_operations``);
-only ``test_a_real_login_then_its_upstream_logout`` NEEDS THE CALLBACK DIFF and fails without it.
-Every test here needs the route registered in app.py.
+The callback records the upstream ``sid`` in the login's transaction
+(``upstream_sessions.record_operations``): ``test_a_real_login_then_its_upstream_logout`` goes
+through it end to end; the other tests record the victim's upstream session with that same store
+function directly, to name it without scripting the IdP's ``sid`` for each login.
 """
 from __future__ import annotations
 
