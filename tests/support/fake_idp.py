@@ -39,7 +39,8 @@ import json
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -47,6 +48,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from joserfc import jwt
 from joserfc.jwk import ECKey, RSAKey
+
+from chalicelib.login.jwks_cache import jwks_cache
 
 DROP = object()
 """Claim override value that removes the claim (``claims(..., aud=DROP)``)."""
@@ -398,4 +401,18 @@ def connection_body(idp: FakeIdp, name: str, *, channel: str = "front",
     return {"name": name, "strategy": "oidc", "enabled_clients": enabled_clients, "options": opts}
 
 
-__all__ = ["DROP", "connection_body", "FakeIdp", "Recorded", "ec_key", "half_hash", "mint", "rsa_key", "s256"]
+@contextmanager
+def running_idp(make: Callable[[], FakeIdp] = FakeIdp) -> Iterator[FakeIdp]:
+    """A fake IdP serving on loopback for one test, the broker's JWKS cache (one per process)
+    emptied before and after: a loopback port, so an issuer and its JWKS URL, comes back in later
+    tests with other keys."""
+    jwks_cache().clear()
+    try:
+        with make() as running:
+            yield running
+    finally:
+        jwks_cache().clear()
+
+
+__all__ = ["DROP", "connection_body", "FakeIdp", "Recorded", "ec_key", "half_hash", "mint", "rsa_key",
+           "running_idp", "s256"]

@@ -13,11 +13,13 @@ import hashlib
 import html.parser
 import json
 import secrets
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import requests
 
 CALLBACK = "http://127.0.0.1:8000/login/callback"  # the shared one; a prefix of every callback
+APP_CALLBACK = "https://app.example.com/callback"  # the applications' redirect URI
 
 
 def callback_url(connection_name: str) -> str:
@@ -123,6 +125,38 @@ class Browser:
 
 def authorize_path(**params) -> str:
     return "/authorize?" + urlencode({k: v for k, v in params.items() if v is not None})
+
+
+def authorize(browser: Browser, app: dict, connection: dict, *, scope: str = "openid profile email",
+              state: str = "s", **params):
+    """The application's ``/authorize`` through ``connection``: the code flow to
+    :data:`APP_CALLBACK` with PKCE (S256); ``params`` add to it (``nonce``, ``prompt`` ...).
+    Asserts the broker's redirect; returns (that response, the PKCE verifier)."""
+    verifier, challenge = pkce_pair()
+    response = browser.get(authorize_path(
+        client_id=app["client_id"], redirect_uri=APP_CALLBACK, response_type="code", scope=scope,
+        state=state, code_challenge=challenge, code_challenge_method="S256",
+        connection=connection["name"], **params))
+    assert response.status_code == 302, response.body
+    return response, verifier
+
+
+def upstream_answer(browser: Browser, app: dict, connection: dict, *, username: str = "alice",
+                    **params) -> tuple[str, CallbackParams, str]:
+    """:func:`authorize`, then the login at the IdP it redirected to: (method, the IdP's answer
+    for the broker's callback, the PKCE verifier)."""
+    response, verifier = authorize(browser, app, connection, **params)
+    method, answer = idp_login(response.headers["Location"], username)
+    return method, answer, verifier
+
+
+def federated_login(client, app: dict, connection: dict, *, browser: Browser | None = None,
+                    **params) -> tuple[Browser, Any, str]:
+    """A whole login through ``connection``: :func:`upstream_answer` delivered to the broker's
+    callback. Returns (the browser, the callback's response, the PKCE verifier)."""
+    browser = browser or Browser(client)
+    method, answer, verifier = upstream_answer(browser, app, connection, **params)
+    return browser, deliver_callback(browser, method, answer), verifier
 
 
 def location_params(response) -> dict:
