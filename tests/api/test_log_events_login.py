@@ -16,55 +16,33 @@ from urllib.parse import quote
 import pytest
 
 from chalicelib.errors import ServiceUnavailable
-from chalicelib.login.jwks_cache import jwks_cache
 from chalicelib.login.transactions import binding_cookie_name
 from chalicelib.provider import client_auth
 from chalicelib.store import log_events
 from chalicelib.store.unit_of_work import Write
 from tests.conftest import get_token
-from tests.support.fake_idp import FakeIdp, connection_body, rsa_key
+from tests.support.fake_idp import connection_body, rsa_key
 from tests.support.flow import (
+    APP_CALLBACK,
     Browser,
-    authorize_path,
+    authorize,
     deliver_callback,
-    idp_login,
     location_params,
-    pkce_pair,
     token_request,
+    upstream_answer,
 )
 
-APP_CALLBACK = "https://app.example.com/callback"
-
 
 @pytest.fixture()
-def idp():
-    jwks_cache().clear()
-    with FakeIdp() as running:
-        yield running
-    jwks_cache().clear()
-
-
-@pytest.fixture()
-def setup(api, idp):
+def setup(idp, make_app, add_connection):
     suffix = uuid.uuid4().hex[:6]
-    apps = {}
-    for kind, app_type in (("web", "regular_web"), ("spa", "spa")):
-        created = api.call("POST", "/api/v2/clients", body={
-            "name": f"events-{kind}", "app_type": app_type, "callbacks": [APP_CALLBACK]})
-        assert created.status_code == 201, created.data
-        apps[kind] = created.data
+    apps = {kind: make_app(f"events-{kind}", app_type)
+            for kind, app_type in (("web", "regular_web"), ("spa", "spa"))}
     enabled = [a["client_id"] for a in apps.values()]
-    connections = {}
-    for channel in ("back", "front"):
-        created = api.call("POST", "/api/v2/connections", body=connection_body(
-            idp, f"ev{channel}-{suffix}", channel=channel, enabled_clients=enabled))
-        assert created.status_code == 201, created.data
-        connections[channel] = created.data
-    yield {**apps, **connections, "secrets": []}
-    for connection in connections.values():
-        api.call("DELETE", f"/api/v2/connections/{connection['id']}")
-    for app in apps.values():
-        api.call("DELETE", f"/api/v2/clients/{app['client_id']}")
+    connections = {channel: add_connection(connection_body(
+        idp, f"ev{channel}-{suffix}", channel=channel, enabled_clients=enabled))
+        for channel in ("back", "front")}
+    return {**apps, **connections, "secrets": []}
 
 
 # --------------------------------------------------------------------------- reading events
@@ -123,13 +101,8 @@ def events(setup):
 def start(client, setup, app, connection, browser=None, scope="openid profile email"):
     """/authorize → the IdP → its answer: (browser, method, callback params, app verifier)."""
     browser = browser or Browser(client)
-    verifier, challenge = pkce_pair()
-    response = browser.get(authorize_path(
-        client_id=app["client_id"], redirect_uri=APP_CALLBACK, response_type="code",
-        scope=scope, state="app-state", nonce="app-nonce", code_challenge=challenge,
-        code_challenge_method="S256", connection=connection["name"]))
-    assert response.status_code == 302, response.body
-    method, params = idp_login(response.headers["Location"])
+    method, params, verifier = upstream_answer(browser, app, connection, scope=scope,
+                                               state="app-state", nonce="app-nonce")
     setup["secrets"] += [params.get("state"), params.get("code"), params.get("id_token"),
                          verifier, *browser.cookies.values()]
     return browser, method, params, verifier
@@ -208,11 +181,8 @@ def test_a_login_its_code_exchange_and_refresh_are_s_seacft_and_sertft(client, s
 def test_single_sign_on_is_a_silent_s(client, setup, events):
     browser, response, _ = login(client, setup, setup["web"], setup["back"])
     assert "code" in location_params(response)
-    _, challenge = pkce_pair()
-    silent = browser.get(authorize_path(
-        client_id=setup["spa"]["client_id"], redirect_uri=APP_CALLBACK, response_type="code",
-        scope="openid", state="again", connection=setup["back"]["name"], prompt="none",
-        code_challenge=challenge, code_challenge_method="S256"))
+    silent, _ = authorize(browser, setup["spa"], setup["back"], scope="openid", state="again",
+                          prompt="none")
     assert silent.status_code == 302 and "code" in location_params(silent), silent.headers
     setup["secrets"].append(location_params(silent)["code"])
     event = events.one("s", client_id=setup["spa"]["client_id"])

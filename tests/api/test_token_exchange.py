@@ -16,20 +16,10 @@ from urllib.parse import quote
 
 import pytest
 
-from chalicelib.login.jwks_cache import jwks_cache
-from tests.support.fake_idp import FakeIdp, connection_body, rsa_key
-from tests.support.flow import (
-    Browser,
-    authorize_path,
-    deliver_callback,
-    idp_login,
-    location_params,
-    pkce_pair,
-    token_request,
-)
+from tests.support.fake_idp import connection_body, rsa_key
+from tests.support.flow import APP_CALLBACK, federated_login, location_params, token_request
 from tests.support.log_events import events_since, now_ms, text_of
 
-APP_CALLBACK = "https://app.example.com/callback"
 # The route hands this grant type to chalicelib/login/token_exchange.py once
 # chalicelib/api/oauth.py dispatches it (the flow sits above the provider's layer; a change asked
 # of the api's owner). Until then these tests get unsupported_grant_type. Strict: they turn red
@@ -40,49 +30,28 @@ ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token"
 
 
 @pytest.fixture()
-def idp():
-    jwks_cache().clear()
-    with FakeIdp() as running:
-        running.issue_refresh_tokens = True
-        yield running
-    jwks_cache().clear()
+def idp(idp):
+    """tests/api/conftest.py's fake IdP, answering code exchanges with a refresh token too."""
+    idp.issue_refresh_tokens = True
+    return idp
 
 
 @pytest.fixture()
-def setup(api, idp):
+def setup(idp, make_app, add_connection):
     """A confidential application allowed to exchange, another one that is not, a public one,
     and a back-channel vault connection to the fake IdP listing the first."""
-    apps = {}
-    for key, app_type in (("app", "regular_web"), ("other", "regular_web"), ("spa", "spa")):
-        response = api.call("POST", "/api/v2/clients", body={
-            "name": f"tx-{key}", "app_type": app_type, "callbacks": [APP_CALLBACK],
-            "grant_types": ["authorization_code"]})
-        assert response.status_code == 201, response.data
-        apps[key] = response.data
+    apps = {key: make_app(f"tx-{key}", app_type, grant_types=["authorization_code"])
+            for key, app_type in (("app", "regular_web"), ("other", "regular_web"), ("spa", "spa"))}
     enabled = [a["client_id"] for a in apps.values()]
-    body = connection_body(idp, f"tx-{uuid.uuid4().hex[:8]}", channel="back",
-                           enabled_clients=enabled, token_storage="vault",
-                           token_exchange_clients=[apps["app"]["client_id"]])
-    response = api.call("POST", "/api/v2/connections", body=body)
-    assert response.status_code == 201, response.data
-    connection = response.data
-    yield {**apps, "connection": connection}
-    api.call("DELETE", f"/api/v2/connections/{connection['id']}")
-    for app in apps.values():
-        api.call("DELETE", f"/api/v2/clients/{app['client_id']}")
+    connection = add_connection(connection_body(
+        idp, f"tx-{uuid.uuid4().hex[:8]}", channel="back", enabled_clients=enabled,
+        token_storage="vault", token_exchange_clients=[apps["app"]["client_id"]]))
+    return {**apps, "connection": connection}
 
 
 def broker_tokens(client, app: dict, connection: dict) -> dict:
     """A federated login through ``connection`` and its code exchange: the application's tokens."""
-    browser = Browser(client)
-    verifier, challenge = pkce_pair()
-    response = browser.get(authorize_path(
-        client_id=app["client_id"], redirect_uri=APP_CALLBACK, response_type="code",
-        scope="openid profile email", state="s", code_challenge=challenge,
-        code_challenge_method="S256", connection=connection["name"]))
-    assert response.status_code == 302, response.body
-    method, params = idp_login(response.headers["Location"])
-    answer = deliver_callback(browser, method, params)
+    _, answer, verifier = federated_login(client, app, connection)
     assert answer.status_code == 303, answer.body
     code = location_params(answer)["code"]
     tokens = token_request(client, {

@@ -18,13 +18,11 @@ from urllib.parse import quote
 import pytest
 
 from chalicelib import aws, vault
-from chalicelib.login.jwks_cache import jwks_cache
 from chalicelib.store import vault as vault_store
 from chalicelib.store.dynamo import table
-from tests.support.fake_idp import FakeIdp, connection_body
-from tests.support.flow import Browser, authorize_path, deliver_callback, idp_login, pkce_pair
+from tests.support.fake_idp import FakeIdp, connection_body, running_idp
+from tests.support.flow import federated_login
 
-APP_CALLBACK = "https://app.example.com/callback"
 REVOCATION = "/token?endpoint=revocation"
 
 
@@ -57,52 +55,30 @@ class VaultIdp(FakeIdp):
 
 @pytest.fixture()
 def idp():
-    jwks_cache().clear()
-    with VaultIdp() as running:
+    with running_idp(VaultIdp) as running:
         running.discovery_extra = {"revocation_endpoint": running.base_url + REVOCATION}
         yield running
-    jwks_cache().clear()
 
 
 @pytest.fixture()
-def web(api):
-    response = api.call("POST", "/api/v2/clients", body={
-        "name": "vault-web", "app_type": "regular_web", "callbacks": [APP_CALLBACK]})
-    assert response.status_code == 201, response.data
-    yield response.data
-    api.call("DELETE", f"/api/v2/clients/{response.data['client_id']}")
+def web(make_app):
+    return make_app("vault-web")
 
 
 @pytest.fixture()
-def make_connection(api, web):
-    created = []
-
+def make_connection(add_connection, web):
     def make(idp_: FakeIdp, channel: str = "back", **options) -> dict:
-        response = api.call("POST", "/api/v2/connections", body=connection_body(
-            idp_, f"vault-{uuid.uuid4().hex[:8]}", channel=channel,
-            enabled_clients=[web["client_id"]], **options))
-        assert response.status_code == 201, response.data
-        created.append(response.data)
-        return response.data
+        return add_connection(connection_body(idp_, f"vault-{uuid.uuid4().hex[:8]}", channel=channel,
+                                              enabled_clients=[web["client_id"]], **options))
 
-    yield make
-    for connection in created:
-        api.call("DELETE", f"/api/v2/connections/{connection['id']}")
+    return make
 
 
 def sign_in(client, app: dict, connection: dict, idp_: FakeIdp, sub: str) -> str:
     """A login through the broker's callback; the broker's user id."""
     idp_.user = {"sub": sub, "email": f"{sub}@example.com", "email_verified": True,
                  "name": sub.title()}
-    browser = Browser(client)
-    _, challenge = pkce_pair()
-    start = browser.get(authorize_path(
-        client_id=app["client_id"], redirect_uri=APP_CALLBACK, response_type="code",
-        scope="openid profile email", state="st", nonce="n", code_challenge=challenge,
-        code_challenge_method="S256", connection=connection["name"]))
-    assert start.status_code == 302, start.body
-    method, params = idp_login(start.headers["Location"])
-    answer = deliver_callback(browser, method, params)
+    _, answer, _ = federated_login(client, app, connection, state="st", nonce="n")
     assert answer.status_code == 303, answer.body
     assert "code=" in answer.headers["Location"], answer.headers["Location"]
     return f"oidc|{connection['name']}|{sub}"
