@@ -9,9 +9,8 @@ import uuid
 
 import pytest
 
-from chalicelib.login.jwks_cache import jwks_cache
 from tests.conftest import get_token
-from tests.support.fake_idp import FakeIdp, connection_body
+from tests.support.fake_idp import connection_body
 from tests.support.flow import (
     Browser,
     authorize_path,
@@ -25,14 +24,6 @@ from tests.support.flow import (
 APP_CALLBACK = "https://app.example.com/callback"
 USERINFO = "http://127.0.0.1:8000/userinfo"
 MANAGEMENT = "http://127.0.0.1:8000/api/v2/"
-
-
-@pytest.fixture()
-def idp():
-    jwks_cache().clear()
-    with FakeIdp() as running:
-        yield running
-    jwks_cache().clear()
 
 
 def _api_body(**fields) -> dict:

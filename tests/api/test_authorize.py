@@ -7,8 +7,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 
-from chalicelib.login.jwks_cache import jwks_cache
-from tests.support.fake_idp import FakeIdp, connection_body
+from tests.support.fake_idp import connection_body
 from tests.support.flow import (
     callback_url,
     Browser,
@@ -21,14 +20,6 @@ from tests.support.flow import (
 
 APP_CALLBACK = "https://app.example.com/callback"
 BROKER_ISSUER = "http://127.0.0.1:8000/"
-
-
-@pytest.fixture()
-def idp():
-    jwks_cache().clear()
-    with FakeIdp() as running:
-        yield running
-    jwks_cache().clear()
 
 
 @pytest.fixture()

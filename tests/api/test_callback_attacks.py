@@ -36,14 +36,6 @@ BROKER_ISSUER = "http://127.0.0.1:8000/"
 
 
 @pytest.fixture()
-def idp():
-    jwks_cache().clear()
-    with FakeIdp() as running:
-        yield running
-    jwks_cache().clear()
-
-
-@pytest.fixture()
 def other_idp():
     with FakeIdp() as running:
         yield running

@@ -12,9 +12,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from chalicelib.login.jwks_cache import jwks_cache
 from chalicelib.login.transactions import MAX_PENDING_LOGINS, binding_cookie_name
-from tests.support.fake_idp import FakeIdp, connection_body
+from tests.support.fake_idp import connection_body
 from tests.support.flow import (
     Browser,
     authorize_path,
@@ -26,14 +25,6 @@ from tests.support.flow import (
 
 APP_CALLBACK = "https://app.example.com/callback"
 HTTPS_ISSUER = "https://broker.example/"
-
-
-@pytest.fixture()
-def idp():
-    jwks_cache().clear()
-    with FakeIdp() as running:
-        yield running
-    jwks_cache().clear()
 
 
 @pytest.fixture()

@@ -15,7 +15,6 @@ import uuid
 import pytest
 
 from chalicelib.errors import ServiceUnavailable
-from chalicelib.login.jwks_cache import jwks_cache
 from tests.support.fake_idp import DROP, FakeIdp, ec_key, mint, rsa_key
 from tests.support.flow import (
     Browser,
@@ -35,47 +34,27 @@ GTR_PATH = "/oauth/global-token-revocation/connection/"
 # --------------------------------------------------------------------------- fixtures
 
 @pytest.fixture()
-def idp():
-    jwks_cache().clear()
-    with FakeIdp() as running:
-        yield running
-    jwks_cache().clear()
-
-
-@pytest.fixture()
 def other_idp():
     with FakeIdp() as running:
         yield running
 
 
 @pytest.fixture()
-def make_connection(api):
-    created = []
-
+def make_connection(add_connection):
     def make(idp_: FakeIdp, enabled: list[str], **options) -> dict:
-        body = {"name": f"gtr-{uuid.uuid4().hex[:8]}", "strategy": "oidc",
-                "enabled_clients": enabled,
-                "options": {"type": "front_channel", "issuer": idp_.issuer,
-                            "authorization_endpoint": f"{idp_.base_url}/authorize",
-                            "jwks_uri": f"{idp_.base_url}/jwks", "client_id": idp_.client_id,
-                            **options}}
-        response = api.call("POST", "/api/v2/connections", body=body)
-        assert response.status_code == 201, response.data
-        created.append(response.data)
-        return response.data
+        return add_connection({
+            "name": f"gtr-{uuid.uuid4().hex[:8]}", "strategy": "oidc", "enabled_clients": enabled,
+            "options": {"type": "front_channel", "issuer": idp_.issuer,
+                        "authorization_endpoint": f"{idp_.base_url}/authorize",
+                        "jwks_uri": f"{idp_.base_url}/jwks", "client_id": idp_.client_id,
+                        **options}})
 
-    yield make
-    for connection in created:
-        api.call("DELETE", f"/api/v2/connections/{connection['id']}")
+    return make
 
 
 @pytest.fixture()
-def web(api):
-    response = api.call("POST", "/api/v2/clients", body={
-        "name": "gtr-web", "app_type": "regular_web", "callbacks": [APP_CALLBACK]})
-    assert response.status_code == 201, response.data
-    yield response.data
-    api.call("DELETE", f"/api/v2/clients/{response.data['client_id']}")
+def web(make_app):
+    return make_app("gtr-web")
 
 
 @pytest.fixture()

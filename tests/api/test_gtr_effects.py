@@ -18,12 +18,11 @@ import requests
 
 from chalicelib.logout import backchannel
 from tests.api.test_backchannel import drain, jwks, queues, receivers  # noqa: F401 - fixtures
-from tests.api.test_gtr import (  # noqa: F401 - idp, make_connection, web, conn are fixtures
+from tests.api.test_gtr import (  # noqa: F401 - make_connection, web, conn are fixtures
     GTR_PATH,
     claims_of,
     conn,
     gtr_jwt,
-    idp,
     iss_sub,
     login,
     make_connection,
@@ -50,7 +49,7 @@ def two_apps(api, make_connection, idp):  # noqa: F811
         api.call("DELETE", f"/api/v2/clients/{app['client_id']}")
 
 
-def test_gtr_sends_one_validated_logout_token_to_each_application(client, idp, two_apps,  # noqa: F811
+def test_gtr_sends_one_validated_logout_token_to_each_application(client, idp, two_apps,
                                                                   queues, receivers):  # noqa: F811
     first, second, connection = two_apps
     first_rp, second_rp = receivers(first), receivers(second)

@@ -14,10 +14,9 @@ from urllib.parse import urlencode
 import pytest
 
 from chalicelib.errors import ServiceUnavailable
-from tests.api.test_gtr import (  # noqa: F401 - idp and make_connection are fixtures
+from tests.api.test_gtr import (  # noqa: F401 - make_connection is a fixture
     claims_of,
     gtr_jwt,
-    idp,
     iss_sub,
     login,
     make_connection,
@@ -59,7 +58,7 @@ def logout_path(path: str, **params) -> str:
 # --------------------------------------------------------------------------- slo / flo
 
 def test_rp_initiated_logout_is_slo_with_the_ended_sessions_user_and_connection(
-        client, rp, conn, idp):  # noqa: F811
+        client, rp, conn, idp):
     sub = unique_sub()
     browser, tokens = login(client, rp, conn, idp, sub=sub, scope="openid profile email")
     user_id = claims_of(tokens["id_token"])["sub"]
@@ -87,7 +86,7 @@ def test_rp_initiated_logout_is_slo_with_the_ended_sessions_user_and_connection(
     assert event["log_id"] in [e["log_id"] for e in islice(log_events.of_user(user_id), 50)]
 
 
-def test_v2_logout_is_slo(client, rp, conn, idp):  # noqa: F811
+def test_v2_logout_is_slo(client, rp, conn, idp):
     browser, tokens = login(client, rp, conn, idp, sub=unique_sub())
     start = now_ms()
     response = browser.get(logout_path("/v2/logout", client_id=rp["client_id"],
@@ -126,7 +125,7 @@ def _forged_hint(tokens) -> str:
     ("hint_for_another_client", "id_token_hint_audience"),
     ("v2_unregistered_return_to", "unregistered_return_to"),
 ])
-def test_refused_logout_is_flo_with_the_failed_check(client, api, rp, conn, idp, case,  # noqa: F811
+def test_refused_logout_is_flo_with_the_failed_check(client, api, rp, conn, idp, case,
                                                      check):
     browser, tokens = login(client, rp, conn, idp, sub=unique_sub())
     other = new_app(api, "other-app")
@@ -174,7 +173,7 @@ def test_unknown_client_is_flo(client):
     assert all(e["description"] == "Failed logout: The client_id is unknown." for e in events)
 
 
-def test_asking_for_confirmation_is_no_event(client, rp, conn, idp):  # noqa: F811
+def test_asking_for_confirmation_is_no_event(client, rp, conn, idp):
     browser, _ = login(client, rp, conn, idp, sub=unique_sub())
     start = now_ms()
     asked = browser.get(logout_path("/oidc/logout", client_id=rp["client_id"]))
@@ -185,7 +184,7 @@ def test_asking_for_confirmation_is_no_event(client, rp, conn, idp):  # noqa: F8
 # --------------------------------------------------------------------------- sgtr / fgtr
 
 def test_global_token_revocation_is_sgtr_with_counts_never_the_token(client, rp, conn,
-                                                                     idp):  # noqa: F811
+                                                                     idp):
     sub = unique_sub()
     _, first = login(client, rp, conn, idp, sub=sub)
     login(client, rp, conn, idp, sub=sub)  # a second session, second grant
@@ -205,7 +204,7 @@ def test_global_token_revocation_is_sgtr_with_counts_never_the_token(client, rp,
     assert token not in text and claims_of(token)["jti"] not in text and "eyJ" not in text
 
 
-def test_email_format_sgtr_names_the_format_not_the_email(client, rp, conn, idp):  # noqa: F811
+def test_email_format_sgtr_names_the_format_not_the_email(client, rp, conn, idp):
     email = f"{uuid.uuid4().hex[:8]}@example.com"
     login(client, rp, conn, idp, sub=unique_sub(), email=email)
     login(client, rp, conn, idp, sub=unique_sub(), email=email.upper())
@@ -227,7 +226,7 @@ def test_email_format_sgtr_names_the_format_not_the_email(client, rp, conn, idp)
     ("unsupported_format", 400, "unsupported_format"),
     ("unknown_subject", 404, "unknown_user_iss_sub"),
 ])
-def test_refused_revocation_is_fgtr_with_the_reason(client, conn, idp, case, status,  # noqa: F811
+def test_refused_revocation_is_fgtr_with_the_reason(client, conn, idp, case, status,
                                                     reason):
     sent = {
         "no_token": dict(token=None, body=iss_sub(idp, "x")),
@@ -253,7 +252,7 @@ def test_refused_revocation_is_fgtr_with_the_reason(client, conn, idp, case, sta
         assert event["details"]["subject_format"] == "iss_sub" and event["details"]["users"] == 0
 
 
-def test_unknown_connection_is_fgtr_naming_what_was_asked(client, idp):  # noqa: F811
+def test_unknown_connection_is_fgtr_naming_what_was_asked(client, idp):
     name = "missing-" + uuid.uuid4().hex[:8]
     start = now_ms()
     assert post(client, name, "x.y.z", iss_sub(idp, "x")).status_code == 404
@@ -261,7 +260,7 @@ def test_unknown_connection_is_fgtr_naming_what_was_asked(client, idp):  # noqa:
     assert event["details"]["reason"] == "unknown_connection" and "connection_id" not in event
 
 
-def test_failed_revocation_is_fgtr_422(client, rp, conn, idp, monkeypatch):  # noqa: F811
+def test_failed_revocation_is_fgtr_422(client, rp, conn, idp, monkeypatch):
     from chalicelib import revocation
 
     sub = unique_sub()
@@ -280,7 +279,7 @@ def test_failed_revocation_is_fgtr_422(client, rp, conn, idp, monkeypatch):  # n
 
 # --------------------------------------------------------------------------- a failing log store
 
-def test_a_failing_log_store_changes_no_answer(client, api, rp, conn, idp, monkeypatch,  # noqa: F811
+def test_a_failing_log_store_changes_no_answer(client, api, rp, conn, idp, monkeypatch,
                                                caplog):
     """SPEC §9: a log write that fails never fails the request: logout, Global Token
     Revocation and a Management API write answer as they do with a working store."""

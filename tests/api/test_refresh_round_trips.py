@@ -20,9 +20,9 @@ from chalicelib.tokens import digest
 from tests.api import test_token_endpoint
 from tests.api.test_token_endpoint import _claims, assert_invalid_grant, exchange, login, refresh
 
-# The token endpoint tests' fixtures: a fake upstream IdP, a regular web app (confidential,
-# non-rotating), another one and a SPA (public, rotating), all on one back-channel connection.
-idp = test_token_endpoint.idp
+# The token endpoint tests' fixture (with tests/api/conftest.py's fake upstream IdP): a regular web
+# app (confidential, non-rotating), another one and a SPA (public, rotating), all on one
+# back-channel connection.
 setup = test_token_endpoint.setup
 
 PROFILE_SCOPE = "openid profile email offline_access"

@@ -9,9 +9,8 @@ import uuid
 
 import pytest
 
-from chalicelib.login.jwks_cache import jwks_cache
 from tests.conftest import token_with_scopes
-from tests.support.fake_idp import FakeIdp, connection_body
+from tests.support.fake_idp import connection_body
 from tests.support.flow import (
     Browser,
     authorize_path,
@@ -41,14 +40,6 @@ def defaults(aws_endpoint):
     _reset()
     yield
     _reset()
-
-
-@pytest.fixture()
-def idp():
-    jwks_cache().clear()
-    with FakeIdp() as running:
-        yield running
-    jwks_cache().clear()
 
 
 @pytest.fixture()

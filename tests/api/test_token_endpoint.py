@@ -12,9 +12,8 @@ import uuid
 
 import pytest
 
-from chalicelib.login.jwks_cache import jwks_cache
 from tests.conftest import get_token
-from tests.support.fake_idp import FakeIdp, connection_body
+from tests.support.fake_idp import connection_body
 from tests.support.flow import (
     Browser,
     authorize_path,
@@ -27,14 +26,6 @@ from tests.support.flow import (
 
 APP_CALLBACK = "https://app.example.com/callback"
 OTHER_CALLBACK = "https://app.example.com/other"
-
-
-@pytest.fixture()
-def idp():
-    jwks_cache().clear()
-    with FakeIdp() as running:
-        yield running
-    jwks_cache().clear()
 
 
 @pytest.fixture()

@@ -25,11 +25,10 @@ import requests
 
 from chalicelib.errors import ServiceUnavailable
 from chalicelib.login.jwks_cache import jwks_cache
-from tests.api.test_gtr import (  # noqa: F401 - idp, other_idp, make_connection, web, conn are fixtures
+from tests.api.test_gtr import (  # noqa: F401 - other_idp, make_connection, web, conn are fixtures
     APP_CALLBACK,
     claims_of,
     conn,
-    idp,
     login,
     make_connection,
     other_idp,
@@ -146,7 +145,7 @@ def sent(monkeypatch):
 # --------------------------------------------------------------------------- accepted
 
 def test_a_logout_token_ends_the_broker_session_of_that_upstream_session(client, api, web, conn,  # noqa: F811
-                                                                          idp, victim, sent):  # noqa: F811
+                                                                          idp, victim, sent):
     patched = api.call("PATCH", f"/api/v2/clients/{web['client_id']}",
                        body={"oidc_logout": {"backchannel_logout_urls": ["https://rp.example/bcl"]}})
     assert patched.status_code == 200, patched.data
@@ -383,7 +382,7 @@ def test_request_shape(client, conn, idp, victim):  # noqa: F811
 
 
 @pytest.mark.parametrize("name", ["no-such-connection", "bad%20name", "x" * 129])
-def test_an_unknown_connection_answers_as_a_bad_token_does(client, idp, name):  # noqa: F811
+def test_an_unknown_connection_answers_as_a_bad_token_does(client, idp, name):
     assert_refused(post(client, name, logout_token(idp, sub="alice")))
 
 
