@@ -10,7 +10,7 @@ from chalicelib.store import replay, sessions, upstream_sessions
 from chalicelib.store.dynamo import ConditionFailed, table
 from chalicelib.store.unit_of_work import UnitOfWork
 from chalicelib.tokens import random_token
-from tests.store.conftest import PARALLEL, race
+from tests.store.test_replay import assert_exactly_one_winner, assert_recorded_once
 
 
 def _connection() -> str:
@@ -75,11 +75,8 @@ def test_the_entry_rides_in_the_logins_transaction():
 
 def test_a_logout_token_jti_is_recorded_once_per_connection():
     now, jti = int(time.time()), random_token(16)
-    marker = replay.record_logout_jti("con_1", jti, now, now + 361)
-    with pytest.raises(ConditionFailed):
-        replay.record_logout_jti("con_1", jti, now, now + 361)
-    stored = table().get(marker.pk, marker.sk)
-    assert jti not in str(stored) and stored["ttl"] == now + 361
+    marker, _ = assert_recorded_once(
+        lambda: replay.record_logout_jti("con_1", jti, now, now + 361), jti, now + 361)
     assert marker.pk.startswith("LOGOUT_JTI#con_1#") and marker.sk == "LOGOUT_JTI"
     replay.record_logout_jti("con_2", jti, now, now + 361)  # another IdP's token
     replay.record_gtr_jti("con_1", jti, now, now + 361)     # another kind of token
@@ -87,10 +84,7 @@ def test_a_logout_token_jti_is_recorded_once_per_connection():
 
 def test_concurrent_copies_of_a_logout_token_have_exactly_one_winner():
     now, jti = int(time.time()), random_token(16)
-    results = race(lambda: replay.record_logout_jti("con_1", jti, now, now + 361))
-    winners = [r for r in results if isinstance(r, replay.ReplayMarker)]
-    losers = [r for r in results if isinstance(r, ConditionFailed)]
-    assert len(winners) == 1 and len(losers) == PARALLEL - 1, results
+    assert_exactly_one_winner(lambda: replay.record_logout_jti("con_1", jti, now, now + 361))
 
 
 def test_a_released_or_expired_logout_marker_frees_the_jti():
