@@ -8,6 +8,7 @@ import base64
 import hashlib
 import html
 import os
+import re
 import secrets
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
@@ -271,6 +272,26 @@ class RelyingParty:
                 if remaining <= 0:
                     raise AssertionError(f"no callback with state {state!r}; got {self.callbacks}")
                 self._cond.wait(remaining)
+
+    def authorize_url(self, broker: Broker, client: dict, connection: str, state: str, nonce: str,
+                      challenge: str, *, scope: str, **extra: str) -> str:
+        """This application's /authorize at ``broker`` as ``client`` through ``connection``: the code
+        flow with PKCE (S256) back to :attr:`callback_url`; ``extra`` adds parameters (``prompt`` ...)."""
+        return broker.url("authorize") + "?" + urlencode({
+            "client_id": client["client_id"], "redirect_uri": self.callback_url, "response_type": "code",
+            "scope": scope, "state": state, "nonce": nonce, "code_challenge": challenge,
+            "code_challenge_method": "S256", "connection": connection, **extra})
+
+    def silent_authorization(self, page: Any, broker: Broker, client: dict, connection: str, *,
+                             scope: str) -> dict[str, str]:
+        """/authorize with ``prompt=none`` in the browser ``page``: what this application's callback
+        received (a code, or an error such as ``login_required``)."""
+        state = secrets.token_urlsafe(16)
+        _, challenge = pkce_pair()
+        page.goto(self.authorize_url(broker, client, connection, state, secrets.token_urlsafe(8), challenge,
+                                     scope=scope, prompt="none"))
+        page.wait_for_url(re.compile("^" + re.escape(self.callback_url) + r"\?"))
+        return self.callback_for(state)[0]
 
     def stop(self) -> None:
         self.server.shutdown()

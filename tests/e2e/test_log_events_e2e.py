@@ -52,14 +52,6 @@ AUTH0_FIELDS = {"log_id", "date", "type", "description", "connection", "ip", "us
                 "strategy_type", "details"}
 
 
-def authorize_url(broker: Broker, client: dict, rp_app: RelyingParty, connection: str, state: str,
-                  nonce: str, challenge: str) -> str:
-    return broker.url("authorize") + "?" + urlencode({
-        "client_id": client["client_id"], "redirect_uri": rp_app.callback_url, "response_type": "code",
-        "scope": SCOPE, "state": state, "nonce": nonce, "code_challenge": challenge,
-        "code_challenge_method": "S256", "connection": connection})
-
-
 @pytest.fixture(scope="module")
 def flows(chromium: Any, broker: Broker, idp: IdpProcess, rp_app: RelyingParty,
           management: Management) -> Iterator[dict[str, Any]]:
@@ -93,8 +85,8 @@ def flows(chromium: Any, broker: Broker, idp: IdpProcess, rp_app: RelyingParty,
         cancelled = secrets.token_urlsafe(16)
         verifier, challenge = pkce_pair()
         credentials.append(verifier)
-        page.goto(authorize_url(broker, client, rp_app, name, cancelled, secrets.token_urlsafe(8),
-                                challenge))
+        page.goto(rp_app.authorize_url(broker, client, name, cancelled, secrets.token_urlsafe(8), challenge,
+                                       scope=SCOPE))
         page.wait_for_selector("#login")
         assert page.url.startswith(idp.issuer + "/"), page.url
         page.click("#abort")
@@ -120,8 +112,8 @@ def flows(chromium: Any, broker: Broker, idp: IdpProcess, rp_app: RelyingParty,
         state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
         verifier, challenge = pkce_pair()
         credentials.append(verifier)
-        params, _ = browser_login(page, authorize_url(broker, client, rp_app, name, state, nonce, challenge),
-                                  idp, rp_app, state, "log-events")
+        login_url = rp_app.authorize_url(broker, client, name, state, nonce, challenge, scope=SCOPE)
+        params, _ = browser_login(page, login_url, idp, rp_app, state, "log-events")
         tokens = token_request(broker, client, {"grant_type": "authorization_code", "code": params["code"],
                                                 "redirect_uri": rp_app.callback_url,
                                                 "code_verifier": verifier})

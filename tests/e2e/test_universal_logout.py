@@ -17,7 +17,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 from joserfc.jwk import RSAKey
@@ -89,14 +88,6 @@ def universe(management: Management, keyed_idp: IdpProcess, rp_app: RelyingParty
             receiver.stop()
 
 
-def authorize_url(broker: Broker, app: dict, rp_app: RelyingParty, connection: dict, state: str,
-                  nonce: str, challenge: str, **extra: str) -> str:
-    return broker.url("authorize") + "?" + urlencode({
-        "client_id": app["client_id"], "redirect_uri": rp_app.callback_url, "response_type": "code",
-        "scope": SCOPE, "state": state, "nonce": nonce, "code_challenge": challenge,
-        "code_challenge_method": "S256", "connection": connection["name"], **extra})
-
-
 def redeem(broker: Broker, app: dict, rp_app: RelyingParty, code: str, verifier: str,
            nonce: str) -> tuple[dict, dict]:
     tokens = token_request(broker, app, {"grant_type": "authorization_code", "code": code,
@@ -143,8 +134,8 @@ def test_universal_logout_reaches_every_application(page, broker: Broker, keyed_
     # 1. alice signs in to the first application at the IdP.
     state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     verifier, challenge = pkce_pair()
-    params, _ = browser_login(page, authorize_url(broker, first, rp_app, connection, state, nonce,
-                                                  challenge), keyed_idp, rp_app, state, "ul-first")
+    login_url = rp_app.authorize_url(broker, first, connection["name"], state, nonce, challenge, scope=SCOPE)
+    params, _ = browser_login(page, login_url, keyed_idp, rp_app, state, "ul-first")
     first_tokens, first_claims = redeem(broker, first, rp_app, params["code"], verifier, nonce)
     user_id = f"oidc|{connection['name']}|alice"
     assert first_claims["sub"] == user_id
@@ -153,7 +144,8 @@ def test_universal_logout_reaches_every_application(page, broker: Broker, keyed_
     state2, nonce2 = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     verifier2, challenge2 = pkce_pair()
     before = len(page.e2e_requests)
-    page.goto(authorize_url(broker, second, rp_app, connection, state2, nonce2, challenge2))
+    page.goto(rp_app.authorize_url(broker, second, connection["name"], state2, nonce2, challenge2,
+                                   scope=SCOPE))
     page.wait_for_url(re.compile("^" + re.escape(rp_app.callback_url) + r"\?"))
     params2, _ = rp_app.callback_for(state2)
     assert "code" in params2, params2
@@ -198,13 +190,8 @@ def test_universal_logout_reaches_every_application(page, broker: Broker, keyed_
         assert userinfo_status(broker, tokens["access_token"]) == 401
 
     # 6. ... and the browser's broker session too: a silent authorization needs a new login.
-    state3 = secrets.token_urlsafe(16)
-    _, challenge3 = pkce_pair()
     before = len(page.e2e_requests)
-    page.goto(authorize_url(broker, first, rp_app, connection, state3, secrets.token_urlsafe(8),
-                            challenge3, prompt="none"))
-    page.wait_for_url(re.compile("^" + re.escape(rp_app.callback_url) + r"\?"))
-    params3, _ = rp_app.callback_for(state3)
+    params3 = rp_app.silent_authorization(page, broker, first, connection["name"], scope=SCOPE)
     assert params3.get("error") == "login_required", params3
     assert "code" not in params3
     assert idp_requests(page, keyed_idp, before) == []

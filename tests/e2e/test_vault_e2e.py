@@ -27,13 +27,11 @@ The flow's steps are printed (``-s``), never a token.
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import urlencode
 
 import pytest
 
@@ -135,14 +133,6 @@ def vault(management: Management, broker: Broker, rp_app: RelyingParty, idp: Idp
 
 
 # ---- helpers -------------------------------------------------------------------------------------
-
-
-def authorize_url(broker: Broker, app: dict, rp_app: RelyingParty, connection: dict, state: str,
-                  nonce: str, challenge: str, **extra: str) -> str:
-    return broker.url("authorize") + "?" + urlencode({
-        "client_id": app["client_id"], "redirect_uri": rp_app.callback_url, "response_type": "code",
-        "scope": APP_SCOPE, "state": state, "nonce": nonce, "code_challenge": challenge,
-        "code_challenge_method": "S256", "connection": connection["name"], **extra})
 
 
 def exchange(broker: Broker, app: dict, connection: dict, subject_token: str):
@@ -255,8 +245,9 @@ def test_vault_exchange_refresh_and_upstream_logout(page, broker: Broker, idp: I
     # 1. alice signs in through Chromium; the broker vaults what the IdP's token endpoint answered.
     state, nonce = secrets.token_urlsafe(16), secrets.token_urlsafe(16)
     verifier, challenge = pkce_pair()
-    params, _ = browser_login(page, authorize_url(broker, app, rp_app, connection, state, nonce,
-                                                  challenge), idp, rp_app, state, "vault")
+    login_url = rp_app.authorize_url(broker, app, connection["name"], state, nonce, challenge,
+                                     scope=APP_SCOPE)
+    params, _ = browser_login(page, login_url, idp, rp_app, state, "vault")
     upstream = upstream_authorize_params(page, idp)
     assert "offline_access" in upstream["scope"].split() and upstream["prompt"] == "consent", upstream
     assert upstream["redirect_uri"] == connection["options"]["callback_url"]
@@ -347,13 +338,8 @@ def test_vault_exchange_refresh_and_upstream_logout(page, broker: Broker, idp: I
     assert response.status_code == 401, response.text
     refused = exchange(broker, app, connection, broker_access)
     assert refused.status_code == 400 and refused.json()["error"] == "invalid_grant", refused.text
-    state2 = secrets.token_urlsafe(16)
-    _, challenge2 = pkce_pair()
     before = len(page.e2e_requests)
-    page.goto(authorize_url(broker, app, rp_app, connection, state2, secrets.token_urlsafe(8),
-                            challenge2, prompt="none"))
-    page.wait_for_url(re.compile("^" + re.escape(rp_app.callback_url) + r"\?"))
-    silent, _ = rp_app.callback_for(state2)
+    silent = rp_app.silent_authorization(page, broker, app, connection["name"], scope=APP_SCOPE)
     assert silent.get("error") == "login_required" and "code" not in silent, silent
     assert idp_requests(page, idp, before) == []
     logouts = [e for e in connection_events(management, connection) if e["type"] in ("slo", "flo")]
