@@ -15,7 +15,7 @@
 - ``ConsoleSession``: one browser context on the admin console with its real CSP on, signed in
   once (a module's tests share it), in a locale; it records every CSP violation the page reports,
   and ``axe(name)`` runs axe-core through a same-origin script URL the test serves itself, so the
-  CSP stays on while axe runs.
+  CSP stays on while axe runs; ``ConsoleSession.on_view(view, ...)`` is a module's, on a view.
 - ``seed_events``: log events put straight into the store of the broker under test (its embedded
   moto endpoint, from run_local.py's output), dated as the test says: the Activity view's tests
   need events hours and days old.
@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,10 +82,10 @@ def axe_script_fixture() -> Path:
     return ensure_axe()
 
 
-def check_accessibility(page: Any, axe: Path, name: str) -> list[dict]:
-    """Run axe-core (WCAG 2.x A/AA rules and best practices) on the page as it is now; write the
-    full report to artifacts/axe-<name>.json; return the serious and critical violations."""
-    page.add_script_tag(path=str(axe))
+def serious_violations(page: Any, name: str) -> list[dict]:
+    """Run axe-core, already on the page (WCAG 2.x A/AA rules and best practices), on the page as it
+    is now; write the full report to artifacts/axe-<name>.json; return the serious and critical
+    violations."""
     results = page.evaluate(
         """async () => await axe.run(document, {
                runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa',
@@ -98,6 +99,13 @@ def check_accessibility(page: Any, axe: Path, name: str) -> list[dict]:
          "nodes": [n["html"][:200] for n in v["nodes"][:5]]}
         for v in results["violations"] if v["impact"] in ("serious", "critical")
     ]
+
+
+def check_accessibility(page: Any, axe: Path, name: str) -> list[dict]:
+    """:func:`serious_violations` with axe-core injected from its file (the page's CSP must be
+    bypassed: ``a11y_page``)."""
+    page.add_script_tag(path=str(axe))
+    return serious_violations(page, name)
 
 
 @pytest.fixture(name="a11y_page")
@@ -176,6 +184,20 @@ class ConsoleSession:
         self.page.route(self.axe_url, lambda route: route.fulfill(
             status=200, content_type="text/javascript", body=axe.read_text(encoding="utf-8")))
 
+    @classmethod
+    @contextmanager
+    def on_view(cls, view: str, chromium: Any, broker: Broker, axe: Path) -> Iterator[ConsoleSession]:
+        """A module's session: signed in, on the console's ``view``; when the module is done, no CSP
+        violation was reported, and the context is closed."""
+        session = cls(chromium, broker, axe)
+        try:
+            session.sign_in()
+            session.view(view)
+            yield session
+            assert session.csp_violations == []
+        finally:
+            session.close()
+
     def _console(self, message: Any) -> None:
         if "Content Security Policy" in message.text:
             self.csp_violations.append(message.text)
@@ -202,19 +224,7 @@ class ConsoleSession:
         """axe-core's serious and critical violations on the page as it is now (full report in
         artifacts/axe-<name>.json), with the page's own CSP on."""
         self.page.add_script_tag(url=self.axe_url)
-        results = self.page.evaluate(
-            """async () => await axe.run(document, {
-                   runOnly: {type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa',
-                                                   'wcag22aa', 'best-practice']},
-                   resultTypes: ['violations']})"""
-        )
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        (ARTIFACTS / f"axe-{name}.json").write_text(json.dumps(results["violations"], indent=2))
-        return [
-            {"id": v["id"], "impact": v["impact"], "help": v["help"],
-             "nodes": [n["html"][:200] for n in v["nodes"][:5]]}
-            for v in results["violations"] if v["impact"] in ("serious", "critical")
-        ]
+        return serious_violations(self.page, name)
 
     def screenshot(self, name: str) -> None:
         self.page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
@@ -283,5 +293,5 @@ def demo_url(broker: Broker) -> str | None:
 
 
 __all__ = ["AXE", "ConsoleSession", "HrdSetup", "a11y_page_fixture", "axe_script_fixture",
-           "broker_dynamodb", "check_accessibility", "demo_url", "ensure_axe", "hrd_setup_fixture",
-           "log_event", "partner_idp_fixture", "seed_events"]
+           "broker_dynamodb", "check_accessibility", "demo_url", "ensure_axe",
+           "hrd_setup_fixture", "log_event", "partner_idp_fixture", "seed_events", "serious_violations"]

@@ -73,14 +73,8 @@ def seeded(broker: Broker) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def console(chromium: Any, broker: Broker, axe_script: Path, seeded: dict) -> Iterator[ConsoleSession]:
-    session = ConsoleSession(chromium, broker, axe_script)
-    try:
-        session.sign_in()
-        session.view("activity")
+    with ConsoleSession.on_view("activity", chromium, broker, axe_script) as session:
         yield session
-        assert session.csp_violations == []
-    finally:
-        session.close()
 
 
 def rows(console: ConsoleSession) -> Any:

@@ -76,14 +76,8 @@ def people(chromium: Any, broker: Broker, idp: IdpProcess, rp_app: RelyingParty,
 
 @pytest.fixture(scope="module")
 def console(chromium: Any, broker: Broker, axe_script: Path, people: dict) -> Iterator[ConsoleSession]:
-    session = ConsoleSession(chromium, broker, axe_script)
-    try:
-        session.sign_in()
-        session.view("users")
+    with ConsoleSession.on_view("users", chromium, broker, axe_script) as session:
         yield session
-        assert session.csp_violations == []
-    finally:
-        session.close()
 
 
 def user_rows(console: ConsoleSession) -> Any:
