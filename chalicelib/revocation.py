@@ -12,8 +12,10 @@ logout. Refs in the user's partition name every session and grant of a user
 item; every step is idempotent, so a retry after a partial failure finishes the job. Deleting and
 blocking a user are chalicelib/cascades.py.
 
-Global Token Revocation, deleting (also with its connection) and blocking a user also empty the
-user's upstream token vault (SPEC §10, ``forget_upstream_tokens``): the entries are deleted and
+Global Token Revocation, deleting (also with its connection) and blocking a user also record the
+moment up to which the user's upstream ID tokens no longer count for the token exchange
+(store/upstream_cutoff.py) and empty the user's upstream token vault (SPEC §10,
+``forget_upstream_tokens``): the entries are deleted and
 each upstream refresh token revoked at the IdP when it advertises a ``revocation_endpoint``
 (chalicelib/login/upstream_revocation.py), best effort: a failure there is logged, never the
 revocation's failure. Deleting a user's sessions alone keeps them, as Auth0 keeps federated tokens.
@@ -27,7 +29,7 @@ from chalicelib.errors import ServiceUnavailable
 from chalicelib.login import upstream_revocation
 from chalicelib.logout import backchannel
 from chalicelib.provider import grant_store
-from chalicelib.store import user_refs
+from chalicelib.store import upstream_cutoff, user_refs
 from chalicelib.store.sessions import SessionRecord
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,13 @@ def _finish_end(session: SessionRecord, now: int, *, reason: str, initiator_clie
 def revoke_user(user_id: str, now: int, reason: str, *,
                 forget_upstream_tokens: bool = False) -> dict:
     """Revoke every session and every grant (offline ones too) of ``user_id``; with
-    ``forget_upstream_tokens``, empty its token vault too (:func:`forget_vaulted_tokens`)."""
+    ``forget_upstream_tokens``, empty its token vault too (:func:`forget_vaulted_tokens`), and
+    the user must log in upstream again before new tokens are issued (SPEC §5): upstream ID tokens
+    issued until ``now`` are refused by the token exchange (store/upstream_cutoff.py). That moment
+    is recorded first, so an exchange racing the revocation either is refused or creates a
+    session that the query below finds and ends."""
+    if forget_upstream_tokens:
+        upstream_cutoff.record(user_id, now)  # a storage failure fails the revocation (retried)
     ended, revoked = [], []
     for kind, ref_id in user_refs.refs_of(user_id):
         if kind == "session":

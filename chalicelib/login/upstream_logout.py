@@ -33,7 +33,10 @@ refusal names its check in the ``flo`` event):
    ``users.user_id_for(connection, sub)``). Each ends as a plain logout does
    (``revocation.end_session``: online grants die, offline ones survive, back-channel logout to
    the applications is queued, SPEC §6). The flow is below ``revocation`` in the layers, so the
-   route hands :func:`handle` that function.
+   route hands :func:`handle` that function. With only a ``sub``, the IdP logged the user out,
+   not one of its sessions: the token's ``iat`` is recorded first as the moment up to which that
+   user's upstream ID tokens no longer open anything at the token exchange
+   (chalicelib/store/upstream_cutoff.py; the IdP's clock, as the ID tokens' ``iat``).
 
 Answers (§2.8): 200 (``Cache-Control: no-store``, empty body) once the token is accepted, also
 when no session matched: the standard treats a logout as idempotent (an RP already logged out
@@ -69,7 +72,7 @@ from chalicelib.login.id_token import (
     verify_signature,
 )
 from chalicelib.login.jwks_cache import JwksCache, JwksError, jwks_cache
-from chalicelib.store import replay, upstream_sessions
+from chalicelib.store import replay, upstream_cutoff, upstream_sessions
 from chalicelib.store import sessions as session_records
 from chalicelib.store.dynamo import ConditionFailed
 from chalicelib.store.sessions import SessionRecord
@@ -334,6 +337,8 @@ def _end_sessions(connection: dict, claims: dict, now: int, end_session: EndSess
                   facts: dict[str, Any]) -> int:
     ended = 0
     users: set[str] = set()
+    if "sid" not in claims:  # the upstream user logged out (SPEC §5's "log in upstream again")
+        upstream_cutoff.record(user_id_for(connection["name"], claims["sub"]), claims["iat"])
     for sid in _sessions_to_end(connection, claims):
         # A retry after an interrupted attempt (the jti was released) finishes the job.
         session = end_session(sid, now, reason=REASON, finish_interrupted=True)
