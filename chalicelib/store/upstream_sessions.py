@@ -1,10 +1,11 @@
 """Which broker sessions an upstream IdP's session created: the index that back-channel logout
 from an upstream IdP reads (SPEC §11; OIDC Back-Channel Logout 1.0 §2.7).
 
-Each login whose ID token carries a ``sid`` adds one item to the login's own transaction (no
-round trip more): ``UPSTREAM_SID#{connection id}#{sha256(upstream sid)}`` / ``SESSION#{broker
-sid}``, holding the broker session's ``sid`` and ``user_id``, expiring (``ttl``) with the broker
-session. A logout token's ``sid`` is then one query of one partition. The upstream ``sid`` is
+Each login whose ID token carries a ``sid`` (and each token exchange of such an ID token,
+chalicelib/login/token_exchange.py) adds one item to its own transaction (no round trip more):
+``UPSTREAM_SID#{connection id}#{sha256(upstream sid)}`` / ``SESSION#{broker sid}``, holding the
+broker session's ``sid`` and ``user_id``, expiring (``ttl``) with the broker session. A logout
+token's ``sid`` is then one query of one partition. The upstream ``sid`` is
 hashed: the IdP chooses it, of any length and alphabet, and the key stays bounded.
 
 One item per broker session rather than a string set on one item per upstream session: an
@@ -57,8 +58,10 @@ def record_operations(connection_id: str, upstream_sid: object, sid: str, user_i
 
 
 def broker_sessions(connection_id: str, upstream_sid: str) -> list[UpstreamSessionRef]:
-    """The broker sessions recorded for this upstream session (expired ones left out), in
-    ``sid`` order, read in full before the caller ends any of them."""
+    """The broker sessions recorded for this upstream session, in ``sid`` order, read in full
+    before the caller ends any of them. Expired entries are left out by the table's query itself
+    (``Table.query`` yields live items only: expiry is checked on read, SPEC §7), whatever
+    DynamoDB's TTL deletion has not removed yet."""
     if not valid_upstream_sid(upstream_sid):
         return []
     return [cast(UpstreamSessionRef, item)
