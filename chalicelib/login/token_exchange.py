@@ -8,27 +8,36 @@ broker's access token as a subject and the broker's tokens as an answer are the 
 (chalicelib/provider/token_exchange.py).
 
 **Upstream access token out** (``subject_token_type`` access_token, target
-``urn:connection:{name}``): the connection keeps tokens (``token_storage: vault``) and lists the
-client in ``token_exchange_clients``; the broker access token is ours, live, issued to this client,
-for a user of that connection who has a vault entry. The stored access token is answered as is
-while it lives more than :data:`REFRESH_MARGIN` seconds; else it is refreshed upstream first,
-once across concurrent exchanges: the caller that wins the vault's lease
-(``vault.take_refresh_lease``, a conditional write) reads the entry again (a refresh may have
-landed between its read and its lease), spends the refresh token and ``vault.replace`` s the
-entry; the others read the entry every :data:`POLL_INTERVAL` seconds, for :data:`POLL_FOR`
-seconds at most, until its version changes, and answer the new token. So a rotating upstream
-refresh token is never presented twice. An upstream that refuses the refresh token
+``urn:connection:{name}``): the connection keeps tokens (``token_storage: vault``), lists the
+client in ``token_exchange_clients`` and is enabled for it (``enabled_clients``, as Auth0's Token
+Vault requires); the broker access token is ours, live, issued to this client, for a user of that
+connection who has a vault entry. The stored access token is answered as is while it lives more
+than :data:`REFRESH_MARGIN` seconds; else it is refreshed upstream first, once across concurrent
+exchanges: the caller that wins the vault's lease (``vault.take_refresh_lease``, a conditional
+write, running :data:`~chalicelib.vault.LEASE_SECONDS` from the moment it is taken) reads the
+entry again (a refresh may have landed between its read and its lease), spends the refresh token
+and ``vault.replace`` s the entry; the others read the entry every :data:`POLL_INTERVAL` seconds,
+for :data:`POLL_FOR` seconds at most, until its version changes, and answer the new token. Just
+before the upstream call the holder checks that the lease still covers the call's whole deadline
+(:data:`LEASE_LEFT_FOR_UPSTREAM`); else it gives it back and starts over once (a slow secret
+read), so nobody can take the lease over while the refresh token is in flight. So a rotating
+upstream refresh token is never presented twice. An upstream that refuses the refresh token
 (``invalid_grant``) makes the entry useless: it is replaced by one that is expired and has no
 refresh token (waiting callers and later exchanges answer ``invalid_grant`` at once, no upstream
 call) until the user signs in again.
 
 **Broker tokens in** (``subject_token_type`` id_token): the connection is the one whose issuer is
-the token's ``iss`` and that lists the client; once the ID token is valid, the user is mapped and
-written as at the callback (the same claim mapping, root-attribute policy and conditional user
-update, which refuses a blocked user), and one transaction writes the user, a broker session and
-a grant that live as long as the access token, with the ``stx`` event. The session gives the
-``sid`` of the tokens and lets logout, session deletion and upstream back-channel logout end them
-like any login's; it has no cookie anyone holds. No refresh token is issued.
+the token's ``iss``, that lists the client and is enabled for it; once the ID token is valid, the
+user is mapped and written as at the callback (the same claim mapping, root-attribute policy and
+conditional user update, which refuses a blocked user), and one transaction writes the user, a
+broker session and a grant that live as long as the access token, the upstream ``sid`` index
+entry (store/upstream_sessions.py, as the callback writes it), with the ``stx`` event. The same
+transaction checks that the ID token was issued after the user's last Global Token Revocation,
+block or logout at the IdP (store/upstream_cutoff.py, a ``ConditionCheck``: no round trip more),
+so an ID token kept from before opens nothing (SPEC §5: the user logs in upstream again). The
+session gives the ``sid`` of the tokens and lets logout, session deletion and upstream
+back-channel logout (by ``sub`` or by ``sid``) end them like any login's; it has no cookie anyone
+holds. No refresh token is issued.
 
 Log events: ``stx`` / ``ftx`` (the integrator's audit types), with the direction, the connection,
 what happened upstream and, on failure, the rule that refused (``check``); never a token.
@@ -59,6 +68,10 @@ REFRESH_MARGIN = 60  # SPEC §10: refresh first when the stored token expires wi
 POLL_INTERVAL = 0.05  # a waiting exchange reads the entry again this often (seconds)
 POLL_FOR = 5.0  # and gives up after this long (broker clock's monotonic), answering 503
 SUCCESS, FAILURE = "stx", "ftx"
+# The upstream call's whole deadline (SPEC §8, netguard.TOTAL_TIMEOUT: 10 s) and a second for the
+# write after it: a lease with less left is not used for an upstream call.
+LEASE_LEFT_FOR_UPSTREAM = 11.0
+LEASE_ATTEMPTS = 2  # a lease that ran short is taken once more, then 503
 
 
 def token_exchange_request(form: dict[str, Any], authorization: str | None, *,
@@ -104,9 +117,8 @@ def _target_connection(client: AuthenticatedClient, target: str | None) -> dict[
     if connection is None:
         raise GrantRefused("invalid_target", "Unknown target", "target")
     if not protocol.client_may_exchange(connection, client):
-        raise GrantRefused("unauthorized_client",
-                           "The client may not exchange tokens for this connection",
-                           "token_exchange_clients")
+        raise protocol.refuse_client(connection, client,
+                                     "The client may not exchange tokens for this connection")
     if not vault.enabled(connection):
         raise GrantRefused("unauthorized_client", "The connection keeps no upstream tokens",
                            "token_storage")
@@ -155,37 +167,57 @@ def _refuse_dead_entry() -> GrantRefused:
                         "token: sign in again", "upstream_refresh_refused")
 
 
+class _LeaseRunningOut(Exception):
+    """Too little of the lease is left to cover an upstream call: treated as lost."""
+
+
 def _refreshed(connection: dict[str, Any], user_id: str, stale: UpstreamTokens, version: int,
                now: int, seen: dict[str, Any]) -> UpstreamTokens:
     """The entry's tokens after one upstream refresh, whoever makes it (see the module's doc)."""
     from chalicelib import vault
 
-    lease = vault.take_refresh_lease(connection, user_id, now)
-    if lease is None:
-        seen["upstream"] = "waited"
-        return _after_refresh_by_another(connection, user_id, version, now)
-    try:
-        # A refresh may have landed between our read and our lease: then nothing is left to do.
-        current = vault.read(connection, user_id, now)
-    except BaseException:
-        _release(connection, user_id, lease)
-        raise
-    if current is None or current[1] != version:
-        _release(connection, user_id, lease)
-        if current is None:
-            raise GrantRefused("invalid_grant", "No upstream tokens are stored for this user",
-                               "vault_entry")
-        seen["upstream"] = "waited"
-        return _settled(current[0], now)
-    fresh = _refresh_upstream(connection, user_id, current[0], lease, now, seen)
-    seen["upstream"] = "refreshed"
-    return fresh
+    for _ in range(LEASE_ATTEMPTS):
+        # The lease runs from the moment it is taken, not from the request's start: whatever ran
+        # before (KMS, the first read) does not eat into the time the upstream call needs.
+        taken_at = clock.now_int()
+        lease = vault.take_refresh_lease(connection, user_id, taken_at)
+        if lease is None:
+            seen["upstream"] = "waited"
+            return _after_refresh_by_another(connection, user_id, version, now)
+        try:
+            # A refresh may have landed between our read and our lease: then nothing is left.
+            current = vault.read(connection, user_id, now)
+        except BaseException:
+            _release(connection, user_id, lease)
+            raise
+        if current is None or current[1] != version:
+            _release(connection, user_id, lease)
+            if current is None:
+                raise GrantRefused("invalid_grant", "No upstream tokens are stored for this "
+                                   "user", "vault_entry")
+            seen["upstream"] = "waited"
+            return _settled(current[0], now)
+        try:
+            fresh = _refresh_upstream(connection, user_id, current[0], lease,
+                                      taken_at + vault.LEASE_SECONDS, now, seen)
+        except _LeaseRunningOut:
+            log.warning("refresh lease of %s at %s ran short before the upstream call; taken "
+                        "again", user_id[:80], connection["name"])
+            continue  # released: read the entry again under a new lease
+        seen["upstream"] = "refreshed"
+        return fresh
+    raise GrantRefused("temporarily_unavailable", "The upstream token could not be refreshed in "
+                       "time; retry", "refresh_lease", 503)
 
 
 def _refresh_upstream(connection: dict[str, Any], user_id: str, stale: UpstreamTokens,
-                      lease: str, now: int, seen: dict[str, Any]) -> UpstreamTokens:
+                      lease: str, lease_until: int, now: int,
+                      seen: dict[str, Any]) -> UpstreamTokens:
     """Spend the refresh token at the upstream, the lease held, and store what it answers
-    (``vault.replace`` gives the lease back); any other way out releases the lease."""
+    (``vault.replace`` gives the lease back); any other way out releases the lease. When less
+    than :data:`LEASE_LEFT_FOR_UPSTREAM` seconds of the lease are left just before the upstream
+    call (a slow secret read), :class:`_LeaseRunningOut`: another caller could take the lease
+    over while the refresh token is in flight and spend it too."""
     from chalicelib import vault
     from chalicelib.login import upstream
     from chalicelib.registry.connections import connection_secret
@@ -211,6 +243,8 @@ def _refresh_upstream(connection: dict[str, Any], user_id: str, stale: UpstreamT
                       connection["name"])
             raise GrantRefused("temporarily_unavailable", "The connection cannot refresh "
                                "upstream tokens", "connection_secret", 503) from None
+        if lease_until - clock.now() < LEASE_LEFT_FOR_UPSTREAM:
+            raise _LeaseRunningOut()
         try:
             answer = upstream.refresh_tokens(connection, stale.refresh_token or "", secret)
         except upstream.UpstreamError as exc:
@@ -294,7 +328,7 @@ def _unverified_claims(token: str) -> dict[str, Any]:
         raise GrantRefused("invalid_grant", "The subject token is not a signed JWT", "format")
     try:
         payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: deep nesting
         raise GrantRefused("invalid_grant", "The subject token is not a signed JWT",
                            "format") from None
     if not isinstance(payload, dict):
@@ -319,9 +353,10 @@ def _issuer_connection(client: AuthenticatedClient, claims: Mapping[str, Any]) -
                            "iss")
     allowed = [c for c in candidates if protocol.client_may_exchange(c, client)]
     if not allowed:
-        raise GrantRefused("unauthorized_client",
-                           "The client may not exchange tokens of this issuer",
-                           "token_exchange_clients")
+        # Named after the first of them that lists the client, when one does.
+        listing = [c for c in candidates if protocol.client_listed(c, client)]
+        raise protocol.refuse_client((listing or candidates)[0], client,
+                                     "The client may not exchange tokens of this issuer")
     audience = claims.get("aud")
     audiences = audience if isinstance(audience, list) else [audience]
     for connection in allowed:
@@ -358,7 +393,7 @@ def _broker_tokens(client: AuthenticatedClient, request: protocol.ExchangeReques
     from chalicelib.login.freshness import upstream_authentication
     from chalicelib.login.mapping import apply_root_attribute_policy, map_claims
     from chalicelib.provider import grant_store, issue
-    from chalicelib.store import logins
+    from chalicelib.store import logins, upstream_cutoff, upstream_sessions
     from chalicelib.store.dynamo import ConditionFailed
     from chalicelib.store.resource_servers import still_exists_check
     from chalicelib.store.unit_of_work import UnitOfWork
@@ -396,7 +431,14 @@ def _broker_tokens(client: AuthenticatedClient, request: protocol.ExchangeReques
         *sessions.session_put_operations(sid, session_fields, user_id, connection["id"],
                                          client.client_id, grant_id),
         *grant_store.new_grant_operations(grant_id, client_id=client.client_id, user_id=user_id,
-                                          sid=sid, expires_at=now + lifetime))
+                                          sid=sid, expires_at=now + lifetime),
+        # SPEC §11: indexed by the upstream session as the callback does, for a sid-only logout.
+        *upstream_sessions.record_operations(connection["id"], claims.get("sid"), sid, user_id,
+                                             session_fields["expires_at"]))
+    # SPEC §5: after Global Token Revocation, a block or the IdP's logout of the user, an ID
+    # token issued until then opens nothing: the user logs in upstream again first.
+    cutoff_check = len(operations)
+    operations.add(upstream_cutoff.issued_after_check(user_id, claims["iat"]))
     server_check = len(operations)
     if server is not None:
         operations.add(still_exists_check(server.identifier, server.id))
@@ -410,6 +452,10 @@ def _broker_tokens(client: AuthenticatedClient, request: protocol.ExchangeReques
     except ConditionFailed as exc:
         if exc.reasons[:1] == ["ConditionalCheckFailed"]:
             raise GrantRefused("invalid_grant", "The user is blocked", "blocked") from None
+        if exc.reasons[cutoff_check:cutoff_check + 1] == ["ConditionalCheckFailed"]:
+            raise GrantRefused("invalid_grant", "The subject token was issued before the user's "
+                               "sessions were revoked: sign in again", "issued_before_revocation"
+                               ) from None
         if server is not None and exc.reasons[server_check:server_check + 1] == [
                 "ConditionalCheckFailed"]:
             raise GrantRefused("invalid_target", "Unknown audience", "audience") from None

@@ -97,10 +97,30 @@ def connection_name_of(target: str | None) -> str | None:
     return name or None
 
 
-def client_may_exchange(connection: Mapping[str, Any], client: AuthenticatedClient) -> bool:
+def client_listed(connection: Mapping[str, Any], client: AuthenticatedClient) -> bool:
     """The connection lists this (registered) application in ``options.token_exchange_clients``."""
     allowed = (connection.get("options") or {}).get(ALLOWED_CLIENTS_OPTION) or []
     return client.record is not None and isinstance(allowed, list) and client.client_id in allowed
+
+
+def client_enabled(connection: Mapping[str, Any], client: AuthenticatedClient) -> bool:
+    """The connection is enabled for this application (``enabled_clients``, as for a login)."""
+    return client.client_id in (connection.get("enabled_clients") or ())
+
+
+def client_may_exchange(connection: Mapping[str, Any], client: AuthenticatedClient) -> bool:
+    """Both: listed in ``token_exchange_clients`` and the connection enabled for the application
+    (as Auth0's Token Vault requires), so an application the administrator disabled for the
+    connection exchanges nothing through it, in either direction."""
+    return client_listed(connection, client) and client_enabled(connection, client)
+
+
+def refuse_client(connection: Mapping[str, Any], client: AuthenticatedClient,
+                  description: str) -> GrantRefused:
+    """``unauthorized_client`` (RFC 8693 §2.2.2, RFC 6749 §5.2) naming the rule that failed:
+    ``token_exchange_clients`` or ``enabled_clients``."""
+    check = "enabled_clients" if client_listed(connection, client) else ALLOWED_CLIENTS_OPTION
+    return GrantRefused("unauthorized_client", description, check)
 
 
 def check_client(client: AuthenticatedClient) -> None:
