@@ -1,7 +1,7 @@
-"""The embedded endpoint's query shortcut (scripts/embedded_aws.install_partition_query) answers
-exactly what DynamoDB answers: random items in a table of their own, random queries (a partition,
-a range condition, a filter, limits, both orders, paging, an index), each checked against the
-answer computed here from the items themselves."""
+"""The embedded endpoint's query and scan shortcuts (scripts/embedded_aws.install_partition_query)
+answer exactly what DynamoDB answers: random items in a table of their own, random queries (a
+partition, a range condition, a filter, limits, both orders, paging, an index) and paged scans,
+each checked against the answer computed here from the items themselves."""
 from __future__ import annotations
 
 import random
@@ -120,3 +120,56 @@ def test_a_query_after_writes_sees_them(world):
     assert [_plain(i)["sk"] for i in by_key] == ["1"]
     assert [_plain(i)["sk"] for i in by_index] == ["1"]
     assert gone == []
+
+
+def _scan_all(client, **request) -> tuple[list[dict], int]:
+    found, pages = [], 0
+    while True:
+        answer = client.scan(**request)
+        found += [_plain(i) for i in answer["Items"]]
+        pages += 1
+        if "LastEvaluatedKey" not in answer:
+            return found, pages
+        request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
+
+
+@pytest.mark.parametrize("limit", [1, 7, 64, 1000])
+def test_a_paged_scan_returns_every_item_once(world, limit):
+    client, name, items = world
+    found, pages = _scan_all(client, TableName=name, Limit=limit)
+    keys = [(i["pk"], i["sk"]) for i in found]
+    assert len(keys) == len(set(keys))
+    assert sorted(keys) == sorted((i["pk"], i["sk"]) for i in items)
+    assert pages >= len(items) // limit
+
+
+def test_a_filtered_scan_returns_what_matches(world):
+    client, name, items = world
+    found, _ = _scan_all(client, TableName=name, Limit=50,
+                         FilterExpression="NOT begins_with(pk, :a) AND n < :ten",
+                         ExpressionAttributeValues={":a": {"S": "A"}, ":ten": {"N": "10"}})
+    assert sorted((i["pk"], i["sk"]) for i in found) == sorted(
+        (i["pk"], i["sk"]) for i in items if i["pk"] != "A" and i["n"] < 10)
+
+
+def test_a_scan_survives_writes_between_its_pages(world):
+    """Items written or deleted between pages may or may not be seen (as in DynamoDB); every item
+    left untouched is returned exactly once, also when the page's last item was deleted."""
+    client, name, items = world
+    request = {"TableName": name, "Limit": 37}
+    first = client.scan(**request)
+    seen = [_plain(i) for i in first["Items"]]
+    last = first["LastEvaluatedKey"]
+    client.delete_item(TableName=name, Key=last)  # the next page's start key is gone
+    client.put_item(TableName=name, Item={"pk": {"S": "late"}, "sk": {"S": "1"},
+                                          "n": {"N": "1"}})
+    rest, _ = _scan_all(client, ExclusiveStartKey=last, **request)
+    client.delete_item(TableName=name, Key={"pk": {"S": "late"}, "sk": {"S": "1"}})
+    restored = next(i for i in items if (i["pk"], i["sk"]) == (last["pk"]["S"], last["sk"]["S"]))
+    client.put_item(TableName=name, Item={k: ({"N": str(v)} if k == "n" else {"S": v})
+                                          for k, v in restored.items()})
+
+    keys = [(i["pk"], i["sk"]) for i in seen + rest if i["pk"] != "late"]
+    assert len(keys) == len(set(keys))
+    untouched = {(i["pk"], i["sk"]) for i in items} - {(last["pk"]["S"], last["sk"]["S"])}
+    assert untouched <= set(keys)
