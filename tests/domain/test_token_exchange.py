@@ -49,7 +49,8 @@ def new_connection(domain, idp: FakeIdp, *, allowed: list[str], storage: str | N
     if storage is not None:
         opts["token_storage"] = storage
     record = {"id": f"con_tx{suffix}", "name": f"tx-{suffix}", "strategy": "oidc",
-              "client_secret_set": True, "enabled_clients": [], "options": opts}
+              "client_secret_set": True, "enabled_clients": list(allowed or []),
+              "options": opts}  # enabled for the applications allowed to exchange through it
     connections.create(record)
     return record
 
@@ -390,7 +391,8 @@ def test_a_subject_token_issued_to_another_client_is_refused(setup, domain):
     other = domain.app("regular_web", grant_types=["authorization_code"])
     connections.update(setup.connection["id"], {"options": {
         **setup.connection["options"],
-        "token_exchange_clients": [setup.app.client_id, other.client_id]}}, None)
+        "token_exchange_clients": [setup.app.client_id, other.client_id]}},
+        [setup.app.client_id, other.client_id])
     _forget_connections()
     refused(lambda: setup.exchange(app=other))
     assert checks(domain) == ["subject_client"]
