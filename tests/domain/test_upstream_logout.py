@@ -5,10 +5,9 @@ session (``sid``) or of the upstream user (``sub``) end as a plain logout ends t
 die, offline ones survive, back-channel logout to the applications is queued), and nothing else.
 Every refusal of a token is tests/api/test_upstream_backchannel_logout.py's.
 
-Until the callback records the upstream ``sid`` itself (the diff for login/callback.py's
-``_finish``), these tests record it with the store function the callback will call
-(:func:`remember`); only ``test_the_callback_records_the_upstream_sid_in_the_logins_transaction``
-NEEDS THE CALLBACK DIFF and fails without it.
+Most tests record the upstream ``sid`` with the store function the callback calls
+(:func:`remember`); ``test_the_callback_records_the_upstream_sid_in_the_logins_transaction`` pins
+that the callback itself records it in the login's transaction.
 """
 from __future__ import annotations
 
