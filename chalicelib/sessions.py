@@ -2,9 +2,20 @@
 
 A session records the applications it served (``clients``) and the token grants issued in it
 (``grants``), which is what logout and Global Token Revocation need (SPEC §5, §6).
+
+The upstream ID token of the login is kept for Auth0's federated logout (``id_token_hint`` at the
+upstream ``end_session_endpoint``) but never readable from the table: the token exchange (SPEC
+§10) accepts an upstream ID token as ``subject_token``, so in clear it would be a credential for
+anyone who can read the table or a backup. It is sealed (AES-256-GCM, the sid as associated
+data) under a key derived from the cookie secret, which only the browser holds: only a request
+carrying the session's cookie can unseal it (:func:`upstream_id_token`).
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+import secrets
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -28,6 +39,14 @@ COOKIE = "broker_session"
 # third-party cookies, the SPA falls back to refresh tokens, as with Auth0.
 COOKIE_SAME_SITE = "None"
 
+# The sealed upstream ID token (see the module docstring): a longer one is not kept (no hint).
+MAX_UPSTREAM_ID_TOKEN = 16384
+SEALED_ID_TOKEN = "upstream_id_token_sealed"
+_LEGACY_ID_TOKEN = "upstream_id_token"   # sessions from before sealing: plain, until they expire
+_SEALING_LABEL = b"broker session: upstream ID token sealing key v1"
+_NONCE_BYTES = 12                        # AES-GCM's 96-bit nonce
+_TAG_BYTES = 16
+
 
 @dataclass(frozen=True)
 class Session:
@@ -50,10 +69,12 @@ def session_lifetimes() -> tuple[int, int]:
 
 
 def new_session_values(now: int, auth_time: int | None = None, acr: str | None = None,
-                       amr: list[str] | None = None) -> tuple[str, str, dict]:
+                       amr: list[str] | None = None,
+                       upstream_id_token: str | None = None) -> tuple[str, str, dict]:
     """(sid, cookie value, fields) for a new session. ``auth_time``, ``acr`` and ``amr`` are the
     upstream login's (SPEC §3.1): ``max_age`` on a later SSO reuse is measured from that login,
-    not from the callback."""
+    not from the callback. ``upstream_id_token`` is stored sealed under the cookie secret (at
+    most :data:`MAX_UPSTREAM_ID_TOKEN` characters; a longer one is not kept)."""
     sid = random_token(18)
     secret = random_token(32)
     absolute, idle = session_lifetimes()
@@ -64,7 +85,62 @@ def new_session_values(now: int, auth_time: int | None = None, acr: str | None =
         fields["acr"] = acr
     if amr is not None:
         fields["amr"] = list(amr)
+    if upstream_id_token and len(upstream_id_token) <= MAX_UPSTREAM_ID_TOKEN:
+        fields[SEALED_ID_TOKEN] = seal_upstream_id_token(sid, secret, upstream_id_token)
     return sid, f"{sid}.{secret}", fields
+
+
+def _sealing_key(secret: str) -> bytes:
+    """AES-256 key of a session's sealed upstream ID token: HMAC-SHA256 keyed by the cookie
+    secret (random, 256 bits, never stored) over a fixed label, so it is useless for anything
+    else and cannot be computed from the stored digest."""
+    return hmac.new(secret.encode(), _SEALING_LABEL, hashlib.sha256).digest()
+
+
+def seal_upstream_id_token(sid: str, secret: str, id_token: str) -> str:
+    """base64url(nonce || AES-256-GCM(id_token, associated data = sid)), the key from the
+    cookie secret. ``cryptography`` is imported here only: the callback path loads it anyway
+    (joserfc verifies the ID token with it)."""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = secrets.token_bytes(_NONCE_BYTES)
+    sealed = AESGCM(_sealing_key(secret)).encrypt(nonce, id_token.encode(), sid.encode())
+    return base64.urlsafe_b64encode(nonce + sealed).rstrip(b"=").decode()
+
+
+def unseal_upstream_id_token(sid: str, secret: str, sealed: str) -> str | None:
+    """The ID token :func:`seal_upstream_id_token` sealed for this sid and cookie secret; None
+    when anything differs (another cookie, another sid, altered or malformed data)."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    try:
+        raw = base64.urlsafe_b64decode(sealed + "=" * (-len(sealed) % 4))
+    except ValueError:
+        return None
+    if len(raw) < _NONCE_BYTES + _TAG_BYTES:
+        return None
+    try:
+        plain = AESGCM(_sealing_key(secret)).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:],
+                                                     sid.encode())
+        return plain.decode()
+    except (InvalidTag, UnicodeDecodeError):
+        return None
+
+
+def upstream_id_token(item: SessionRecord, cookie: str | None) -> str | None:
+    """The upstream ID token of a session's login, for the request that carries the session's
+    cookie (``{sid}.{secret}``); None without it, with another cookie, or when none was kept.
+    A session from before sealing holds it in clear and gives it as before until it expires."""
+    sealed = item.get(SEALED_ID_TOKEN)
+    if sealed is None:
+        legacy = item.get(_LEGACY_ID_TOKEN)
+        return legacy if isinstance(legacy, str) and legacy else None
+    if not cookie or "." not in cookie or len(cookie) > 200 or not isinstance(sealed, str):
+        return None
+    # The item's sid is the associated data: a cookie of another session, or this sealed value
+    # moved into another session's item, does not open it.
+    return unseal_upstream_id_token(str(item.get("sid")), cookie.partition(".")[2], sealed)
 
 
 def session_put_operations(sid: str, fields: dict, user_id: str, connection_id: str,

@@ -411,12 +411,17 @@ def _finish(tx: LoginTransaction, connection: dict, client: dict, claims: dict,
                                              mapped, policy)
     # The session remembers the upstream login's time (not this callback's) and its acr/amr.
     auth_time = authentication.auth_time if authentication.auth_time is not None else now
+    # The upstream ID token is kept for Auth0's federated logout (id_token_hint at the upstream
+    # end_session_endpoint), sealed under the cookie secret: the token exchange (SPEC §10) takes
+    # it as a credential, so the table must never hold it readable (chalicelib/sessions.py).
     sid, cookie_value, session_fields = sessions.new_session_values(
-        now, auth_time=auth_time, acr=authentication.acr, amr=authentication.amr)
-    if raw_id_token and len(raw_id_token) <= 16384:
-        # Kept for Auth0's federated logout (id_token_hint at the upstream end_session_endpoint):
-        # an identity assertion, not a credential.
-        session_fields["upstream_id_token"] = raw_id_token
+        now, auth_time=auth_time, acr=authentication.acr, amr=authentication.amr,
+        upstream_id_token=raw_id_token)
+    if (client.get("client_metadata") or {}).get("broker_builtin"):
+        # The console's Try flow shows the upstream claims, decoded here (it has no cookie).
+        from chalicelib.login.try_connection import session_claims_fields
+
+        session_fields.update(session_claims_fields(client, claims))
     code, grant_id, code_ops = code_operations(
         client_id=client["client_id"], redirect_uri=tx.redirect_uri, scope=tx.scope,
         nonce=tx.nonce, code_challenge=tx.code_challenge,

@@ -19,7 +19,14 @@ exactly the code every application uses:
    the test session is ended, and the result (profile, the upstream ID token's claims, the checks)
    is stored for 15 minutes under a random id bound to the browser cookie.
 4. ``GET /login/try/result?id=…`` shows it to that browser only. Tokens never appear: the page
-   shows claims decoded from the upstream ID token the broker already validated and kept.
+   shows the claims of the upstream ID token the broker validated.
+
+Where the claims come from: the session keeps the upstream ID token only sealed under its cookie
+secret (chalicelib/sessions.py: the token exchange would take it as a credential), and step 3
+runs without that cookie (the route reads only ``broker_try``). So the callback stores, for the
+Try application's sessions only (and the local demo's), the decoded claims as JSON
+(:func:`session_claims_fields`: no signature, nothing anyone can present), and revoking the
+session right after step 3 removes them.
 
 The demo (``/demo``, only when ``BROKER_DEMO`` is on, as ``make run`` sets it) is the same flow for
 the demo application, without ``connection`` (so the login page shows) and keeping the session.
@@ -46,6 +53,7 @@ TRY_CLIENT_ID = "broker-try-connection"
 TICKET_LIFETIME = 300
 FLOW_LIFETIME = 600
 RESULT_LIFETIME = 900
+MAX_CLAIMS = 16384        # the upstream claims a Try session keeps (JSON characters)
 
 
 @dataclass(frozen=True)
@@ -222,7 +230,7 @@ def _inspect(code: str | None, flow: try_logins.TryFlow, kind: Kind, now: int) -
     user = users.get_user(record["user_id"])
     session = sessions.get_session(record["sid"], now) or {}
     connection = get_connection(session.get("connection_id", "")) or {}
-    upstream = _claims_of(session.get("upstream_id_token"))
+    upstream = _stored_claims(session)
     if kind is TRY and session:
         sessions.revoke_session(record["sid"], now)  # a test login leaves no SSO session behind
     return {
@@ -232,6 +240,31 @@ def _inspect(code: str | None, flow: try_logins.TryFlow, kind: Kind, now: int) -
         "upstream_claims": upstream,
         "checks": _success_checks(connection, upstream),
     }
+
+
+def session_claims_fields(client: dict, claims: dict) -> dict[str, str]:
+    """The session field the callback adds for a login of the Try application (or of the demo,
+    when ``make run`` turned it on): the validated upstream claims as JSON, at most
+    :data:`MAX_CLAIMS` characters. Nothing for any other application."""
+    builtin = (client.get("client_metadata") or {}).get("broker_builtin")
+    if not ((builtin == "try" and client.get("client_id") == TRY_CLIENT_ID)
+            or (builtin == "demo" and demo_enabled())):
+        return {}
+    text = json.dumps(claims, separators=(",", ":"), sort_keys=True, default=str)
+    return {"upstream_claims": text} if len(text) <= MAX_CLAIMS else {}
+
+
+def _stored_claims(session: dict) -> dict | None:
+    """The upstream claims the callback kept for this session (see :func:`session_claims_fields`);
+    a session from before sealing has the ID token in clear instead."""
+    text = session.get("upstream_claims")
+    if not isinstance(text, str):
+        return _claims_of(session.get("upstream_id_token"))
+    try:
+        claims = json.loads(text)
+    except ValueError:
+        return None
+    return claims if isinstance(claims, dict) else None
 
 
 def _claims_of(id_token: str | None) -> dict | None:
@@ -472,6 +505,6 @@ def render_result(result: dict, kind: Kind):
         parts.append('<h2 id="claims-title">Upstream ID token claims</h2>'
                      + (_json_block(result["upstream_claims"], "claims-title")
                         if result.get("upstream_claims") is not None
-                        else "<p>The upstream ID token was too large to keep.</p>"))
+                        else "<p>The upstream ID token's claims were too large to keep.</p>"))
     title = "It works!" if result["ok"] else "The test failed"
     return strict_page(200, title, f"<main>{''.join(parts)}</main>", style=STYLE)

@@ -210,8 +210,12 @@ def rp_initiated_logout(params: dict[str, list[str]], cookie: str | None, now: i
     return SignedOut(cookies=cookies)
 
 
-def _upstream_logout_url(session: SessionRecord, return_to: str | None) -> str | None:
-    """The connection's ``end_session_endpoint`` (RP-Initiated Logout at the upstream IdP)."""
+def _upstream_logout_url(session: SessionRecord, return_to: str | None,
+                         cookie: str | None) -> str | None:
+    """The connection's ``end_session_endpoint`` (RP-Initiated Logout at the upstream IdP), with
+    the login's upstream ID token as ``id_token_hint`` when the browser's session ``cookie`` can
+    unseal it (chalicelib/sessions.py); otherwise without a hint, which RP-Initiated Logout 1.0
+    allows (``client_id`` is sent anyway): the IdP may then ask its user to confirm."""
     from chalicelib.registry.connections import get_connection
 
     connection = get_connection(session.get("connection_id", ""))
@@ -222,8 +226,13 @@ def _upstream_logout_url(session: SessionRecord, return_to: str | None) -> str |
     if not endpoint:
         return None
     params = {}
-    if session.get("upstream_id_token"):
-        params["id_token_hint"] = session["upstream_id_token"]
+    hint = sessions.upstream_id_token(session, cookie)
+    if hint:
+        params["id_token_hint"] = hint
+    elif session.get(sessions.SEALED_ID_TOKEN):
+        log.warning("federated logout of connection %s continues without id_token_hint: the "
+                    "session's cookie could not unseal the upstream ID token",
+                    str(connection.get("name"))[:80])
     if options.get("client_id"):
         params["client_id"] = options["client_id"]
     if return_to:
@@ -273,7 +282,7 @@ def auth0_logout(params: dict[str, list[str]], cookie: str | None,
                    endpoint="v2_logout", federated="federated" in params)
     cookies = [expired_cookie(sessions.COOKIE)]
     if "federated" in params and ended is not None:
-        upstream = _upstream_logout_url(ended, return_to)
+        upstream = _upstream_logout_url(ended, return_to, cookie)
         if upstream:
             return Redirect(upstream, cookies=cookies, status=302)
     if return_to:

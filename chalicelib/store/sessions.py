@@ -7,6 +7,13 @@ store/users.py) lists a user's sessions with one query, next to the user's grant
 revoking "everything of a user" reads one partition. Both expire (``ttl``) at the session's
 absolute expiry.
 
+The login's upstream ID token is kept only sealed under a key derived from the cookie secret
+(``upstream_id_token_sealed``, chalicelib/sessions.py), never in clear: the token exchange
+accepts it as a credential (SPEC §10). Sessions of the console's Try flow (and of the local
+``make run`` demo) also hold the decoded upstream claims that its result page shows
+(``upstream_claims``, JSON without the signature: no credential); revoking the session removes
+them, and the Try flow revokes its session right after reading them.
+
 Ending a session writes ``revoked_at`` and keeps the item until its TTL as a tombstone: the SSO
 update requires ``attribute_not_exists(revoked_at)``, so a racing reuse cannot revive it.
 """
@@ -44,7 +51,9 @@ class SessionRecord(TypedDict, total=False):
     grants: list[str]
     acr: str
     amr: list[str]
-    upstream_id_token: str
+    upstream_id_token_sealed: str  # base64url(nonce || AES-256-GCM), key from the cookie secret
+    upstream_id_token: str         # in clear: only sessions from before sealing, until they expire
+    upstream_claims: str           # JSON, Try (and demo) sessions only, until revoked
     revoked_at: int
     end_completed_at: int
 
@@ -95,12 +104,12 @@ def get(sid: str | None, now: float | None = None) -> SessionRecord | None:
 
 
 def revoke(sid: str | None, now: int) -> SessionRecord | None:
-    """Mark the session revoked (once); returns its new item, or None when it does not exist or
-    was already revoked."""
+    """Mark the session revoked (once) and drop the Try flow's upstream claims (when present);
+    returns its new item, or None when it does not exist or was already revoked."""
     if not _valid_sid(sid):
         return None
     try:
-        item = table().update(*key(sid), "SET revoked_at = :now",
+        item = table().update(*key(sid), "SET revoked_at = :now REMOVE upstream_claims",
                               condition="attribute_exists(pk) AND attribute_not_exists(revoked_at)",
                               values={":now": now})
     except ConditionFailed:

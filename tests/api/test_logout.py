@@ -493,10 +493,13 @@ def _set_upstream_id_token(sid: str, value: str | None) -> None:
     from chalicelib.store import sessions as session_records
     from chalicelib.store.dynamo import table
 
+    # A session as stored before sealing: the hint in clear, or none (no sealed one either).
     if value is None:
-        table().update(*session_records.key(sid), "REMOVE upstream_id_token")
+        table().update(*session_records.key(sid),
+                       "REMOVE upstream_id_token, upstream_id_token_sealed")
     else:
-        table().update(*session_records.key(sid), "SET upstream_id_token = :t",
+        table().update(*session_records.key(sid),
+                       "SET upstream_id_token = :t REMOVE upstream_id_token_sealed",
                        values={":t": value})
 
 
