@@ -47,10 +47,11 @@ def _plain(item: dict) -> dict:
     return {k: (int(v["N"]) if "N" in v else v["S"]) for k, v in item.items()}
 
 
-def _all_pages(client, **request) -> tuple[list[dict], int]:
+def _pages(operation: str, client, **request) -> tuple[list[dict], int]:
+    """Every item of a paged ``query`` or ``scan``, and how many pages it took."""
     found, pages = [], 0
     while True:
-        answer = client.query(**request)
+        answer = getattr(client, operation)(**request)
         found += [_plain(i) for i in answer["Items"]]
         pages += 1
         if "LastEvaluatedKey" not in answer:
@@ -68,8 +69,8 @@ def test_table_queries_answer_what_the_items_say(world, seed):
     forward = rng.random() < 0.5
     limit = rng.choice([1, 3, 7, 50])
 
-    found, pages = _all_pages(
-        client, TableName=name, ScanIndexForward=forward, Limit=limit,
+    found, pages = _pages(
+        "query", client, TableName=name, ScanIndexForward=forward, Limit=limit,
         KeyConditionExpression="pk = :p AND sk BETWEEN :lo AND :hi",
         FilterExpression="n >= :floor",
         ExpressionAttributeValues={":p": {"S": partition}, ":lo": {"S": low},
@@ -89,8 +90,8 @@ def test_index_queries_answer_what_the_items_say(world, seed):
     after = f"{rng.randrange(10 ** 6):07d}"
     forward = rng.random() < 0.5
 
-    found, _ = _all_pages(
-        client, TableName=name, IndexName="by_owner", ScanIndexForward=forward,
+    found, _ = _pages(
+        "query", client, TableName=name, IndexName="by_owner", ScanIndexForward=forward,
         Limit=rng.choice([2, 5, 100]),
         KeyConditionExpression="#o = :o AND #a > :after",
         ExpressionAttributeNames={"#o": "owner", "#a": "at"},
@@ -122,21 +123,11 @@ def test_a_query_after_writes_sees_them(world):
     assert gone == []
 
 
-def _scan_all(client, **request) -> tuple[list[dict], int]:
-    found, pages = [], 0
-    while True:
-        answer = client.scan(**request)
-        found += [_plain(i) for i in answer["Items"]]
-        pages += 1
-        if "LastEvaluatedKey" not in answer:
-            return found, pages
-        request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
-
 
 @pytest.mark.parametrize("limit", [1, 7, 64, 1000])
 def test_a_paged_scan_returns_every_item_once(world, limit):
     client, name, items = world
-    found, pages = _scan_all(client, TableName=name, Limit=limit)
+    found, pages = _pages("scan", client, TableName=name, Limit=limit)
     keys = [(i["pk"], i["sk"]) for i in found]
     assert len(keys) == len(set(keys))
     assert sorted(keys) == sorted((i["pk"], i["sk"]) for i in items)
@@ -145,7 +136,7 @@ def test_a_paged_scan_returns_every_item_once(world, limit):
 
 def test_a_filtered_scan_returns_what_matches(world):
     client, name, items = world
-    found, _ = _scan_all(client, TableName=name, Limit=50,
+    found, _ = _pages("scan", client, TableName=name, Limit=50,
                          FilterExpression="NOT begins_with(pk, :a) AND n < :ten",
                          ExpressionAttributeValues={":a": {"S": "A"}, ":ten": {"N": "10"}})
     assert sorted((i["pk"], i["sk"]) for i in found) == sorted(
@@ -163,7 +154,7 @@ def test_a_scan_survives_writes_between_its_pages(world):
     client.delete_item(TableName=name, Key=last)  # the next page's start key is gone
     client.put_item(TableName=name, Item={"pk": {"S": "late"}, "sk": {"S": "1"},
                                           "n": {"N": "1"}})
-    rest, _ = _scan_all(client, ExclusiveStartKey=last, **request)
+    rest, _ = _pages("scan", client, ExclusiveStartKey=last, **request)
     client.delete_item(TableName=name, Key={"pk": {"S": "late"}, "sk": {"S": "1"}})
     restored = next(i for i in items if (i["pk"], i["sk"]) == (last["pk"]["S"], last["sk"]["S"]))
     client.put_item(TableName=name, Item={k: ({"N": str(v)} if k == "n" else {"S": v})
