@@ -433,8 +433,8 @@ def test_concurrent_copies_over_http_have_exactly_one_winner(client, web, conn, 
 
 
 # --------------------------------------------------------------------------- a real login
-# NEEDS THE CALLBACK DIFF (login/callback.py ``_finish`` records the ID token's sid): fails
-# until it is applied.
+# The callback (login/callback.py ``_finish``) records the ID token's sid in the login's
+# transaction: a real login, then its upstream logout.
 
 def test_a_real_login_then_its_upstream_logout(client, web, conn, idp):  # noqa: F811
     first_upstream, second_upstream = "kc-" + uuid.uuid4().hex, "kc-" + uuid.uuid4().hex
