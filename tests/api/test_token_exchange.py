@@ -20,10 +20,7 @@ from tests.support.fake_idp import connection_body, rsa_key
 from tests.support.flow import APP_CALLBACK, federated_login, location_params, token_request
 from tests.support.log_events import events_since, now_ms, text_of
 
-# The route hands this grant type to chalicelib/login/token_exchange.py once
-# chalicelib/api/oauth.py dispatches it (the flow sits above the provider's layer; a change asked
-# of the api's owner). Until then these tests get unsupported_grant_type. Strict: they turn red
-# the moment the route dispatches, so this marker and its uses go with that change.
+# /oauth/token (chalicelib/api/oauth.py) hands this grant type to chalicelib/login/token_exchange.py.
 GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS = "urn:ietf:params:oauth:token-type:access_token"
 ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token"
