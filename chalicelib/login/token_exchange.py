@@ -34,7 +34,10 @@ broker session and a grant that live as long as the access token, the upstream `
 entry (store/upstream_sessions.py, as the callback writes it), with the ``stx`` event. The same
 transaction checks that the ID token was issued after the user's last Global Token Revocation,
 block or logout at the IdP (store/upstream_cutoff.py, a ``ConditionCheck``: no round trip more),
-so an ID token kept from before opens nothing (SPEC §5: the user logs in upstream again). The
+so an ID token kept from before opens nothing (SPEC §5: the user logs in upstream again); and,
+for an ID token with a ``sid``, that the IdP did not log that upstream session out (the "ended"
+marker of store/upstream_sessions.py, another ``ConditionCheck``; ``upstream_session_ended``),
+while the user's other upstream sessions keep working. The
 session gives the ``sid`` of the tokens and lets logout, session deletion and upstream
 back-channel logout (by ``sub`` or by ``sid``) end them like any login's; it has no cookie anyone
 holds. No refresh token is issued.
@@ -439,6 +442,10 @@ def _broker_tokens(client: AuthenticatedClient, request: protocol.ExchangeReques
     # token issued until then opens nothing: the user logs in upstream again first.
     cutoff_check = len(operations)
     operations.add(upstream_cutoff.issued_after_check(user_id, claims["iat"]))
+    # SPEC §11: nor does an ID token of an upstream session the IdP logged out (its sid).
+    ended_check = len(operations)
+    ended = upstream_sessions.not_ended_check(connection["id"], claims.get("sid"))
+    operations.add(*ended)
     server_check = len(operations)
     if server is not None:
         operations.add(still_exists_check(server.identifier, server.id))
@@ -455,6 +462,10 @@ def _broker_tokens(client: AuthenticatedClient, request: protocol.ExchangeReques
         if exc.reasons[cutoff_check:cutoff_check + 1] == ["ConditionalCheckFailed"]:
             raise GrantRefused("invalid_grant", "The subject token was issued before the user's "
                                "sessions were revoked: sign in again", "issued_before_revocation"
+                               ) from None
+        if ended and exc.reasons[ended_check:ended_check + 1] == ["ConditionalCheckFailed"]:
+            raise GrantRefused("invalid_grant", "The subject token's session at the identity "
+                               "provider has ended: sign in again", "upstream_session_ended"
                                ) from None
         if server is not None and exc.reasons[server_check:server_check + 1] == [
                 "ConditionalCheckFailed"]:

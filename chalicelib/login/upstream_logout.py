@@ -36,7 +36,11 @@ refusal names its check in the ``flo`` event):
    route hands :func:`handle` that function. With only a ``sub``, the IdP logged the user out,
    not one of its sessions: the token's ``iat`` is recorded first as the moment up to which that
    user's upstream ID tokens no longer open anything at the token exchange
-   (chalicelib/store/upstream_cutoff.py; the IdP's clock, as the ID tokens' ``iat``).
+   (chalicelib/store/upstream_cutoff.py; the IdP's clock, as the ID tokens' ``iat``). With a
+   ``sid``, the IdP ended one upstream session: an "ended" marker for it is written first
+   (``upstream_sessions.record_ended``, the token's ``iat``), so the exchange refuses that
+   session's ID tokens but not the user's others. Either write failing is a 503 before any
+   session ends, and the IdP's retry records it.
 
 Answers (§2.8): 200 (``Cache-Control: no-store``, empty body) once the token is accepted, also
 when no session matched: the standard treats a logout as idempotent (an RP already logged out
@@ -337,7 +341,9 @@ def _end_sessions(connection: dict, claims: dict, now: int, end_session: EndSess
                   facts: dict[str, Any]) -> int:
     ended = 0
     users: set[str] = set()
-    if "sid" not in claims:  # the upstream user logged out (SPEC §5's "log in upstream again")
+    if "sid" in claims:  # that upstream session ended: its ID tokens open nothing any more
+        upstream_sessions.record_ended(connection["id"], claims["sid"], claims["iat"])
+    else:  # the upstream user logged out (SPEC §5's "log in upstream again")
         upstream_cutoff.record(user_id_for(connection["name"], claims["sub"]), claims["iat"])
     for sid in _sessions_to_end(connection, claims):
         # A retry after an interrupted attempt (the jti was released) finishes the job.

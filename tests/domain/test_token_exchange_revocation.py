@@ -5,6 +5,8 @@
   one issued later does;
 - the sessions the exchange creates are indexed by the upstream ``sid``, so a sid-only logout
   token from the IdP ends them (SPEC §11);
+- an ID token of an upstream session the IdP logged out (its ``sid``) opens nothing afterwards
+  (``upstream_session_ended``), while the user's other upstream sessions still do;
 - a subject token nested too deeply to parse is a ``format`` refusal, not a crash;
 - the refresh lease runs from the moment it is taken and covers the whole upstream call;
 - an application the administrator disabled for the connection (``enabled_clients``) exchanges
@@ -219,6 +221,91 @@ def test_a_logout_of_one_upstream_session_records_no_moment(inbound, domain):
                                   logout_token(inbound.idp, domain, **claims)).status == 200
     assert upstream_cutoff.get(user_of(inbound)) is None
     assert inbound.exchange(kept)["access_token"]
+
+
+@pytest.mark.parametrize("named", [{}, {"sub": "alice"}], ids=["sid_only", "sid_and_sub"])
+def test_an_id_token_of_an_upstream_session_the_idp_logged_out_opens_nothing(inbound, domain,
+                                                                             named):
+    """The logout ended that upstream session's broker sessions; its ID tokens, kept by the
+    application or minted later, exchange for nothing more. The user's other upstream session
+    and an ID token without ``sid`` still work."""
+    from chalicelib.store import upstream_sessions
+
+    kept = inbound.idp.mint(inbound.idp.claims(sid="up-1"))
+    other = inbound.idp.mint(inbound.idp.claims(sid="up-2"))
+    no_sid = inbound.idp.mint(inbound.idp.claims())
+    first = inbound.exchange(kept)  # works until the logout
+    user_id = user_of(inbound)
+    domain.advance(3)
+
+    outcome = upstream_logout_of(inbound.connection,
+                                 logout_token(inbound.idp, domain, sid="up-1", **named))
+    assert outcome == upstream_logout.Outcome(200, None, 1)
+    assert dead(domain, first["access_token"])
+    marker = upstream_sessions.ended(inbound.connection["id"], "up-1")
+    assert marker is not None and marker["iat"] == domain.now  # the logout token's iat
+    domain.advance(3)
+    before = len(sessions_of(user_id, domain.now))
+    entries = len(upstream_sessions.broker_sessions(inbound.connection["id"], "up-1"))
+
+    failure = refused(lambda: inbound.exchange(kept))
+    assert checks(domain) == ["upstream_session_ended"]
+    assert "sign in again" in failure.description and kept not in failure.description
+    # Issued after the logout, same upstream session: refused too (nothing but the sid counts).
+    refused(lambda: inbound.exchange(inbound.idp.mint(inbound.idp.claims(sid="up-1"))))
+    assert checks(domain) == ["upstream_session_ended"] * 2
+    assert len(sessions_of(user_id, domain.now)) == before  # nothing written
+    assert len(upstream_sessions.broker_sessions(inbound.connection["id"], "up-1")) == entries
+    assert upstream_cutoff.get(user_id) is None
+
+    assert domain.userinfo(inbound.exchange(other)["access_token"])["sub"] == user_id
+    assert domain.userinfo(inbound.exchange(no_sid)["access_token"])["sub"] == user_id
+    # The same sid at another connection is another upstream session.
+    assert upstream_sessions.ended("con_elsewhere", "up-1") is None
+
+
+def test_an_ended_marker_that_cannot_be_written_is_a_503_that_ends_nothing(inbound, domain,
+                                                                         monkeypatch):
+    """Written before any session ends: the IdP's retry (the jti given back) finishes the job."""
+    from chalicelib.errors import ServiceUnavailable
+    from chalicelib.store import upstream_sessions
+
+    kept = inbound.idp.mint(inbound.idp.claims(sid="up-1"))
+    first = inbound.exchange(kept)
+    token = logout_token(inbound.idp, domain, sid="up-1")
+    real = upstream_sessions.record_ended
+
+    def unavailable(*args, **kwargs):
+        raise ServiceUnavailable("A dependency is temporarily unavailable")
+
+    monkeypatch.setattr(upstream_sessions, "record_ended", unavailable)
+    with pytest.raises(ServiceUnavailable):
+        upstream_logout_of(inbound.connection, token)
+    assert not dead(domain, first["access_token"])
+    monkeypatch.setattr(upstream_sessions, "record_ended", real)
+    assert upstream_logout_of(inbound.connection, token) == upstream_logout.Outcome(200, None, 1)
+    assert dead(domain, first["access_token"])
+    refused(lambda: inbound.exchange(kept))
+    assert checks(domain) == ["upstream_session_ended"]
+
+
+@pytest.mark.parametrize("sid", ["up-live", None], ids=["with_sid", "without_sid"])
+def test_a_failed_audience_check_is_told_apart_from_the_session_check(inbound, domain,
+                                                                      monkeypatch, sid):
+    """The API deleted while the exchange ran: ``audience``, whether or not the ID token has a
+    ``sid`` check in the transaction before it."""
+    from chalicelib.management.resource_servers import create_resource_server
+    from chalicelib.store import resource_servers
+
+    api = create_resource_server({"name": "orders", "identifier": "https://orders.example.com/",
+                                  "scopes": [{"value": "read:orders"}]})
+    real = resource_servers.still_exists_check
+    monkeypatch.setattr(resource_servers, "still_exists_check",
+                        lambda identifier, server_id: real(identifier, "rs_deleted"))
+    claims = inbound.idp.claims(sid=sid) if sid else inbound.idp.claims()
+    refused(lambda: inbound.exchange(inbound.idp.mint(claims), audience=api["identifier"]),
+            "invalid_target")
+    assert checks(domain) == ["audience"]
 
 
 # --------------------------------------------------------------------------- SPEC §11: by sid

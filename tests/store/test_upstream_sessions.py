@@ -1,4 +1,5 @@
-"""store/upstream_sessions.py: which broker sessions an upstream session created (SPEC §11), and
+"""store/upstream_sessions.py: which broker sessions an upstream session created (SPEC §11) and
+the "ended" marker of one the IdP logged out (its check in a transaction), and
 store/replay.py's markers for upstream logout tokens' ``jti``; on every backend."""
 from __future__ import annotations
 
@@ -69,6 +70,65 @@ def test_the_entry_rides_in_the_logins_transaction():
     with pytest.raises(ConditionFailed):
         UnitOfWork(again).commit()
     assert upstream_sessions.broker_sessions(connection_id, "up-2") == []
+
+
+# --- an upstream session the IdP logged out: the "ended" marker --------------------------------
+
+def test_the_ended_marker_keeps_the_logout_tokens_iat_as_long_as_the_cutoff():
+    from chalicelib.store import upstream_cutoff
+
+    now, connection_id, upstream_sid = int(time.time()), _connection(), "up-ended-1"
+    live = _remember(connection_id, upstream_sid, "oidc|c|dave", now + 3600)
+    assert upstream_sessions.ended(connection_id, upstream_sid) is None
+    upstream_sessions.record_ended(connection_id, upstream_sid, now + 0.9)  # whole seconds
+    marker = upstream_sessions.ended(connection_id, upstream_sid)
+    assert marker is not None
+    assert (marker["sk"], marker["iat"], marker["ttl"]) == (
+        "ENDED", now, now + upstream_cutoff.KEEP)
+    assert marker["pk"] == upstream_sessions.partition(connection_id, upstream_sid)
+    assert upstream_sid not in str(table().get(marker["pk"], marker["sk"]))  # a digest only
+    # Beside the index entries, never one of them.
+    assert [ref["sid"] for ref in upstream_sessions.broker_sessions(connection_id,
+                                                                    upstream_sid)] == [live]
+    # A later logout of that session moves it on; an earlier one (a late copy) does not.
+    upstream_sessions.record_ended(connection_id, upstream_sid, now + 5)
+    upstream_sessions.record_ended(connection_id, upstream_sid, now - 100)
+    assert upstream_sessions.ended(connection_id, upstream_sid)["iat"] == now + 5
+    upstream_sessions.record_ended(connection_id, upstream_sid, now + 5)  # a retry: no error
+    assert upstream_sessions.ended(connection_id, upstream_sid)["ttl"] == now + 5 + (
+        upstream_cutoff.KEEP)
+    assert upstream_sessions.ended(connection_id, "up-ended-2") is None
+    assert upstream_sessions.ended(_connection(), upstream_sid) is None
+
+
+def _exchange_writes(connection_id: str, upstream_sid: object) -> list:
+    """An exchange-like transaction: the index entry, then the marker's check."""
+    sid = random_token(18)
+    return [*upstream_sessions.record_operations(connection_id, upstream_sid, sid, "oidc|c|erin",
+                                                 int(time.time()) + 60),
+            *upstream_sessions.not_ended_check(connection_id, upstream_sid)]
+
+
+def test_the_not_ended_check_cancels_the_transaction_of_an_ended_session_only():
+    now, connection_id = int(time.time()), _connection()
+    UnitOfWork(_exchange_writes(connection_id, "up-a")).commit()  # no marker: holds
+    upstream_sessions.record_ended(connection_id, "up-a", now)
+    with pytest.raises(ConditionFailed) as caught:
+        UnitOfWork(_exchange_writes(connection_id, "up-a")).commit()
+    assert caught.value.reasons[1] == "ConditionalCheckFailed"  # the check, in its place
+    assert caught.value.reasons[0] != "ConditionalCheckFailed"
+    assert len(upstream_sessions.broker_sessions(connection_id, "up-a")) == 1  # nothing written
+    # Another upstream session, the same one at another connection: not ended.
+    UnitOfWork(_exchange_writes(connection_id, "up-b")).commit()
+    UnitOfWork(_exchange_writes(_connection(), "up-a")).commit()
+
+
+@pytest.mark.parametrize("upstream_sid", [None, "", 42, ["a"], "x" * 1025])
+def test_no_usable_sid_claim_checks_nothing(upstream_sid):
+    assert upstream_sessions.not_ended_check("con_1", upstream_sid) == []
+    assert upstream_sessions.ended("con_1", upstream_sid) is None
+    with pytest.raises(ValueError):
+        upstream_sessions.record_ended("con_1", upstream_sid, time.time())
 
 
 # --- the logout token's jti (store/replay.py) -------------------------------------------------
