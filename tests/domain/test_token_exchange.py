@@ -36,7 +36,9 @@ def idp(monkeypatch):
 
 
 def new_connection(domain, idp: FakeIdp, *, allowed: list[str], storage: str | None = "vault",
-                   **options) -> dict:
+                   enabled: list[str] | None = None, **options) -> dict:
+    """A connection to ``idp`` whose ``token_exchange_clients`` are ``allowed``, enabled for
+    ``enabled`` (by default the same applications: the exchange requires both)."""
     from chalicelib.store import connections
 
     suffix = f"{time.monotonic_ns():x}"[-8:]
@@ -49,8 +51,8 @@ def new_connection(domain, idp: FakeIdp, *, allowed: list[str], storage: str | N
     if storage is not None:
         opts["token_storage"] = storage
     record = {"id": f"con_tx{suffix}", "name": f"tx-{suffix}", "strategy": "oidc",
-              "client_secret_set": True, "enabled_clients": list(allowed or []),
-              "options": opts}  # enabled for the applications allowed to exchange through it
+              "client_secret_set": True,
+              "enabled_clients": list(allowed if enabled is None else enabled), "options": opts}
     connections.create(record)
     return record
 

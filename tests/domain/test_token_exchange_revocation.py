@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 import uuid
 from urllib.parse import urlencode
 
@@ -38,36 +37,6 @@ from tests.domain.test_token_exchange import Inbound, checks, events, refused
 from tests.support.fake_idp import FakeIdp
 
 FORM = "application/x-www-form-urlencoded"
-
-
-def enabled_connection(domain, upstream: FakeIdp, *, allowed: list[str],
-                       enabled: list[str] | None = None, storage: str | None = "vault",
-                       **options) -> dict:
-    """``tx.new_connection``, with ``enabled_clients`` (``allowed`` unless told otherwise)."""
-    from chalicelib.store import connections
-
-    suffix = f"{time.monotonic_ns():x}"[-8:]
-    opts = {"type": "back_channel", "issuer": upstream.issuer, "client_id": upstream.client_id,
-            "jwks_uri": f"{upstream.base_url}/jwks", "token_endpoint": f"{upstream.base_url}/token",
-            "authorization_endpoint": f"{upstream.base_url}/authorize",
-            "token_endpoint_auth_method": "client_secret_post",
-            "id_token_signed_response_algs": ["RS256"], "token_exchange_clients": allowed,
-            **options}
-    if storage is not None:
-        opts["token_storage"] = storage
-    record = {"id": f"con_tx{suffix}", "name": f"tx-{suffix}", "strategy": "oidc",
-              "client_secret_set": True, "options": opts}
-    chosen = allowed if enabled is None else enabled
-    if chosen:
-        record["enabled_clients"] = list(chosen)
-    connections.create(record)
-    return record
-
-
-@pytest.fixture(autouse=True)
-def _enabled(monkeypatch):
-    """``Setup`` and ``Inbound`` create their connections through this module's helper."""
-    monkeypatch.setattr(tx, "new_connection", enabled_connection)
 
 
 @pytest.fixture()
@@ -458,7 +427,8 @@ def test_the_lease_outlasts_the_upstream_deadline():
 def test_an_application_disabled_for_the_connection_gets_no_upstream_token(domain, idp,
                                                                           monkeypatch):
     """Listed in ``token_exchange_clients``, not in ``enabled_clients``."""
-    monkeypatch.setattr(tx, "new_connection", lambda *args, **kwargs: enabled_connection(
+    original = tx.new_connection
+    monkeypatch.setattr(tx, "new_connection", lambda *args, **kwargs: original(
         *args, enabled=[], **kwargs))
     disabled = tx.Setup(domain, idp)
     disabled.store(expires_in=30)  # would be refreshed upstream
@@ -470,7 +440,7 @@ def test_an_application_disabled_for_the_connection_gets_no_upstream_token(domai
 def test_an_application_disabled_for_the_connection_gets_no_broker_tokens(domain, idp):
     idp.clock = lambda: domain.now
     app = domain.app("regular_web", grant_types=["authorization_code"])
-    connection = enabled_connection(domain, idp, allowed=[app.client_id], enabled=[],
+    connection = tx.new_connection(domain, idp, allowed=[app.client_id], enabled=[],
                                     storage=None)
     disabled = Inbound.__new__(Inbound)
     disabled.domain, disabled.idp, disabled.app, disabled.connection = domain, idp, app, connection
@@ -482,7 +452,7 @@ def test_an_application_disabled_for_the_connection_gets_no_broker_tokens(domain
 def test_enabled_but_not_listed_is_still_refused(domain, idp):
     idp.clock = lambda: domain.now
     app = domain.app("regular_web", grant_types=["authorization_code"])
-    enabled_connection(domain, idp, allowed=[], enabled=[app.client_id], storage=None)
+    tx.new_connection(domain, idp, allowed=[], enabled=[app.client_id], storage=None)
     unlisted = Inbound.__new__(Inbound)
     unlisted.domain, unlisted.idp, unlisted.app = domain, idp, app
     refused(unlisted.exchange, "unauthorized_client")
@@ -500,8 +470,8 @@ def test_an_id_token_signed_by_a_claiming_bs_issuer_is_refused(domain, idp):
     with FakeIdp(client_id="broker-at-b") as idp_b:
         idp_b.clock = idp.clock
         app = domain.app("regular_web", grant_types=["authorization_code"])
-        conn_a = enabled_connection(domain, idp, allowed=[app.client_id], storage=None)
-        conn_b = enabled_connection(domain, idp_b, allowed=[app.client_id], storage=None)
+        conn_a = tx.new_connection(domain, idp, allowed=[app.client_id], storage=None)
+        conn_b = tx.new_connection(domain, idp_b, allowed=[app.client_id], storage=None)
         both = Inbound.__new__(Inbound)
         both.domain, both.idp, both.app = domain, idp, app
         forged = idp.mint(idp.claims(iss=idp_b.issuer, aud=idp_b.client_id))
@@ -523,10 +493,10 @@ def test_a_sub_only_logout_at_a_ends_nothing_of_bs_user_with_that_sub(domain, id
         app = domain.app("regular_web", grant_types=["authorization_code"])
         ina = Inbound.__new__(Inbound)
         ina.domain, ina.idp, ina.app = domain, idp, app
-        ina.connection = enabled_connection(domain, idp, allowed=[app.client_id], storage=None)
+        ina.connection = tx.new_connection(domain, idp, allowed=[app.client_id], storage=None)
         inb = Inbound.__new__(Inbound)
         inb.domain, inb.idp, inb.app = domain, idp_b, app
-        inb.connection = enabled_connection(domain, idp_b, allowed=[app.client_id], storage=None)
+        inb.connection = tx.new_connection(domain, idp_b, allowed=[app.client_id], storage=None)
         at_a, at_b = ina.exchange(), inb.exchange()
         assert user_of(ina) != user_of(inb)
 
