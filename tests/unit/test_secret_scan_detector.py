@@ -22,11 +22,20 @@ def test_it_finds_made_and_declared_credentials_and_jwts():
 
 
 def test_a_log_record_with_a_credential_in_an_extra_field_is_a_finding():
+    """The scan's log handler reads extra fields too. The probe logger hands its record to that
+    handler alone: propagated, the credential would also reach the run's captured output and be
+    a finding of the full-run scan (tests/api/test_secret_scan.py)."""
     secret_scan.install()
     made = secrets.token_urlsafe(48)
     before = len(secret_scan.findings)
-    logging.getLogger("chalicelib.test").warning("event", extra={"log_event": {"details": {"x": made}}})
+    probe = logging.getLogger("tests.secret_scan_probe")
+    handler = secret_scan._Handler(level=logging.DEBUG)
+    probe.addHandler(handler)
+    probe.propagate = False
     try:
+        probe.warning("event", extra={"log_event": {"details": {"x": made}}})
         assert len(secret_scan.findings) == before + 1
     finally:
+        probe.removeHandler(handler)
+        probe.propagate = True
         del secret_scan.findings[before:]
